@@ -1,0 +1,3 @@
+"""provisioner: keep GPU nodes ready before users connect."""
+
+__version__ = "0.1.0"

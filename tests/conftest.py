@@ -1,0 +1,93 @@
+"""Shared fixtures: a real redis-server for the whole test session.
+
+The server is started from ``redis-server`` on PATH on a free port (no persistence),
+or taken from ``REDIS_URL`` when that is set, or (when neither works but a Docker
+engine answers) from a testcontainers Redis container.  Each test gets its own pool
+name, so keys never collide between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_ready(url: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis 7 server that lives for the whole test session."""
+    env = os.environ.get("REDIS_URL")
+    if env:
+        _wait_ready(env)
+        yield env
+        return
+    binary = shutil.which("redis-server")
+    if binary:
+        port = _free_port()
+        workdir = tempfile.mkdtemp(prefix="prov-redis-")
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            _wait_ready(url)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
+    try:
+        from testcontainers.redis import RedisContainer
+    except ImportError:  # pragma: no cover - depends on the machine
+        pytest.exit("no redis-server on PATH, no REDIS_URL and no testcontainers", 2)
+    with RedisContainer("redis:7") as container:  # pragma: no cover - needs Docker
+        host = container.get_container_host_ip()
+        port = int(container.get_exposed_port(6379))
+        url = f"redis://{host}:{port}/0"
+        _wait_ready(url)
+        yield url
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    """A synchronous client (decoded strings) on the session's server."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def pool() -> str:
+    """A fresh pool name per test, so each test has its own key namespace."""
+    return "t" + uuid.uuid4().hex[:10]
