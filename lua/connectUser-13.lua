@@ -1,0 +1,80 @@
+--[[
+  connectUser: a user wants a session now (user:connect). Assigns the oldest-idle ready
+  node (a hit, wait 0) or puts the user on the waitlist (a miss). Publishes user:assigned
+  on a hit, in the same atomic step.
+
+  KEYS[1]  users_active     zset  user -> last seen ms (the user leaves it: now connected)
+  KEYS[2]  user_info        hash  user -> "first_ms|activity_count|connects|last_disconnect_ms"
+  KEYS[3]  user_seq         hash  user -> last message id applied
+  KEYS[4]  user_node        hash  user -> node
+  KEYS[5]  users_waiting    zset  user -> band * 1e13 + since ms
+  KEYS[6]  user_wait_since  hash  user -> ms its wait began
+  KEYS[7]  users_premium    set   premium users (served first)
+  KEYS[8]  node_state       hash  node -> state
+  KEYS[9]  node_user        hash  node -> user
+  KEYS[10] nodes_ready      zset  node -> idle-since ms
+  KEYS[11] nodes_allocated  zset  node -> allocated ms
+  KEYS[12] nodes_booting    zset  node -> created ms
+  KEYS[13] stats            hash  counters
+
+  ARGV[1] user_id      string, validated by the caller
+  ARGV[2] now_ms       integer, unix ms
+  ARGV[3] msg_id       integer, seq * 1e6 + position (0 = unordered)
+  ARGV[4] channel      the user:assigned channel name
+
+  Returns {code, node_or_false}: HIT | MISS | DUPLICATE | STALE | ERR_BAD_ARG.
+]]
+--- @include "codes"
+--- @include "util"
+--- @include "assign"
+
+local user = ARGV[1]
+local now_ms = int_arg(ARGV[2])
+local msg_id = int_arg(ARGV[3])
+local channel = ARGV[4]
+if user == nil or user == '' or now_ms == nil or msg_id == nil or not channel then
+  return {ERR_BAD_ARG, false}
+end
+if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_seq] = 'hash',
+  [K.user_node] = 'hash', [K.users_waiting] = 'zset', [K.user_wait_since] = 'hash',
+  [K.users_premium] = 'set', [K.node_state] = 'hash', [K.node_user] = 'hash',
+  [K.nodes_ready] = 'zset', [K.nodes_allocated] = 'zset', [K.nodes_booting] = 'zset',
+  [K.stats] = 'hash'}) then return {ERR_WRONG_TYPE, false} end
+if not seq_is_new(K.user_seq, user, msg_id) then return {STALE, false} end
+local held = redis.call('HGET', K.user_node, user)
+if held or redis.call('ZSCORE', K.users_waiting, user) then
+  seq_mark(K.user_seq, user, msg_id)
+  stat('connects_duplicate')
+  return {DUPLICATE, held or false}
+end
+
+seq_mark(K.user_seq, user, msg_id)
+stat('connects')
+local info = redis.call('HGET', K.user_info, user)
+local kind = 'cold'
+if info then
+  kind = 'predictable'
+  local first, count, connects, last_disc = string.match(info, '^(%-?%d+)|(%d+)|(%d+)|(%-?%d+)$')
+  if first then
+    redis.call('HSET', K.user_info, user,
+      first .. '|' .. count .. '|' .. (tonumber(connects) + 1) .. '|' .. last_disc)
+  end
+else
+  redis.call('HSET', K.user_info, user, now_ms .. '|0|1|0')
+end
+stat('connects_' .. kind)
+redis.call('ZREM', K.users_active, user)
+
+local node = redis.call('ZRANGE', K.nodes_ready, 0, 0)[1]
+if node then
+  assign(node, user, now_ms, 0, channel)
+  stat('hits')
+  return {HIT, node}
+end
+local band = BAND_NORMAL
+if redis.call('SISMEMBER', K.users_premium, user) == 1 then band = BAND_PREMIUM end
+redis.call('ZADD', K.users_waiting, band * BAND + now_ms, user)
+redis.call('HSET', K.user_wait_since, user, now_ms)
+stat('misses')
+stat('misses_' .. kind)
+return {MISS, false}

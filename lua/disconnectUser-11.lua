@@ -1,0 +1,69 @@
+--[[
+  disconnectUser: a session ended (user:disconnect). The node goes straight to the first
+  waiting user (published on user:assigned) or back to the warm pool, idle since now.
+  A user still on the waitlist leaves it (counted as never served).
+
+  KEYS[1]  user_info        hash  user -> "first_ms|activity_count|connects|last_disconnect_ms"
+  KEYS[2]  user_seq         hash  user -> last message id applied
+  KEYS[3]  user_node        hash  user -> node
+  KEYS[4]  users_waiting    zset  user -> band * 1e13 + since ms
+  KEYS[5]  user_wait_since  hash  user -> ms its wait began
+  KEYS[6]  node_state       hash  node -> state
+  KEYS[7]  node_user        hash  node -> user
+  KEYS[8]  nodes_ready      zset  node -> idle-since ms
+  KEYS[9]  nodes_booting    zset  node -> created ms
+  KEYS[10] nodes_allocated  zset  node -> allocated ms
+  KEYS[11] stats            hash  counters
+
+  ARGV[1] user_id      string, validated by the caller
+  ARGV[2] now_ms       integer, unix ms
+  ARGV[3] msg_id       integer, seq * 1e6 + position (0 = unordered)
+  ARGV[4] channel      the user:assigned channel name
+
+  Returns {code, node_or_false, handed_to_user_or_false}:
+  OK | UNKNOWN_USER | STALE | ERR_BAD_ARG. OK with node false: the user left the waitlist.
+]]
+--- @include "codes"
+--- @include "util"
+--- @include "assign"
+
+local user = ARGV[1]
+local now_ms = int_arg(ARGV[2])
+local msg_id = int_arg(ARGV[3])
+local channel = ARGV[4]
+if user == nil or user == '' or now_ms == nil or msg_id == nil or not channel then
+  return {ERR_BAD_ARG, false, false}
+end
+if not types_ok({[K.user_info] = 'hash', [K.user_seq] = 'hash', [K.user_node] = 'hash',
+  [K.users_waiting] = 'zset', [K.user_wait_since] = 'hash', [K.node_state] = 'hash',
+  [K.node_user] = 'hash', [K.nodes_ready] = 'zset', [K.nodes_booting] = 'zset',
+  [K.nodes_allocated] = 'zset', [K.stats] = 'hash'}) then return {ERR_WRONG_TYPE, false, false} end
+if not seq_is_new(K.user_seq, user, msg_id) then return {STALE, false, false} end
+
+local node = redis.call('HGET', K.user_node, user)
+if node then
+  seq_mark(K.user_seq, user, msg_id)
+  stat('disconnects')
+  local info = redis.call('HGET', K.user_info, user)
+  if info then
+    local first, count, connects = string.match(info, '^(%-?%d+)|(%d+)|(%d+)|')
+    if first then
+      redis.call('HSET', K.user_info, user, first .. '|' .. count .. '|' .. connects .. '|' .. now_ms)
+    end
+  end
+  redis.call('HDEL', K.user_node, user)
+  redis.call('HDEL', K.node_user, node)
+  redis.call('ZREM', K.nodes_allocated, node)
+  local to = release_node(node, now_ms, channel)
+  return {OK, node, to or false}
+end
+if redis.call('ZSCORE', K.users_waiting, user) then
+  seq_mark(K.user_seq, user, msg_id)
+  redis.call('ZREM', K.users_waiting, user)
+  redis.call('HDEL', K.user_wait_since, user)
+  stat('disconnects')
+  stat('never_served')
+  return {OK, false, false}
+end
+stat('disconnects_unknown')
+return {UNKNOWN_USER, false, false}

@@ -1,0 +1,46 @@
+--[[
+  expireUsers: users not seen for ttl_ms leave the active set; their ordering record goes
+  too unless they hold a node or wait. Maintenance that touches only Redis: any replica may
+  run it; the throttle key makes concurrent calls cheap (design-notes 3.3, style 9).
+  Bounded: at most max_count users per call.
+
+  KEYS[1] users_active     zset    user -> last seen ms
+  KEYS[2] user_seq         hash    user -> last message id applied
+  KEYS[3] user_node        hash    user -> node
+  KEYS[4] users_waiting    zset    user -> band * 1e13 + since ms
+  KEYS[5] throttle_expire  string  ms this maintenance last ran
+
+  ARGV[1] now_ms           integer, unix ms
+  ARGV[2] ttl_ms           integer > 0: inactivity before a user expires
+  ARGV[3] max_count        integer > 0
+  ARGV[4] min_interval_ms  integer >= 0: skip when the last run is more recent
+
+  Returns {code, expired}: OK | IGNORED (throttled) | ERR_BAD_ARG.
+]]
+--- @include "codes"
+--- @include "util"
+
+local now_ms = int_arg(ARGV[1])
+local ttl = int_arg(ARGV[2])
+local max_count = int_arg(ARGV[3])
+local min_interval = int_arg(ARGV[4])
+if now_ms == nil or ttl == nil or ttl <= 0 or max_count == nil or max_count <= 0
+  or min_interval == nil or min_interval < 0 then
+  return {ERR_BAD_ARG, 0}
+end
+if not types_ok({[K.users_active] = 'zset', [K.user_seq] = 'hash', [K.user_node] = 'hash',
+  [K.users_waiting] = 'zset', [K.throttle_expire] = 'string'}) then
+  return {ERR_WRONG_TYPE, 0}
+end
+local last = tonumber(redis.call('GET', K.throttle_expire) or '-1')
+if last >= 0 and now_ms >= last and now_ms - last < min_interval then return {IGNORED, 0} end
+redis.call('SET', K.throttle_expire, now_ms)
+local old = redis.call('ZRANGEBYSCORE', K.users_active, '-inf', '(' .. (now_ms - ttl),
+  'LIMIT', 0, max_count)
+for _, user in ipairs(old) do
+  redis.call('ZREM', K.users_active, user)
+  if not redis.call('HGET', K.user_node, user) and not redis.call('ZSCORE', K.users_waiting, user) then
+    redis.call('HDEL', K.user_seq, user)
+  end
+end
+return {OK, #old}

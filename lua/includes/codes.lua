@@ -1,0 +1,20 @@
+-- Status codes shared by every script; mirrored by provisioner.errors.Code.
+-- >= 0: the transition ran (or was a harmless no-op); < 0: refused, nothing written.
+local OK = 0
+local HIT = 1           -- connect served from the warm pool (wait 0)
+local MISS = 2          -- connect put on the waitlist
+local DUPLICATE = 3     -- the state already says so (replayed or repeated message)
+local STALE = 4         -- older than the last message applied to this user/node
+local IGNORED = 5       -- out of order or not applicable (e.g. ready for a terminating node)
+local UNKNOWN_NODE = 6  -- status for a node we never registered (parked, see node:early)
+local UNKNOWN_USER = 7  -- disconnect of a user that neither holds a node nor waits
+local HELD = 8          -- lease held by another replica
+local ERR_FENCED = -1   -- fencing token does not match the live lease
+local ERR_BAD_ARG = -2  -- an argument failed validation
+local ERR_WRONG_TYPE = -3 -- a key holds the wrong Redis type
+
+-- Band of a waitlist entry: score = band * BAND + since_ms (lower is served first).
+local BAND = 10000000000000
+local BAND_REPLACEMENT = 0
+local BAND_PREMIUM = 1
+local BAND_NORMAL = 2

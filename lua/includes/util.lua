@@ -1,0 +1,37 @@
+-- Small helpers used by several scripts.
+
+-- Parse an integer argument; nil when it is not a finite integer.
+local function int_arg(v)
+  local n = tonumber(v)
+  if n == nil or n ~= n or n == math.huge or n == -math.huge or n ~= math.floor(n) then
+    return nil
+  end
+  return n
+end
+
+-- Message ordering (design-notes 3.1): a message id is seq * 1e6 + position, the same
+-- on every replica. 0 means "unordered" (direct calls: seeding, benchmarks).
+-- Returns true when msg_id is newer than the last one applied to `member`.
+local function seq_is_new(hash, member, msg_id)
+  if msg_id == 0 then return true end
+  local last = tonumber(redis.call('HGET', hash, member) or '-1')
+  return msg_id > last
+end
+
+local function seq_mark(hash, member, msg_id)
+  if msg_id ~= 0 then redis.call('HSET', hash, member, msg_id) end
+end
+
+local function stat(name, by)
+  redis.call('HINCRBY', K.stats, name, by or 1)
+end
+
+-- Check that each key is absent or of the expected type before the first write,
+-- so a script never fails half way (Redis does not roll back).
+local function types_ok(spec)
+  for key, want in pairs(spec) do
+    local t = redis.call('TYPE', key)['ok']
+    if t ~= 'none' and t ~= want then return false end
+  end
+  return true
+end

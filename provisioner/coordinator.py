@@ -1,0 +1,336 @@
+"""Typed Python face of the Lua transitions: one method per script.
+
+Every method is one atomic script call on Redis; nothing here reads, modifies and
+writes back.  Times are unix **milliseconds** of the caller's clock (``now_ms``); the
+same code runs on the wall clock live and on a virtual clock in the benchmark.
+Message ids (``msg_id``) are ``seq * 1_000_000 + position`` from the shared sequence
+(see :mod:`provisioner.sequencer`); 0 means "unordered" (seeding, benchmarks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from provisioner.errors import Code, raise_for_code
+from provisioner.keys import Channels, PoolKeys
+from provisioner.scripts import ScriptRunner
+
+__all__ = ["BootStats", "Coordinator", "LeaseState", "PoolSnapshot", "ReapResult"]
+
+#: Floor of the EWMA weight of the boot-time estimate: the estimate follows a change
+#: of the boot time within about 1/alpha observations (here 10).
+DEFAULT_BOOT_ALPHA = 0.1
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    """Nodes :meth:`Coordinator.reap` marked terminating; the leader DELETEs them.
+
+    Attributes:
+        stuck: nodes that stayed booting past the timeout (to be replaced).
+        idle: ready nodes idle past keep-alive beyond the target.
+    """
+
+    stuck: list[str]
+    idle: list[str]
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """Answer of :meth:`Coordinator.acquire_lease`.
+
+    Attributes:
+        held: True when the caller holds the lease now.
+        token: the fencing token (the caller's when held, else the holder's).
+        holder: the holder's replica id.
+        expires_ms: when the lease lapses unless renewed (unix ms).
+    """
+
+    held: bool
+    token: str
+    holder: str
+    expires_ms: int
+
+
+@dataclass(frozen=True)
+class BootStats:
+    """The learned boot time (lead time), from ``P:boot``.
+
+    Attributes:
+        n: booting->ready observations so far.
+        mean_s: EWMA of the boot time, seconds (None before the first observation).
+        sd_s: EW standard deviation, seconds.
+        last_s: the latest observation, seconds.
+    """
+
+    n: int = 0
+    mean_s: float | None = None
+    sd_s: float = 0.0
+    last_s: float | None = None
+
+
+@dataclass(frozen=True)
+class PoolSnapshot:
+    """A consistent read of the pool's sizes (one MULTI), for policy and status.
+
+    Attributes:
+        booting, ready, allocated, terminating: nodes by state.
+        waiting: users on the waitlist.
+        active: users in the active set (seen recently, not connected).
+        intents: open create intents (POSTs not yet answered).
+        unknown: nodes reported by the node manager that we never registered.
+        stats: the counters hash (connects, hits, misses, ...).
+        boot: the learned boot time.
+    """
+
+    booting: int
+    ready: int
+    allocated: int
+    terminating: int
+    waiting: int
+    active: int
+    intents: int
+    unknown: int
+    stats: dict[str, int] = field(default_factory=dict)
+    boot: BootStats = field(default_factory=BootStats)
+
+    @property
+    def spare(self) -> int:
+        """Nodes that will be free for a new connect: ready + booting + open intents."""
+        return self.ready + self.booting + self.intents
+
+
+def _s(v: Any) -> str:
+    return v if isinstance(v, str) else str(v)
+
+
+class Coordinator:
+    """The pool's state transitions, each one Lua script.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` created with ``decode_responses=True``.
+        pool: the pool name (the hash tag of every key).
+        channels: channel names (``user:assigned`` is published from inside scripts).
+        boot_alpha: floor of the boot-time EWMA weight, in (0, 1].
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        pool: str = "default",
+        channels: Channels | None = None,
+        boot_alpha: float = DEFAULT_BOOT_ALPHA,
+    ) -> None:
+        self.client = client
+        self.keys = PoolKeys(pool)
+        self.channels = channels or Channels(pool=pool)
+        self.runner = ScriptRunner(client, self.keys)
+        self.boot_alpha = boot_alpha
+
+    async def _run(self, name: str, *args: str | int | float) -> list[Any]:
+        res: list[Any] = await self.runner.call(name, *args)
+        raise_for_code(name, int(res[0]))
+        return res
+
+    # -- inbound messages -------------------------------------------------------
+    async def record_activity(self, user: str, now_ms: int, msg_id: int = 0) -> Code:
+        """Apply one ``user:activity``: OK or STALE (already applied/older)."""
+        res = await self._run("recordActivity", user, now_ms, msg_id)
+        return Code(int(res[0]))
+
+    async def connect(self, user: str, now_ms: int, msg_id: int = 0) -> tuple[Code, str | None]:
+        """Apply one ``user:connect``.
+
+        Returns:
+            ``(HIT, node)``, ``(MISS, None)``, ``(DUPLICATE, node_or_None)`` or
+            ``(STALE, None)``.  A hit publishes ``user:assigned`` with ``wait_ms`` 0.
+        """
+        res = await self._run("connectUser", user, now_ms, msg_id, self.channels.assigned)
+        return Code(int(res[0])), res[1] or None
+
+    async def disconnect(
+        self, user: str, now_ms: int, msg_id: int = 0
+    ) -> tuple[Code, str | None, str | None]:
+        """Apply one ``user:disconnect``.
+
+        Returns:
+            ``(code, node_released, user_it_went_to)``: code OK, UNKNOWN_USER or STALE.
+        """
+        res = await self._run("disconnectUser", user, now_ms, msg_id, self.channels.assigned)
+        return Code(int(res[0])), res[1] or None, res[2] or None
+
+    async def node_status(
+        self, node: str, status: str, now_ms: int, msg_id: int = 0
+    ) -> tuple[Code, str | None]:
+        """Apply one ``node:status`` (status booting, ready or terminated).
+
+        Returns:
+            ``(code, user)``: the user the node went to (ready) or was taken from
+            (terminated), else None.
+
+        Raises:
+            BadArgumentError: unknown status.
+        """
+        res = await self._run(
+            "recordNodeStatus",
+            node,
+            status,
+            now_ms,
+            msg_id,
+            self.channels.assigned,
+            self.boot_alpha,
+        )
+        return Code(int(res[0])), res[1] or None
+
+    async def count_bad_input(self, kind: str, msg_id: int = 0) -> Code:
+        """Count one rejected message of ``kind`` (once across replicas)."""
+        res = await self._run("countBadInput", kind, msg_id)
+        return Code(int(res[0]))
+
+    # -- node lifecycle (leader) ------------------------------------------------
+    async def create_intents(self, token: str, now_ms: int, intent_ids: Sequence[str]) -> int:
+        """Record create intents before POSTing (fenced).
+
+        Raises:
+            FencedError: the token is not the live lease's.
+        """
+        res = await self._run("createIntents", token, now_ms, *intent_ids)
+        return int(res[1])
+
+    async def register_node(self, intent_id: str, node_id: str, now_ms: int) -> Code:
+        """Record a 202 answer: node ``node_id`` exists and boots (closes the intent)."""
+        res = await self._run(
+            "registerNode", intent_id, node_id, now_ms, self.channels.assigned, self.boot_alpha
+        )
+        return Code(int(res[0]))
+
+    async def close_intent(self, intent_id: str, reason: str) -> bool:
+        """Close an intent that produced no node; True if it was open."""
+        res = await self._run("closeIntent", intent_id, reason)
+        return bool(int(res[1]))
+
+    async def reap(
+        self,
+        token: str,
+        now_ms: int,
+        keep_alive_ms: int,
+        target_spare: int,
+        boot_timeout_ms: int,
+        max_count: int = 50,
+    ) -> ReapResult:
+        """Mark stuck-booting and surplus idle nodes terminating (fenced).
+
+        Raises:
+            FencedError: the token is not the live lease's.
+        """
+        res = await self._run(
+            "reapNodes", token, now_ms, keep_alive_ms, target_spare, boot_timeout_ms, max_count
+        )
+        n_stuck = int(res[1])
+        nodes = [_s(n) for n in res[2:]]
+        return ReapResult(stuck=nodes[:n_stuck], idle=nodes[n_stuck:])
+
+    async def record_decision(
+        self, token: str, now_ms: int, fields: dict[str, str | int | float], maxlen: int = 1000
+    ) -> None:
+        """Store a scaling decision and its inputs (fenced)."""
+        flat: list[str | int | float] = []
+        for k, v in fields.items():
+            flat += [k, v]
+        await self._run("recordDecision", token, now_ms, maxlen, *flat)
+
+    # -- lease --------------------------------------------------------------------
+    async def acquire_lease(self, holder: str, now_ms: int, ttl_ms: int) -> LeaseState:
+        """Take the lease if free or expired (new token), or extend our own."""
+        res = await self._run("acquireLease", holder, now_ms, ttl_ms)
+        return LeaseState(
+            held=int(res[0]) == Code.OK,
+            token=_s(res[1]),
+            holder=_s(res[2]),
+            expires_ms=int(res[3]),
+        )
+
+    async def renew_lease(self, holder: str, token: str, now_ms: int, ttl_ms: int) -> int:
+        """Compare-and-extend; returns the new expiry (unix ms).
+
+        Raises:
+            FencedError: the lease is not ours any more.
+        """
+        res = await self._run("renewLease", holder, token, now_ms, ttl_ms)
+        return int(res[1])
+
+    async def release_lease(self, holder: str, token: str) -> bool:
+        """Give the lease up; False if it was not ours."""
+        res: list[Any] = await self.runner.call("releaseLease", holder, token)
+        return int(res[0]) == Code.OK
+
+    # -- maintenance (any replica) ----------------------------------------------
+    async def emit_marker(self, now_ms: int, interval_ms: int) -> int:
+        """Publish a shared-sequence marker if the last is old enough; 0 if not."""
+        res = await self._run("emitMarker", now_ms, interval_ms, self.channels.marker)
+        return int(res[1])
+
+    async def heartbeat(self, replica: str, now_ms: int, stale_ms: int = 30_000) -> int:
+        """Record a replica heartbeat; returns the number of live replicas."""
+        res = await self._run("heartbeat", replica, now_ms, stale_ms)
+        return int(res[1])
+
+    async def expire_users(
+        self, now_ms: int, ttl_ms: int, max_count: int = 1000, min_interval_ms: int = 1000
+    ) -> int:
+        """Drop users inactive for ``ttl_ms`` from the active set; returns how many."""
+        res = await self._run("expireUsers", now_ms, ttl_ms, max_count, min_interval_ms)
+        return int(res[1])
+
+    async def prune_nodes(
+        self, now_ms: int, retain_ms: int = 3_600_000, max_count: int = 500
+    ) -> int:
+        """Forget nodes terminated more than ``retain_ms`` ago; returns how many."""
+        res = await self._run("pruneNodes", now_ms, retain_ms, max_count)
+        return int(res[1])
+
+    # -- reads ----------------------------------------------------------------------
+    async def snapshot(self) -> PoolSnapshot:
+        """Read the pool's sizes, counters and boot time in one MULTI (read-only)."""
+        k = self.keys
+        pipe = self.client.pipeline(transaction=True)
+        for z in (
+            k.nodes_booting,
+            k.nodes_ready,
+            k.nodes_allocated,
+            k.nodes_terminating,
+            k.users_waiting,
+            k.users_active,
+            k.intents,
+            k.nodes_unknown,
+        ):
+            pipe.zcard(z)
+        pipe.hgetall(k.stats)
+        pipe.hgetall(k.boot)
+        r = await pipe.execute()
+        boot_h: dict[str, str] = r[9]
+        boot = BootStats()
+        if boot_h.get("n"):
+            var = max(0.0, float(boot_h.get("var_ms2", 0)))
+            boot = BootStats(
+                n=int(boot_h["n"]),
+                mean_s=float(boot_h["mean_ms"]) / 1000.0,
+                sd_s=var**0.5 / 1000.0,
+                last_s=float(boot_h.get("last_ms", 0)) / 1000.0,
+            )
+        return PoolSnapshot(
+            booting=r[0],
+            ready=r[1],
+            allocated=r[2],
+            terminating=r[3],
+            waiting=r[4],
+            active=r[5],
+            intents=r[6],
+            unknown=r[7],
+            stats={a: int(b) for a, b in r[8].items()},
+            boot=boot,
+        )

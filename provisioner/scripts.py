@@ -1,0 +1,211 @@
+"""Load the Lua scripts of ``lua/`` and run them with EVALSHA.
+
+Each file ``lua/<name>-<numkeys>.lua`` is one state transition.  Its header comment
+names every key as ``KEYS[i] <attr>``, where ``<attr>`` is an attribute of
+:class:`provisioner.keys.PoolKeys`; the loader checks that the names are numbered
+1..numkeys and exist, builds the key list from them (so key names are built in one
+place, Python), and prepends ``local K = {<attr> = KEYS[i], ...}`` so the script and
+its includes say ``K.nodes_ready``.  A line ``--- @include "x"`` is replaced by
+``lua/includes/x.lua``.
+
+NOSCRIPT (script cache lost after a restart, failover or ``SCRIPT FLUSH``,
+design-notes 3.4) is handled on every path: a single call reloads and retries; a
+pipelined batch reloads and re-runs exactly the calls that failed with NOSCRIPT (the
+others ran); and :meth:`ScriptRunner.load_all` is called on every (re)connect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from provisioner.errors import ScriptLoadError
+from provisioner.keys import PoolKeys
+
+__all__ = ["REGISTRY", "ScriptRunner", "ScriptSpec", "load_registry", "lua_dir"]
+
+_FILE_RE = re.compile(r"^(?P<name>[a-z][A-Za-z]+)-(?P<n>\d+)\.lua$")
+_KEY_RE = re.compile(r"^\s*KEYS\[(\d+)\]\s+(\w+)", re.MULTILINE)
+_INCLUDE_RE = re.compile(r'^--- @include "([\w-]+)"\s*$', re.MULTILINE)
+
+
+def lua_dir() -> Path:
+    """The folder holding the Lua scripts.
+
+    ``PROVISIONER_LUA_DIR`` wins; else ``provisioner/lua`` (a link to the top-level
+    ``lua/`` in a checkout, a copy in an installed wheel).
+
+    Raises:
+        ScriptLoadError: if no such folder exists.
+    """
+    env = os.environ.get("PROVISIONER_LUA_DIR")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve().parent
+    candidates += [here / "lua", here.parent / "lua"]
+    for c in candidates:
+        if c.is_dir() and any(c.glob("*.lua")):
+            return c
+    raise ScriptLoadError(f"no Lua scripts found in {[str(c) for c in candidates]}")
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """One loaded script.
+
+    Attributes:
+        name: the transition's name, e.g. ``connectUser``.
+        num_keys: the key count from the file name.
+        key_attrs: the :class:`PoolKeys` attribute of each ``KEYS[i]``, in order.
+        source: the full Lua source sent to Redis (prelude and includes expanded).
+        sha: SHA1 hex of ``source`` (what EVALSHA takes).
+    """
+
+    name: str
+    num_keys: int
+    key_attrs: tuple[str, ...]
+    source: str
+    sha: str
+
+    def keys_for(self, keys: PoolKeys) -> list[str]:
+        """The key names of this script for one pool, in ``KEYS`` order."""
+        return [getattr(keys, a) for a in self.key_attrs]
+
+
+def _expand_includes(text: str, folder: Path, seen: tuple[str, ...] = ()) -> str:
+    def sub(m: re.Match[str]) -> str:
+        inc = m.group(1)
+        if inc in seen:
+            raise ScriptLoadError(f"include cycle through {inc!r}")
+        path = folder / "includes" / f"{inc}.lua"
+        if not path.is_file():
+            raise ScriptLoadError(f"missing include {path}")
+        return _expand_includes(path.read_text(), folder, (*seen, inc))
+
+    return _INCLUDE_RE.sub(sub, text)
+
+
+def _load_one(path: Path) -> ScriptSpec:
+    m = _FILE_RE.match(path.name)
+    if not m:
+        raise ScriptLoadError(f"{path.name}: name must be verbNoun-<numkeys>.lua")
+    name, n = m.group("name"), int(m.group("n"))
+    text = path.read_text()
+    header = text.split("]]", 1)[0] if text.startswith("--[[") else ""
+    found = [(int(i), attr) for i, attr in _KEY_RE.findall(header)]
+    if [i for i, _ in found] != list(range(1, n + 1)):
+        raise ScriptLoadError(
+            f"{path.name}: header names KEYS {[i for i, _ in found]}, expected 1..{n}"
+        )
+    attrs = tuple(a for _, a in found)
+    probe = PoolKeys("probe")
+    for a in attrs:
+        if not isinstance(getattr(probe, a, None), str) or a in ("pool", "base"):
+            raise ScriptLoadError(f"{path.name}: {a!r} is not a PoolKeys key")
+    prelude = "local K = {" + ", ".join(f"{a} = KEYS[{i}]" for i, a in found) + "}\n"
+    source = prelude + _expand_includes(text, path.parent)
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    return ScriptSpec(name, n, attrs, source, sha)
+
+
+def load_registry(folder: Path | None = None) -> dict[str, ScriptSpec]:
+    """Load every ``<name>-<n>.lua`` of a folder.
+
+    Args:
+        folder: defaults to :func:`lua_dir`.
+
+    Returns:
+        Script name -> spec.
+
+    Raises:
+        ScriptLoadError: on a malformed file or two files with one name.
+    """
+    folder = folder or lua_dir()
+    out: dict[str, ScriptSpec] = {}
+    for path in sorted(folder.glob("*.lua")):
+        spec = _load_one(path)
+        if spec.name in out:
+            raise ScriptLoadError(f"two scripts named {spec.name}")
+        out[spec.name] = spec
+    return out
+
+
+REGISTRY: dict[str, ScriptSpec] = load_registry()
+
+Call = tuple[str, Sequence[str | int | float]]
+
+
+class ScriptRunner:
+    """Runs registry scripts for one pool on a ``redis.asyncio`` client.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` (``decode_responses=True``).
+        keys: the pool's key names.
+        registry: script name -> spec (defaults to :data:`REGISTRY`).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: PoolKeys,
+        registry: dict[str, ScriptSpec] | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.registry = registry or REGISTRY
+        self._keys_cache = {n: s.keys_for(keys) for n, s in self.registry.items()}
+
+    async def load_all(self) -> None:
+        """SCRIPT LOAD every script (call on every (re)connect)."""
+        for spec in self.registry.values():
+            await self.client.script_load(spec.source)
+
+    async def call(self, name: str, *args: str | int | float) -> Any:
+        """Run one script; reload the cache and retry once on NOSCRIPT.
+
+        Raises:
+            KeyError: unknown script name.
+            redis.RedisError: connection or server errors.
+        """
+        spec = self.registry[name]
+        keys = self._keys_cache[name]
+        try:
+            return await self.client.evalsha(spec.sha, spec.num_keys, *keys, *args)
+        except NoScriptError:
+            await self.load_all()
+            return await self.client.evalsha(spec.sha, spec.num_keys, *keys, *args)
+
+    async def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run several scripts in one round trip (a non-transactional pipeline).
+
+        Calls that failed with NOSCRIPT are re-run one by one after a reload; the
+        others are not repeated.
+
+        Returns:
+            One result per call, in order.
+
+        Raises:
+            redis.RedisError: the first other error of the batch.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for name, args in calls:
+            spec = self.registry[name]
+            pipe.evalsha(spec.sha, spec.num_keys, *self._keys_cache[name], *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            await self.load_all()
+            for i in missing:
+                name, args = calls[i]
+                results[i] = await self.call(name, *args)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results

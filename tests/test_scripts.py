@@ -1,0 +1,313 @@
+"""Each Lua transition on its own, against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from provisioner.errors import Code, FencedError, ScriptLoadError, WrongTypeError
+from provisioner.keys import PoolKeys
+from provisioner.scripts import REGISTRY, load_registry
+from tests.helpers import SyncCoord
+
+
+@pytest.fixture
+def sc(redis_url: str, pool: str) -> Iterator[SyncCoord]:
+    c = SyncCoord(redis_url, pool)
+    yield c
+    c.close()
+
+
+def ready_node(sc: SyncCoord, node: str, now: int) -> None:
+    """Register a node and report it ready, through the real scripts."""
+    assert sc.register_node("", node, now) == Code.OK
+    assert sc.node_status(node, "ready", now + 1)[0] == Code.OK
+
+
+class Assigned:
+    """Collects user:assigned messages of the test's channel prefix."""
+
+    def __init__(self, r: redis.Redis, sc: SyncCoord) -> None:
+        self.ps = r.pubsub()
+        self.ps.subscribe(sc.channels.assigned)
+        self.ps.get_message(timeout=1)
+
+    def all(self) -> list[dict[str, object]]:
+        out = []
+        while (m := self.ps.get_message(timeout=0.2)) is not None:
+            out.append(json.loads(m["data"]))
+        return out
+
+
+def test_every_script_names_only_keys_of_one_slot() -> None:
+    for pool in ("default", "eu-gpu-a100"):
+        keys = PoolKeys(pool)
+        for spec in REGISTRY.values():
+            names = spec.keys_for(keys)
+            assert len(names) == spec.num_keys
+            assert len({key_slot(n.encode()) for n in names}) == 1, spec.name
+            assert all(n.startswith(f"prov:{{{pool}}}:") for n in names)
+
+
+def test_loader_rejects_wrong_key_count(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "includes").mkdir()
+    (tmp_path / "doThing-2.lua").write_text("--[[\n  KEYS[1] stats  hash\n]]\nreturn 1\n")
+    with pytest.raises(ScriptLoadError, match=r"expected 1\.\.2"):
+        load_registry(tmp_path)
+
+
+def test_connect_hit_takes_oldest_idle_node_and_publishes(sc: SyncCoord, r: redis.Redis) -> None:
+    got = Assigned(r, sc)
+    ready_node(sc, "n-old", 1000)
+    ready_node(sc, "n-new", 2000)
+    code, node = sc.connect("u1", 3000)
+    assert (code, node) == (Code.HIT, "n-old")
+    assert got.all() == [{"user_id": "u1", "node_id": "n-old", "wait_ms": 0}]
+    assert r.hget(sc.keys.user_node, "u1") == "n-old"
+    assert r.hget(sc.keys.node_state, "n-old") == "allocated"
+    assert r.zrange(sc.keys.nodes_ready, 0, -1) == ["n-new"]
+    assert sc.invariants() == []
+
+
+def test_connect_miss_waits_and_ready_node_serves_first_waiter(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    got = Assigned(r, sc)
+    assert sc.connect("u1", 1000)[0] == Code.MISS
+    assert sc.connect("u2", 1500)[0] == Code.MISS
+    assert r.zrange(sc.keys.users_waiting, 0, -1) == ["u1", "u2"]
+    sc.register_node("", "n1", 500)
+    code, user = sc.node_status("n1", "ready", 4000)
+    assert (code, user) == (Code.OK, "u1")
+    assert got.all() == [{"user_id": "u1", "node_id": "n1", "wait_ms": 3000}]
+    stats = r.hgetall(sc.keys.stats)
+    assert stats["misses"] == "2" and stats["connects"] == "2" and stats.get("hits") is None
+    assert sc.invariants() == []
+
+
+def test_disconnect_hands_node_to_waiter_else_back_to_pool(sc: SyncCoord, r: redis.Redis) -> None:
+    got = Assigned(r, sc)
+    ready_node(sc, "n1", 0)
+    sc.connect("u1", 100)
+    sc.connect("u2", 200)  # miss, waits
+    code, node, to = sc.disconnect("u1", 700)
+    assert (code, node, to) == (Code.OK, "n1", "u2")
+    assert got.all()[-1] == {"user_id": "u2", "node_id": "n1", "wait_ms": 500}
+    code, node, to = sc.disconnect("u2", 900)
+    assert (code, node, to) == (Code.OK, "n1", None)
+    assert r.zscore(sc.keys.nodes_ready, "n1") == 900
+    assert sc.disconnect("ghost", 1000)[0] == Code.UNKNOWN_USER
+    assert sc.invariants() == []
+
+
+def test_waiting_user_who_disconnects_leaves_waitlist(sc: SyncCoord, r: redis.Redis) -> None:
+    sc.connect("u1", 100)
+    assert sc.disconnect("u1", 200)[0] == Code.OK
+    assert r.zcard(sc.keys.users_waiting) == 0
+    assert r.hget(sc.keys.stats, "never_served") == "1"
+
+
+def test_duplicate_and_stale_messages_change_nothing(sc: SyncCoord, r: redis.Redis) -> None:
+    ready_node(sc, "n1", 0)
+    ready_node(sc, "n2", 0)
+    assert sc.connect("u1", 100, msg_id=1_000_005)[0] == Code.HIT
+    assert sc.connect("u1", 100, msg_id=1_000_005)[0] == Code.STALE
+    assert sc.connect("u1", 150, msg_id=1_000_009)[0] == Code.DUPLICATE
+    assert r.zcard(sc.keys.nodes_allocated) == 1
+    # connect -> disconnect -> connect, then a lagging replica replays the first two
+    assert sc.disconnect("u1", 200, msg_id=2_000_000)[0] == Code.OK
+    assert sc.connect("u1", 300, msg_id=3_000_001)[0] == Code.HIT
+    assert sc.disconnect("u1", 200, msg_id=2_000_000)[0] == Code.STALE
+    assert sc.connect("u1", 100, msg_id=1_000_005)[0] == Code.STALE
+    assert r.hget(sc.keys.user_node, "u1") is not None
+    assert r.hget(sc.keys.stats, "connects") == "2"
+    assert sc.invariants() == []
+
+
+def test_node_status_guards(sc: SyncCoord, r: redis.Redis) -> None:
+    assert sc.node_status("stranger", "ready", 100)[0] == Code.UNKNOWN_NODE
+    assert r.zscore(sc.keys.nodes_unknown, "stranger") == 100
+    sc.register_node("", "n1", 1000)
+    assert sc.node_status("n1", "booting", 1001)[0] == Code.DUPLICATE
+    assert sc.node_status("n1", "ready", 21000)[0] == Code.OK
+    assert sc.node_status("n1", "ready", 21001)[0] == Code.DUPLICATE
+    assert sc.node_status("n1", "booting", 21002)[0] == Code.IGNORED  # out of order
+    assert r.hget(sc.keys.node_state, "n1") == "ready"
+    assert sc.node_status("n1", "terminated", 22000)[0] == Code.OK
+    assert sc.node_status("n1", "terminated", 22001)[0] == Code.DUPLICATE
+    assert sc.node_status("n1", "ready", 22002)[0] == Code.IGNORED  # late
+    assert r.hget(sc.keys.node_state, "n1") == "terminated"
+    assert sc.invariants() == []
+
+
+def test_boot_time_is_learned_from_booting_to_ready(sc: SyncCoord) -> None:
+    for i, boot_ms in enumerate([20_000, 30_000, 25_000]):
+        t0 = i * 100_000
+        sc.register_node("", f"n{i}", t0)
+        sc.node_status(f"n{i}", "ready", t0 + boot_ms)
+    snap = sc.snapshot()
+    assert snap.boot.n == 3
+    assert snap.boot.mean_s == pytest.approx(25.0)
+    assert snap.boot.last_s == pytest.approx(25.0)
+    assert snap.boot.sd_s > 0
+
+
+def test_status_before_202_is_applied_at_registration(sc: SyncCoord, r: redis.Redis) -> None:
+    got = Assigned(r, sc)
+    lease = sc.acquire_lease("me", 0, 10_000)
+    sc.create_intents(lease.token, 0, ["i1"])
+    sc.connect("u1", 10)
+    assert sc.node_status("n1", "booting", 20)[0] == Code.UNKNOWN_NODE
+    assert sc.node_status("n1", "ready", 30_000)[0] == Code.UNKNOWN_NODE
+    assert sc.register_node("i1", "n1", 30_100) == Code.OK
+    assert r.hget(sc.keys.node_state, "n1") == "allocated"
+    assert r.zcard(sc.keys.intents) == 0 and r.zcard(sc.keys.nodes_unknown) == 0
+    assert got.all() == [{"user_id": "u1", "node_id": "n1", "wait_ms": 29_990}]
+    assert sc.snapshot().boot.mean_s == pytest.approx(30.0)
+    assert sc.invariants() == []
+
+
+def test_allocated_node_terminated_puts_user_first_and_replaces(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    got = Assigned(r, sc)
+    ready_node(sc, "n1", 0)
+    sc.connect("u1", 100)
+    sc.connect("u2", 200)  # waits
+    assert sc.node_status("n1", "terminated", 1000) == (Code.OK, "u1")
+    assert r.zrange(sc.keys.users_waiting, 0, -1) == ["u1", "u2"]  # u1 in front
+    sc.register_node("", "n2", 1000)
+    assert sc.node_status("n2", "ready", 3000) == (Code.OK, "u1")
+    assert got.all()[-1] == {"user_id": "u1", "node_id": "n2", "wait_ms": 2000}
+    # with a spare ready node the replacement is immediate, wait_ms at least 1
+    ready_node(sc, "n3", 3000)  # goes to u2
+    ready_node(sc, "n4", 3000)
+    sc.node_status("n2", "terminated", 5000)
+    assert r.hget(sc.keys.user_node, "u1") == "n4"
+    assert got.all()[-1] == {"user_id": "u1", "node_id": "n4", "wait_ms": 1}
+    assert r.hget(sc.keys.stats, "preempted") == "2"
+    assert sc.invariants() == []
+
+
+def test_lease_fencing(sc: SyncCoord) -> None:
+    a = sc.acquire_lease("a", 0, 1000)
+    assert a.held
+    b = sc.acquire_lease("b", 500, 1000)
+    assert not b.held and b.holder == "a"
+    assert sc.renew_lease("a", a.token, 900, 1000) == 1900
+    b = sc.acquire_lease("b", 2000, 1000)  # a lapsed
+    assert b.held and int(b.token) > int(a.token)
+    with pytest.raises(FencedError):
+        sc.renew_lease("a", a.token, 2100, 1000)
+    with pytest.raises(FencedError):
+        sc.create_intents(a.token, 2100, ["x"])
+    with pytest.raises(FencedError):
+        sc.reap(a.token, 2100, 0, 0, 60_000)
+    assert sc.create_intents(b.token, 2100, ["x"]) == 1
+    assert not sc.release_lease("a", a.token)
+    assert sc.release_lease("b", b.token)
+    assert sc.acquire_lease("a", 2200, 1000).held
+
+
+def test_reap_keeps_target_and_never_allocated(sc: SyncCoord, r: redis.Redis) -> None:
+    tok = sc.acquire_lease("me", 0, 10**9).token
+    for i in range(4):
+        ready_node(sc, f"n{i}", i * 1000)
+    sc.connect("u1", 5000)  # takes n0 (oldest idle)
+    sc.register_node("", "stuck", 0)
+    res = sc.reap(tok, 100_000, 30_000, 1, 90_000)
+    assert res.stuck == ["stuck"]
+    assert res.idle == ["n1", "n2"]  # oldest idle first, keep 1 spare
+    assert r.hget(sc.keys.node_state, "n0") == "allocated"
+    assert r.zrange(sc.keys.nodes_ready, 0, -1) == ["n3"]
+    # keep-alive not yet passed: nothing reaped
+    assert sc.reap(tok, 100_000, 10**6, 0, 90_000).idle == []
+    assert sc.invariants() == []
+
+
+def test_reap_leaves_idle_nodes_while_users_wait(sc: SyncCoord, r: redis.Redis) -> None:
+    tok = sc.acquire_lease("me", 0, 10**9).token
+    r.zadd(sc.keys.users_waiting, {"u9": 1})
+    ready_ms = 0
+    sc.register_node("", "n1", ready_ms)
+    r.zadd(sc.keys.nodes_ready, {"n1": 0})  # an inconsistent state on purpose
+    assert sc.reap(tok, 100_000, 0, 0, 90_000).idle == []
+
+
+def test_expire_users_and_throttle(sc: SyncCoord, r: redis.Redis) -> None:
+    sc.record_activity("old", 0)
+    sc.record_activity("new", 50_000)
+    assert sc.expire_users(60_000, 30_000, min_interval_ms=1000) == 1
+    assert r.zrange(sc.keys.users_active, 0, -1) == ["new"]
+    sc.record_activity("x", 0)
+    assert sc.expire_users(60_500, 30_000, min_interval_ms=1000) == 0  # throttled
+    assert sc.expire_users(61_500, 30_000, min_interval_ms=1000) == 1
+
+
+def test_activity_counts_and_predictable_connects(sc: SyncCoord, r: redis.Redis) -> None:
+    sc.record_activity("u1", 10)
+    sc.record_activity("u1", 20)
+    sc.connect("u1", 30)
+    sc.connect("cold", 40)
+    info = r.hget(sc.keys.user_info, "u1")
+    assert info == "10|2|1|0"
+    stats = r.hgetall(sc.keys.stats)
+    assert stats["connects_predictable"] == "1" and stats["connects_cold"] == "1"
+    assert stats["misses_predictable"] == "1" and stats["misses_cold"] == "1"
+    assert r.zscore(sc.keys.users_active, "u1") is None  # connected users leave it
+
+
+def test_markers_are_throttled_and_published(sc: SyncCoord, r: redis.Redis) -> None:
+    ps = r.pubsub()
+    ps.subscribe(sc.channels.marker)
+    ps.get_message(timeout=1)
+    assert sc.emit_marker(1000, 100) == 1
+    assert sc.emit_marker(1050, 100) == 0
+    assert sc.emit_marker(1100, 100) == 2
+    msgs = [ps.get_message(timeout=1)["data"] for _ in range(2)]  # type: ignore[index]
+    assert msgs == ["1:1000", "2:1100"]
+
+
+def test_bad_input_counted_once_per_message(sc: SyncCoord, r: redis.Redis) -> None:
+    assert sc.count_bad_input("not_json", 5_000_001) == Code.OK
+    assert sc.count_bad_input("not_json", 5_000_001) == Code.DUPLICATE
+    assert sc.count_bad_input("missing_field", 5_000_002) == Code.OK
+    assert r.hget(sc.keys.bad, "not_json") == "1"
+
+
+def test_wrong_key_type_refused_before_any_write(sc: SyncCoord, r: redis.Redis) -> None:
+    ready_node(sc, "n1", 0)
+    r.delete(sc.keys.users_waiting)
+    r.set(sc.keys.users_waiting, "oops")
+    before = {k: r.dump(k) for k in sc.keys.all()}
+    with pytest.raises(WrongTypeError):
+        sc.connect("u1", 100)
+    assert {k: r.dump(k) for k in sc.keys.all()} == before
+
+
+def test_noscript_after_flush_is_reloaded_single_and_pipelined(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    r.script_flush()
+    assert sc.record_activity("u1", 1) == Code.OK
+    r.script_flush()
+    res = sc.run(
+        sc.runner.call_many([("recordActivity", ["u2", 2, 0]), ("recordActivity", ["u3", 3, 0])])
+    )
+    assert [int(x[0]) for x in res] == [0, 0]
+    assert r.zcard(sc.keys.users_active) == 3
+    assert r.hget(sc.keys.stats, "activity") == "3"  # nothing ran twice
+
+
+def test_decisions_are_fenced_and_capped(sc: SyncCoord, r: redis.Redis) -> None:
+    tok = sc.acquire_lease("me", 0, 10**9).token
+    for i in range(30):
+        sc.record_decision(tok, i, {"target": i, "action": "hold"}, maxlen=10)
+    assert r.hget(sc.keys.policy, "target") == "29"
+    assert r.xlen(sc.keys.decisions) == 10
+    with pytest.raises(FencedError):
+        sc.record_decision("bogus", 31, {"target": 1})
