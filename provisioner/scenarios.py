@@ -1,0 +1,343 @@
+"""Named, seeded scenario generators.
+
+``build(name, seed, **overrides)`` returns a :class:`~provisioner.workload.Workload`; the
+same name, seed and overrides always give the same events.  Overrides are the fields of
+the scenario's parameter dataclass (e.g. ``build("steady", duration_s=600,
+arrival_rate_per_s=1.0)``), plus ``boot=BootProfile(...)`` for every scenario.
+
+To add a scenario, write ``def gen(seed: int, **overrides: Any) -> Workload`` and decorate
+it with ``@register("name")`` (or call ``register("name")(gen)`` from another module before
+reading :data:`NAMES`; :func:`names` is always current).
+
+All times are seconds.  Random draws use :class:`random.Random` seeded with the scenario
+seed (stdlib only, so runs are reproducible across machines with the same Python).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from provisioner import trace
+from provisioner.workload import BootProfile, Event, Workload, sort_events
+
+Generator = Callable[..., Workload]
+"""``gen(seed: int, **overrides) -> Workload``."""
+
+_REGISTRY: dict[str, Generator] = {}
+
+P = TypeVar("P")
+
+
+def register(name: str) -> Callable[[Generator], Generator]:
+    """Decorator that registers a scenario generator under ``name``."""
+
+    def deco(fn: Generator) -> Generator:
+        if name in _REGISTRY:
+            raise ValueError(f"scenario {name!r} registered twice")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def names() -> tuple[str, ...]:
+    """Names of all registered scenarios, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def build(name: str, seed: int = 1, **overrides: Any) -> Workload:
+    """Generate the named scenario.
+
+    Args:
+        name: One of :func:`names`.
+        seed: Random seed; equal seeds give equal workloads.
+        **overrides: Parameter overrides (fields of the scenario's parameter dataclass);
+            ``boot`` replaces the boot profile in every scenario.
+
+    Returns:
+        The workload (times in seconds).
+
+    Raises:
+        KeyError: Unknown scenario name.
+        TypeError: Unknown override.
+    """
+    try:
+        gen = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(_REGISTRY)}") from None
+    boot = overrides.pop("boot", None)
+    wl = gen(seed, **overrides)
+    if boot is not None:
+        if not isinstance(boot, BootProfile):
+            raise TypeError("boot must be a BootProfile")
+        wl.boot = boot
+    return wl
+
+
+def _apply(params: P, overrides: dict[str, Any]) -> P:
+    """``dataclasses.replace`` with a clear error for unknown fields."""
+    known = {f.name for f in dataclasses.fields(params)}  # type: ignore[arg-type]
+    unknown = set(overrides) - known
+    if unknown:
+        raise TypeError(f"unknown override(s) {sorted(unknown)}; known: {sorted(known)}")
+    return dataclasses.replace(params, **overrides)  # type: ignore[type-var]
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """Draw from Poisson(``mean``) by Knuth's multiplication method (fine for mean < ~30).
+
+    Source: D. E. Knuth, TAOCP vol. 2, 3.4.1.
+    """
+    if mean <= 0:
+        return 0
+    limit = math.exp(-mean)
+    k, prod = 0, rng.random()
+    while prod > limit:
+        k += 1
+        prod *= rng.random()
+    return k
+
+
+def user_id(rng: random.Random) -> str:
+    """A UUID4-shaped user id drawn from ``rng`` (deterministic per seed)."""
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+# --------------------------------------------------------------------------- steady / spike
+
+
+@dataclass(frozen=True)
+class BrowsingParams:
+    """Parameters of the ``steady`` and ``spike`` scenarios (times in seconds).
+
+    New users arrive as a Poisson process of rate ``arrival_rate_per_s`` (multiplied by
+    ``spike_factor`` during ``[spike_start_s, spike_end_s)``).  Each user makes
+    ``1 + Poisson(activity_extra_mean)`` activity events, the first at arrival, then with
+    Exponential(mean ``activity_gap_mean_s``) gaps.  With probability ``connect_p`` the user
+    then connects ``U(connect_delay_min_s, connect_delay_max_s)`` after its last activity,
+    stays LogNormal(mu = ln ``session_median_s``, sigma = ``session_sigma``) seconds and
+    disconnects; otherwise it just stops.  Boots are ``U(boot_min_s, boot_max_s)``.
+    Events after ``duration_s`` are dropped (a session cut by the end has no disconnect).
+    """
+
+    duration_s: float = 1800.0
+    arrival_rate_per_s: float = 0.5
+    activity_extra_mean: float = 4.0
+    activity_gap_mean_s: float = 8.0
+    connect_p: float = 0.4
+    connect_delay_min_s: float = 2.0
+    connect_delay_max_s: float = 15.0
+    session_median_s: float = 180.0
+    session_sigma: float = 0.6
+    spike_start_s: float = 600.0
+    spike_end_s: float = 900.0
+    spike_factor: float = 1.0
+    boot_min_s: float = 20.0
+    boot_max_s: float = 40.0
+
+
+STEADY = BrowsingParams()
+"""Defaults of ``steady``: 1 new user / 2 s for 30 min, ~40% connect, median session 3 min."""
+
+SPIKE = BrowsingParams(spike_factor=8.0)
+"""Defaults of ``spike``: ``steady`` with 8x the arrival rate during minutes 10-15."""
+
+
+def _arrivals(rng: random.Random, p: BrowsingParams) -> list[float]:
+    """Poisson arrival times in ``[0, duration_s)`` with the piecewise-constant rate."""
+    segments: list[tuple[float, float, float]] = []
+    if p.spike_factor != 1.0 and p.spike_start_s < p.spike_end_s:
+        s0 = max(0.0, min(p.spike_start_s, p.duration_s))
+        s1 = max(s0, min(p.spike_end_s, p.duration_s))
+        segments = [
+            (0.0, s0, p.arrival_rate_per_s),
+            (s0, s1, p.arrival_rate_per_s * p.spike_factor),
+            (s1, p.duration_s, p.arrival_rate_per_s),
+        ]
+    else:
+        segments = [(0.0, p.duration_s, p.arrival_rate_per_s)]
+    out: list[float] = []
+    for start, end, rate in segments:
+        if rate <= 0:
+            continue
+        t = start + rng.expovariate(rate)
+        while t < end:  # memoryless: restarting at a segment edge is exact
+            out.append(t)
+            t += rng.expovariate(rate)
+    return out
+
+
+def browsing(name: str, seed: int, p: BrowsingParams) -> Workload:
+    """Generate a ``steady``-like workload from :class:`BrowsingParams`."""
+    rng = random.Random(f"{name}:{seed}")
+    events: list[Event] = []
+    classes: dict[str, str] = {}
+    mu = math.log(p.session_median_s)
+    for t0 in _arrivals(rng, p):
+        u = user_id(rng)
+        n = 1 + poisson(rng, p.activity_extra_mean)
+        t = t0
+        for i in range(n):
+            if i:
+                t += rng.expovariate(1.0 / p.activity_gap_mean_s)
+            if t >= p.duration_s:
+                break
+            events.append(Event(t, "activity", u))
+        connects = rng.random() < p.connect_p
+        delay = rng.uniform(p.connect_delay_min_s, p.connect_delay_max_s)
+        stay = rng.lognormvariate(mu, p.session_sigma)
+        classes[u] = "connector" if connects else "browser"
+        if connects:
+            c = t + delay
+            if c < p.duration_s:
+                events.append(Event(c, "connect", u))
+                if c + stay <= p.duration_s:
+                    events.append(Event(c + stay, "disconnect", u))
+    return Workload(
+        name=name,
+        seed=seed,
+        events=sort_events(events),
+        duration_s=p.duration_s,
+        boot=BootProfile(p.boot_min_s, p.boot_max_s),
+        user_class=classes,
+        params=dataclasses.asdict(p),
+    )
+
+
+@register("steady")
+def steady(seed: int, **overrides: Any) -> Workload:
+    """Realistic browsing with ~40% of users connecting; see :class:`BrowsingParams`."""
+    return browsing("steady", seed, _apply(STEADY, overrides))
+
+
+@register("spike")
+def spike(seed: int, **overrides: Any) -> Workload:
+    """``steady`` with an 8x arrival-rate spike in minutes 10-15; see :data:`SPIKE`."""
+    return browsing("spike", seed, _apply(SPIKE, overrides))
+
+
+# --------------------------------------------------------------------------- starter
+
+
+@dataclass(frozen=True)
+class StarterParams:
+    """Parameters of the ``starter`` scenario (times in seconds; all ranges uniform).
+
+    ``fast_users`` connect ``U(*fast_connect_after_s)`` after their latest activity and stay
+    ``U(*fast_stay_s)``; ``slow_users`` likewise with the ``slow_`` ranges; ``browsers``
+    never connect.  Every ``U(*activity_gap_s)`` one activity event comes from a user drawn
+    uniformly among those neither connected nor resting.  After a disconnect a user rests
+    ``U(*rest_s)`` (no events), then starts over.
+    """
+
+    duration_s: float = 1800.0
+    fast_users: int = 3
+    fast_connect_after_s: tuple[float, float] = (5.0, 34.0)
+    fast_stay_s: tuple[float, float] = (60.0, 180.0)
+    slow_users: int = 17
+    slow_connect_after_s: tuple[float, float] = (15.0, 74.0)
+    slow_stay_s: tuple[float, float] = (180.0, 600.0)
+    browsers: int = 30
+    activity_gap_s: tuple[float, float] = (0.3, 1.3)
+    rest_s: tuple[float, float] = (60.0, 240.0)
+    boot_min_s: float = 10.0
+    boot_max_s: float = 29.0
+
+
+STARTER = StarterParams()
+
+
+@register("starter")
+def starter(seed: int, **overrides: Any) -> Workload:
+    """The starter scenario: 50 users (3 fast, 17 slow connectors, 30 browsers).
+
+    Reading of "connects N s after its latest activity": a connecting user that has been
+    active at least once in its current cycle has one pending connect, at
+    ``t_last_activity + U(lo, hi)``; each new activity of that user re-draws it from the new
+    activity time.  So a connect is always exactly its delay after the user's most recent
+    activity, with no activity of that user in between.  A connected user makes no
+    activity; on disconnect the pending connect is cleared and the user rests
+    ``U(*rest_s)``, after which its next activity starts a new cycle.  Parameters in
+    :class:`StarterParams`.
+    """
+    p = _apply(STARTER, overrides)
+    rng = random.Random(f"starter:{seed}")
+    users: list[str] = []
+    cls: list[str] = []
+    for label, count in (("fast", p.fast_users), ("slow", p.slow_users), ("browser", p.browsers)):
+        for _ in range(count):
+            users.append(user_id(rng))
+            cls.append(label)
+    n = len(users)
+    connected = [False] * n
+    resting = [False] * n
+    version = [0] * n  # bumps on each re-draw; stale connect entries are skipped
+    heap: list[tuple[float, int, str, int, int]] = []  # (t, seq, what, user index, version)
+    seq = 0
+    events: list[Event] = []
+
+    def push(t: float, what: str, i: int, v: int = 0) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(heap, (t, seq, what, i, v))
+
+    t_act = rng.uniform(*p.activity_gap_s)
+    while True:
+        while heap and heap[0][0] <= t_act and heap[0][0] <= p.duration_s:
+            t, _, what, i, v = heapq.heappop(heap)
+            if what == "connect":
+                if v != version[i] or connected[i]:
+                    continue
+                connected[i] = True
+                events.append(Event(t, "connect", users[i]))
+                stay = p.fast_stay_s if cls[i] == "fast" else p.slow_stay_s
+                push(t + rng.uniform(*stay), "disconnect", i)
+            elif what == "disconnect":
+                connected[i] = False
+                resting[i] = True
+                version[i] += 1
+                events.append(Event(t, "disconnect", users[i]))
+                push(t + rng.uniform(*p.rest_s), "wake", i)
+            else:
+                resting[i] = False
+        if t_act > p.duration_s:
+            break
+        eligible = [i for i in range(n) if not connected[i] and not resting[i]]
+        if eligible:
+            i = rng.choice(eligible)
+            events.append(Event(t_act, "activity", users[i]))
+            if cls[i] != "browser":
+                version[i] += 1
+                after = p.fast_connect_after_s if cls[i] == "fast" else p.slow_connect_after_s
+                push(t_act + rng.uniform(*after), "connect", i, version[i])
+        t_act += rng.uniform(*p.activity_gap_s)
+    return Workload(
+        name="starter",
+        seed=seed,
+        events=sort_events(events),
+        duration_s=p.duration_s,
+        boot=BootProfile(p.boot_min_s, p.boot_max_s),
+        user_class=dict(zip(users, cls, strict=True)),
+        params=dataclasses.asdict(p),
+    )
+
+
+# --------------------------------------------------------------------------- trace
+
+
+@register("trace")
+def trace_scenario(seed: int, **overrides: Any) -> Workload:
+    """Replay of the real Alibaba GenAI trace; see :func:`provisioner.trace.build_workload`
+    for the overrides (``window``, ``lead_activity``, ``gap_s``, ``path``)."""
+    return trace.build_workload(seed=seed, **overrides)
+
+
+NAMES: tuple[str, ...] = names()
+"""Scenario names registered in this module (see :func:`names` for later additions)."""
