@@ -317,7 +317,8 @@ class MockNodeApi:
         """Change some configuration fields at run time.
 
         New values apply to draws made from now on (a node already booting keeps its boot
-        delay).  Changing ``seed`` re-seeds the generator; changing the preemption rate or
+        delay; a new ``channel_prefix`` applies to messages published from now on).
+        Changing ``seed`` re-seeds the generator; changing the preemption rate or
         ``time_scale`` redraws the preemption time of every ready node (exponential times
         are memoryless, so this is exact).
 
