@@ -1,0 +1,261 @@
+"""The live user simulator: replays a workload on real Redis Pub/Sub.
+
+Each event of a :class:`~provisioner.workload.Workload` is published ``t_s / time_scale``
+seconds (wall time) after the start, on ``{prefix}user:activity``
+(``{"user_id": u, "timestamp": <unix seconds, int>}``), ``{prefix}user:connect``
+(``{"user_id": u}``) or ``{prefix}user:disconnect`` (``{"user_id": u}``), as compact JSON.
+Events already due are sent together in one pipeline (order kept).  The simulator keeps the
+ground truth: who is connected now, and what was published at which wall time (ms).
+
+``python -m provisioner.simulate --scenario starter --time-scale 5`` runs it from a shell;
+:data:`command` is the click command for the ``provisioner`` CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+
+import click
+import redis.asyncio as aioredis
+
+from provisioner import scenarios
+from provisioner.workload import Event, EventKind, Workload
+
+CHANNELS: dict[EventKind, str] = {
+    "activity": "user:activity",
+    "connect": "user:connect",
+    "disconnect": "user:disconnect",
+}
+"""Contract channel per event kind (before the optional prefix)."""
+
+
+def channel(kind: EventKind, prefix: str = "") -> str:
+    """The channel name of an event kind: ``prefix + "user:<kind>"``."""
+    return prefix + CHANNELS[kind]
+
+
+def payload(ev: Event, now_s: float | None = None) -> str:
+    """The contract's compact JSON for an event.
+
+    Args:
+        ev: The event.
+        now_s: Wall-clock unix time in seconds for an activity's ``timestamp`` (default:
+            ``time.time()``); truncated to an int.
+    """
+    body: dict[str, object] = {"user_id": ev.user_id}
+    if ev.kind == "activity":
+        body["timestamp"] = int(time.time() if now_s is None else now_s)
+    return json.dumps(body, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published message.
+
+    Attributes:
+        wall_ms: Wall-clock unix time of the publish, milliseconds.
+        t_s: The event's workload time, seconds (unscaled).
+        kind: Event kind.
+        user_id: The user.
+        channel: Full channel name.
+        data: The JSON payload sent.
+    """
+
+    wall_ms: float
+    t_s: float
+    kind: EventKind
+    user_id: str
+    channel: str
+    data: str
+
+
+@dataclass
+class SimResult:
+    """Ground truth of a simulation run; filled live while it runs.
+
+    Attributes:
+        workload: Name of the scenario.
+        time_scale: Speed-up factor.
+        started_ms: Wall-clock unix ms when the run started (workload time 0).
+        ended_ms: Wall-clock unix ms when it ended (0 while running).
+        published: Every published message in publish order.
+        connected: Users connected now (connect published, disconnect not yet).
+        stopped_early: True when ``stop_event``/``max_wall_s`` ended the run before the
+            workload's last event.
+    """
+
+    workload: str
+    time_scale: float
+    started_ms: float = 0.0
+    ended_ms: float = 0.0
+    published: list[Published] = field(default_factory=list)
+    connected: set[str] = field(default_factory=set)
+    stopped_early: bool = False
+
+    def count(self, kind: EventKind) -> int:
+        """Number of published messages of one kind."""
+        return sum(1 for p in self.published if p.kind == kind)
+
+    def summary(self) -> dict[str, object]:
+        """Counts for logs and the CLI."""
+        return {
+            "workload": self.workload,
+            "time_scale": self.time_scale,
+            "wall_s": round((self.ended_ms - self.started_ms) / 1000.0, 3),
+            "activity": self.count("activity"),
+            "connect": self.count("connect"),
+            "disconnect": self.count("disconnect"),
+            "connected_at_end": len(self.connected),
+            "stopped_early": self.stopped_early,
+        }
+
+
+async def run_simulation(
+    workload: Workload,
+    redis_url: str,
+    time_scale: float = 1.0,
+    channel_prefix: str = "",
+    stop_event: asyncio.Event | None = None,
+    *,
+    max_wall_s: float | None = None,
+    result: SimResult | None = None,
+) -> SimResult:
+    """Publish the workload's events on Redis Pub/Sub in (scaled) real time.
+
+    Args:
+        workload: Events to publish, times in seconds.
+        redis_url: Redis URL, e.g. ``redis://localhost:6379/0``.
+        time_scale: Speed-up; event at ``t_s`` goes out ``t_s / time_scale`` wall seconds
+            after start.  Lateness (a slow Redis) is not made up by skipping: late events go
+            out at once, in order.
+        channel_prefix: Prepended to each channel name.
+        stop_event: When set, the run stops before the next publish.
+        max_wall_s: Stop after this many wall seconds (events due later are not sent).
+        result: A :class:`SimResult` to fill (lets a caller watch the ground truth live);
+            a new one by default.
+
+    Returns:
+        The ground truth of what was published.
+    """
+    if time_scale <= 0:
+        raise ValueError(f"time_scale must be > 0, got {time_scale}")
+    res = result if result is not None else SimResult(workload.name, time_scale)
+    res.time_scale = time_scale
+    client = aioredis.Redis.from_url(redis_url)
+    loop = asyncio.get_running_loop()
+    try:
+        await client.ping()
+        start = loop.time()
+        res.started_ms = time.time() * 1000.0
+        deadline = start + max_wall_s if max_wall_s is not None else None
+        events = workload.events
+        i, n = 0, len(events)
+        while i < n:
+            due = start + events[i].t_s / time_scale
+            if deadline is not None and due > deadline:
+                res.stopped_early = True
+                break
+            delay = due - loop.time()
+            if stop_event is not None:
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop_event.wait(), timeout=delay)
+                if stop_event.is_set():
+                    res.stopped_early = True
+                    break
+            elif delay > 0:
+                await asyncio.sleep(delay)
+            now = loop.time()
+            j = i
+            while j < n and start + events[j].t_s / time_scale <= now:
+                j += 1
+            j = max(j, i + 1)
+            wall_s = time.time()
+            batch = []
+            for ev in events[i:j]:
+                batch.append((ev, channel(ev.kind, channel_prefix), payload(ev, wall_s)))
+            if len(batch) == 1:
+                await client.publish(batch[0][1], batch[0][2])
+            else:
+                async with client.pipeline(transaction=False) as pipe:
+                    for _, ch, data in batch:
+                        pipe.publish(ch, data)
+                    await pipe.execute()
+            wall_ms = time.time() * 1000.0
+            for ev, ch, data in batch:
+                res.published.append(Published(wall_ms, ev.t_s, ev.kind, ev.user_id, ch, data))
+                if ev.kind == "connect":
+                    res.connected.add(ev.user_id)
+                elif ev.kind == "disconnect":
+                    res.connected.discard(ev.user_id)
+            i = j
+    finally:
+        res.ended_ms = time.time() * 1000.0
+        await client.aclose()
+    return res
+
+
+@click.option(
+    "--redis-url",
+    envvar="PROVISIONER_REDIS_URL",
+    default="redis://localhost:6379/0",
+    show_default=True,
+    help="Redis to publish on.",
+)
+@click.option(
+    "--scenario",
+    type=click.Choice(scenarios.NAMES),
+    default="steady",
+    show_default=True,
+    help="Scenario to replay.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Scenario seed.")
+@click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Speed-up: 5 runs the scenario 5x faster.",
+)
+@click.option(
+    "--duration",
+    type=float,
+    default=None,
+    help="Wall-clock seconds to run (default: the whole scenario).",
+)
+@click.option("--channel-prefix", default="", help="Prefix of every channel name.")
+def _simulate(
+    redis_url: str,
+    scenario: str,
+    seed: int,
+    time_scale: float,
+    duration: float | None,
+    channel_prefix: str,
+) -> None:
+    """Replay a scenario's user activity, connects and disconnects on Redis Pub/Sub."""
+    wl = scenarios.build(scenario, seed)
+    click.echo(
+        f"simulate {scenario} seed={seed}: {len(wl.events)} events over {wl.duration_s:.0f} s "
+        f"at x{time_scale:g} -> {wl.duration_s / time_scale:.1f} s wall",
+        err=True,
+    )
+    try:
+        res = asyncio.run(
+            run_simulation(wl, redis_url, time_scale, channel_prefix, max_wall_s=duration)
+        )
+    except KeyboardInterrupt:
+        sys.exit(130)
+    click.echo(json.dumps(res.summary()))
+
+
+command = click.command("simulate")(_simulate)
+"""The ``simulate`` click command (wired into the ``provisioner`` CLI elsewhere)."""
+
+
+if __name__ == "__main__":
+    command()
