@@ -92,7 +92,7 @@ def test_starter_population_and_timing() -> None:
         acts = [e.t_s for e in wl.events if e.kind == "activity"]
         act_gaps = [b - a for a, b in itertools.pairwise(acts)]
         assert min(act_gaps) >= 0.3 - 1e-9
-        assert max(act_gaps) <= 1.3 * 2  # a gap only when everyone is connected or resting
+        assert max(act_gaps) <= 1.3 + 1e-9  # the 30 browsers are always eligible
 
 
 def test_steady_connect_share_and_sessions() -> None:
