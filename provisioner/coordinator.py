@@ -334,3 +334,19 @@ class Coordinator:
             stats={a: int(b) for a, b in r[8].items()},
             boot=boot,
         )
+
+    async def mark_terminating(self, token: str, now_ms: int, nodes: Sequence[str]) -> list[str]:
+        """Mark booting/ready nodes terminating (fenced); returns those marked.
+
+        Raises:
+            FencedError: the token is not the live lease's.
+        """
+        if not nodes:
+            return []
+        res = await self._run("markTerminating", token, now_ms, *nodes)
+        return [_s(n) for n in res[1:]]
+
+    async def members_before(self, key: str, before_ms: int, limit: int = 100) -> list[str]:
+        """Read-only: members of sorted set ``key`` with score <= ``before_ms``, lowest first."""
+        res = await self.client.zrangebyscore(key, "-inf", before_ms, start=0, num=limit)
+        return [_s(m) for m in res]

@@ -1,0 +1,406 @@
+"""The ``provisioner`` command line (click).
+
+One group; shared options carry environment twins (``PROVISIONER_*``).  Commands:
+``run`` (a worker replica), ``status`` and ``check`` (inspect; ``check`` exits 1 when
+an invariant is broken or Redis is down, usable as a probe), ``seed`` (seed users and
+nodes through the same Lua scripts), ``explain`` (recent scaling decisions),
+``mock-node-api`` and ``simulate`` (the emulated infrastructure), and ``demo`` (the
+whole stack on a private redis-server, ending in a scorecard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from provisioner import __version__
+from provisioner.coordinator import Coordinator
+from provisioner.invariants import check_invariants
+from provisioner.keys import Channels
+from provisioner.leader import LeaderConfig
+from provisioner.worker import WorkerConfig, run_worker
+
+__all__ = ["cli", "main"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class Ctx:
+    """Shared options, connected lazily."""
+
+    redis_url: str
+    pool: str
+    channel_prefix: str
+
+    def coordinator(self) -> Coordinator:
+        client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        return Coordinator(client, self.pool, Channels(self.channel_prefix, self.pool))
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except (RedisError, OSError) as e:
+        raise click.ClickException(f"Redis: {type(e).__name__}: {e}") from e
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__)
+@click.option(
+    "--redis-url",
+    envvar="PROVISIONER_REDIS_URL",
+    default="redis://localhost:6379/0",
+    help="Redis URL (redis:// or rediss://, AUTH as user:password@).",
+)
+@click.option("--pool", envvar="PROVISIONER_POOL", default="default", help="Pool name (hash tag).")
+@click.option(
+    "--channel-prefix",
+    envvar="PROVISIONER_CHANNEL_PREFIX",
+    default="",
+    help="Prefix of every channel name (one deployment per pool).",
+)
+@click.option("--log-level", envvar="PROVISIONER_LOG_LEVEL", default="info")
+@click.pass_context
+def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_level: str) -> None:
+    """Predictive GPU node provisioning on Redis."""
+    _setup_logging(log_level)
+    ctx.obj = Ctx(redis_url, pool, channel_prefix)
+
+
+@cli.command()
+@click.option("--node-api-url", envvar="PROVISIONER_NODE_API_URL", default="http://localhost:8080")
+@click.option(
+    "--metrics-port",
+    envvar="PROVISIONER_METRICS_PORT",
+    type=int,
+    default=None,
+    help="Serve /metrics and /healthz on this port.",
+)
+@click.option("--metrics-host", envvar="PROVISIONER_METRICS_HOST", default="0.0.0.0")
+@click.option(
+    "--replica-id",
+    envvar="PROVISIONER_REPLICA_ID",
+    default=None,
+    help="Unique replica id (default host-pid-random).",
+)
+@click.option(
+    "--policy",
+    envvar="PROVISIONER_POLICY",
+    default="basestock",
+    type=click.Choice(["basestock", "reactive", "static"]),
+)
+@click.option(
+    "--z",
+    "z",
+    envvar="PROVISIONER_Z",
+    type=float,
+    default=1.64,
+    help="basestock: safety factor (standard deviations).",
+)
+@click.option(
+    "--min-spare",
+    envvar="PROVISIONER_MIN_SPARE",
+    type=int,
+    default=1,
+    help="basestock: spare nodes kept whatever the forecast; static: the pool size.",
+)
+@click.option(
+    "--keep-alive",
+    envvar="PROVISIONER_KEEP_ALIVE",
+    type=float,
+    default=60.0,
+    help="Seconds a surplus ready node may idle.",
+)
+@click.option(
+    "--half-life",
+    envvar="PROVISIONER_HALF_LIFE",
+    type=float,
+    default=60.0,
+    help="basestock: half-life of the rate estimates, seconds.",
+)
+@click.option(
+    "--default-boot",
+    envvar="PROVISIONER_DEFAULT_BOOT",
+    type=float,
+    default=30.0,
+    help="Boot time assumed before the first observation, seconds.",
+)
+@click.option(
+    "--lease-ttl",
+    envvar="PROVISIONER_LEASE_TTL",
+    type=float,
+    default=5.0,
+    help="Leader lease time-to-live, seconds.",
+)
+@click.option(
+    "--tick", envvar="PROVISIONER_TICK", type=float, default=1.0, help="Scaling period, seconds."
+)
+@click.option(
+    "--marker-interval",
+    envvar="PROVISIONER_MARKER_INTERVAL",
+    type=float,
+    default=0.1,
+    help="Shared-sequence marker period, seconds.",
+)
+@click.option(
+    "--user-ttl",
+    envvar="PROVISIONER_USER_TTL",
+    type=float,
+    default=600.0,
+    help="Inactivity before a user leaves the active set, seconds.",
+)
+@click.option(
+    "--api-timeout",
+    envvar="PROVISIONER_API_TIMEOUT",
+    type=float,
+    default=5.0,
+    help="Node API request timeout, seconds.",
+)
+@click.pass_obj
+def run(
+    obj: Ctx,
+    node_api_url: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    replica_id: str | None,
+    policy: str,
+    z: float,
+    min_spare: int,
+    keep_alive: float,
+    half_life: float,
+    default_boot: float,
+    lease_ttl: float,
+    tick: float,
+    marker_interval: float,
+    user_ttl: float,
+    api_timeout: float,
+) -> None:
+    """Run one worker replica (any number may run at once)."""
+    knobs: dict[str, float] = {"keep_alive_s": keep_alive}
+    if policy == "basestock":
+        knobs |= {"z": z, "min_spare": min_spare, "half_life_s": half_life}
+    elif policy == "static":
+        knobs |= {"k": min_spare}
+    extra = {"replica_id": replica_id} if replica_id else {}
+    cfg = WorkerConfig(
+        redis_url=obj.redis_url,
+        node_api_url=node_api_url,
+        pool=obj.pool,
+        channel_prefix=obj.channel_prefix,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        marker_interval_s=marker_interval,
+        user_ttl_s=user_ttl,
+        policy=policy,
+        policy_knobs=knobs,
+        leader=LeaderConfig(lease_ttl_s=lease_ttl, tick_s=tick, default_boot_s=default_boot),
+        api_timeout_s=api_timeout,
+        **extra,  # type: ignore[arg-type]
+    )
+    asyncio.run(run_worker(cfg))
+
+
+async def _status(obj: Ctx) -> dict[str, Any]:
+    coord = obj.coordinator()
+    k = coord.keys
+    try:
+        snap = await coord.snapshot()
+        c = coord.client
+        leader = await c.hgetall(k.leader)
+        policy = await c.hgetall(k.policy)
+        bad = await c.hgetall(k.bad)
+        replicas: Any = await c.zrange(k.replicas, 0, -1, withscores=True)
+        waiting = await c.zrange(k.users_waiting, 0, 19)
+        allocations = await c.hgetall(k.user_node)
+        return {
+            "pool": obj.pool,
+            "nodes": {
+                "booting": snap.booting,
+                "ready": snap.ready,
+                "allocated": snap.allocated,
+                "terminating": snap.terminating,
+                "unknown": snap.unknown,
+            },
+            "create_intents_open": snap.intents,
+            "users": {"active": snap.active, "waiting": snap.waiting},
+            "waitlist_head": waiting,
+            "allocations": dict(list(allocations.items())[:20]),
+            "allocations_total": len(allocations),
+            "leader": leader,
+            "replicas": {str(r): int(ms) for r, ms in replicas},
+            "boot_time": {
+                "n": snap.boot.n,
+                "mean_s": snap.boot.mean_s,
+                "sd_s": snap.boot.sd_s,
+                "last_s": snap.boot.last_s,
+            },
+            "policy": policy,
+            "counters": snap.stats,
+            "bad_input": {str(a): int(b) for a, b in bad.items() if not str(a).startswith("_")},
+        }
+    finally:
+        await coord.client.aclose()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(obj: Ctx, as_json: bool) -> None:
+    """Show the pool: nodes by state, users, leader, boot time, target, counters."""
+    st = _run(_status(obj))
+    if as_json:
+        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        return
+    n, u, b = st["nodes"], st["users"], st["boot_time"]
+    pol = st["policy"]
+    lines = [
+        f"pool {st['pool']}",
+        f"  nodes      booting {n['booting']}  ready {n['ready']}  allocated {n['allocated']}"
+        f"  terminating {n['terminating']}  unknown {n['unknown']}"
+        f"  (open create intents {st['create_intents_open']})",
+        f"  users      active {u['active']}  waiting {u['waiting']}"
+        f"  connected {st['allocations_total']}",
+        f"  waitlist   {' '.join(st['waitlist_head']) or '-'}",
+        f"  leader     {st['leader'].get('holder', '-')} token {st['leader'].get('token', '-')}"
+        f"  expires_ms {st['leader'].get('expires_ms', '-')}",
+        f"  replicas   {', '.join(st['replicas']) or '-'}",
+        "  boot time  "
+        + (f"{b['mean_s']:.1f}s +- {b['sd_s']:.1f}s over {b['n']} boots" if b["mean_s"] else "-"),
+        f"  target     spare {pol.get('target', '-')}  lambda {pol.get('lambda', '-')}/s"
+        f"  keep-alive {pol.get('keep_alive_s', '-')}s  policy {pol.get('policy', '-')}",
+        "  counters   " + "  ".join(f"{k} {v}" for k, v in sorted(st["counters"].items())),
+        "  bad input  "
+        + ("  ".join(f"{k} {v}" for k, v in sorted(st["bad_input"].items())) or "none"),
+    ]
+    click.echo("\n".join(lines))
+
+
+async def _check(obj: Ctx) -> list[str]:
+    coord = obj.coordinator()
+    try:
+        await coord.client.ping()
+        return await check_invariants(coord.client, coord.keys)
+    finally:
+        await coord.client.aclose()
+
+
+@cli.command()
+@click.pass_obj
+def check(obj: Ctx) -> None:
+    """Probe: exit 0 when Redis answers and every invariant holds, else 1."""
+    try:
+        problems = asyncio.run(_check(obj))
+    except (RedisError, OSError) as e:
+        click.echo(f"redis unavailable: {e}", err=True)
+        sys.exit(1)
+    if problems:
+        for p in problems:
+            click.echo(p, err=True)
+        sys.exit(1)
+    click.echo("ok")
+
+
+async def _seed(
+    obj: Ctx, users: int, ready: int, booting: int, now_ms: int | None
+) -> dict[str, int]:
+
+    coord = obj.coordinator()
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    tag = uuid.uuid4().hex[:6]
+    try:
+        calls: list[tuple[str, list[str | int | float]]] = [
+            ("recordActivity", [f"seed-user-{tag}-{i}", now, 0]) for i in range(users)
+        ]
+        for i in range(0, len(calls), 1000):
+            await coord.runner.call_many(calls[i : i + 1000])
+        for i in range(ready + booting):
+            node = f"seed-node-{tag}-{i}"
+            await coord.register_node("", node, now)
+            if i < ready:
+                await coord.node_status(node, "ready", now)
+        return {"users": users, "ready_nodes": ready, "booting_nodes": booting}
+    finally:
+        await coord.client.aclose()
+
+
+@cli.command()
+@click.option("--users", type=int, default=0, help="Active users to add.")
+@click.option("--ready-nodes", type=int, default=0, help="Ready nodes to add (not in any API).")
+@click.option("--booting-nodes", type=int, default=0, help="Booting nodes to add.")
+@click.option("--now-ms", type=int, default=None, help="Time to seed at (default: now).")
+@click.pass_obj
+def seed(obj: Ctx, users: int, ready_nodes: int, booting_nodes: int, now_ms: int | None) -> None:
+    """Seed users and nodes for debugging, through the same Lua scripts."""
+    if min(users, ready_nodes, booting_nodes) < 0:
+        raise click.BadParameter("counts must be >= 0")
+    click.echo(json.dumps(_run(_seed(obj, users, ready_nodes, booting_nodes, now_ms))))
+
+
+async def _explain(obj: Ctx, count: int) -> list[dict[str, str]]:
+    coord = obj.coordinator()
+    try:
+        entries: Any = await coord.client.xrevrange(coord.keys.decisions, count=count)
+        return [{str(a): str(b) for a, b in fields.items()} for _, fields in entries or []]
+    finally:
+        await coord.client.aclose()
+
+
+@cli.command()
+@click.option("-n", "count", type=int, default=10, help="How many decisions.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def explain(obj: Ctx, count: int, as_json: bool) -> None:
+    """Show the latest scaling decisions with their inputs (newest first)."""
+    rows = _run(_explain(obj, count))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(
+            f"{r.get('now_ms')}  target {r.get('target')}  spare {r.get('spare')}"
+            f"  waiting {r.get('waiting')}  created {r.get('created')}"
+            f"  reaped {r.get('reaped_idle')}+{r.get('reaped_stuck')}"
+            f"  lambda {r.get('lambda', '-')}  B {r.get('boot_s', '-')}s"
+            f"  leader {r.get('leader')}"
+        )
+
+
+def _add_lazy_commands() -> None:
+    from provisioner.mock_api import command as mock_cmd
+    from provisioner.simulate import command as sim_cmd
+
+    cli.add_command(mock_cmd, "mock-node-api")
+    cli.add_command(sim_cmd, "simulate")
+    try:
+        from provisioner.demo import command as demo_cmd
+    except ImportError:  # pragma: no cover - demo module under construction
+        return
+    cli.add_command(demo_cmd, "demo")
+
+
+_add_lazy_commands()
+
+
+def main() -> None:
+    """Entry point of the ``provisioner`` script."""
+    cli(prog_name="provisioner")

@@ -1,0 +1,284 @@
+"""The leader's job: hold the lease and scale the pool (design-notes 3.3).
+
+Only the replica holding the lease runs :meth:`Leader.tick`.  Each tick it asks the
+policy for a target, lets ``reapNodes`` mark stuck-booting and surplus idle nodes
+terminating (then DELETEs them), records create intents (``createIntents``) before
+it POSTs, and records the decision with its inputs.  Every write is fenced by the
+lease token, so a deposed leader's late writes are refused.
+
+Reconcile, also each tick: open intents older than ``intent_timeout_s`` are closed;
+nodes that reported a status while unknown to us for ``unknown_grace_s`` are adopted
+into an old open intent (a POST that timed out after the API created the node) or,
+when there is none, registered and deleted; nodes stuck in ``terminating`` get their
+DELETE again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.clock import Clock
+from provisioner.coordinator import Coordinator, PoolSnapshot
+from provisioner.errors import FencedError
+from provisioner.metrics import Metrics
+from provisioner.nodeapi import CreateFailed, CreateUncertain, NodeApi, NodeApiError, NodeGone
+from provisioner.policy import Decision, Observation, Policy
+
+__all__ = ["Leader", "LeaderConfig"]
+
+log = logging.getLogger("provisioner.leader")
+
+
+@dataclass(frozen=True)
+class LeaderConfig:
+    """Timing of the leader (seconds).
+
+    Attributes:
+        lease_ttl_s: the lease lapses this long after its last renewal.
+        tick_s: scaling period; the lease is renewed every tick.
+        default_boot_s: boot time assumed before the first observation.
+        boot_timeout_factor: a node booting longer than ``factor * B + 4 sd`` is stuck.
+        min_boot_timeout_s: floor of that timeout.
+        intent_timeout_s: an open create intent older than this is closed.
+        unknown_grace_s: wait this long before adopting/deleting an unknown node.
+        redelete_after_s: DELETE again a node terminating for this long.
+        max_creates_per_tick: cap on POSTs started in one tick.
+        max_inflight: cap on Node API calls in flight.
+    """
+
+    lease_ttl_s: float = 5.0
+    tick_s: float = 1.0
+    default_boot_s: float = 30.0
+    boot_timeout_factor: float = 3.0
+    min_boot_timeout_s: float = 10.0
+    intent_timeout_s: float = 120.0
+    unknown_grace_s: float = 15.0
+    redelete_after_s: float = 30.0
+    max_creates_per_tick: int = 50
+    max_inflight: int = 64
+
+
+class Leader:
+    """Lease holder and scaling loop of one replica.
+
+    Args:
+        coord: the pool's coordinator.
+        api: an open :class:`NodeApi`.
+        policy: the scaling policy.
+        clock: source of ``now_ms``.
+        replica_id: this replica's id (the lease holder name).
+        config: timing.
+        metrics: where to count.
+    """
+
+    def __init__(
+        self,
+        coord: Coordinator,
+        api: NodeApi,
+        policy: Policy,
+        clock: Clock,
+        replica_id: str,
+        config: LeaderConfig,
+        metrics: Metrics,
+    ) -> None:
+        self.coord = coord
+        self.api = api
+        self.policy = policy
+        self.clock = clock
+        self.replica_id = replica_id
+        self.config = config
+        self.metrics = metrics
+        self.token: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sem = asyncio.Semaphore(config.max_inflight)
+        self._deleting: dict[str, float] = {}
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this replica believes it holds the lease."""
+        return self.token is not None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Acquire/renew the lease and tick until ``stop`` is set; then release it."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.step()
+                except FencedError:
+                    self._lost("fenced")
+                except Exception:  # Redis down, etc.: keep the loop alive
+                    log.exception("leader step failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.config.tick_s)
+        finally:
+            await self.shutdown()
+
+    async def step(self) -> None:
+        """One lease round and, when leading, one tick."""
+        now = self.clock.now_ms()
+        ttl_ms = int(self.config.lease_ttl_s * 1000)
+        if self.token is None:
+            st = await self.coord.acquire_lease(self.replica_id, now, ttl_ms)
+            if not st.held:
+                return
+            self.token = st.token
+            self.metrics.lease_held.set(1)
+            last = await self.coord.client.hgetall(self.coord.keys.policy)
+            self.policy.restore({str(a): str(b) for a, b in last.items()})
+            log.info("leader: acquired lease, token %s", st.token)
+        else:
+            try:
+                await self.coord.renew_lease(self.replica_id, self.token, now, ttl_ms)
+            except FencedError:
+                self._lost("renewal refused")
+                return
+        await self.tick(now)
+
+    def _lost(self, why: str) -> None:
+        if self.token is not None:
+            log.warning("leader: lost lease (%s)", why)
+        self.token = None
+        self.metrics.lease_held.set(0)
+
+    def boot_timeout_ms(self, snap: PoolSnapshot) -> int:
+        """How long a node may boot before it is declared stuck, ms."""
+        c = self.config
+        mean = snap.boot.mean_s or c.default_boot_s
+        timeout = max(c.min_boot_timeout_s, c.boot_timeout_factor * mean + 4 * snap.boot.sd_s)
+        return int(timeout * 1000)
+
+    async def tick(self, now: int) -> Decision:
+        """Decide, reap, create and record once (fenced by the current token).
+
+        Raises:
+            FencedError: the lease was lost meanwhile.
+        """
+        token = self.token
+        assert token is not None
+        snap = await self.coord.snapshot()
+        boot_s = snap.boot.mean_s or self.config.default_boot_s
+        dec = self.policy.decide(Observation(now, snap, boot_s))
+        self.metrics.target.set(dec.target_spare)
+        if snap.boot.mean_s:
+            self.metrics.boot_time.set(snap.boot.mean_s)
+        reap = await self.coord.reap(
+            token, now, int(dec.keep_alive_s * 1000), dec.target_spare, self.boot_timeout_ms(snap)
+        )
+        for node in reap.stuck + reap.idle:
+            self._spawn(self._delete(node))
+        spare = snap.spare - len(reap.stuck) - len(reap.idle)
+        need = min(self.config.max_creates_per_tick, dec.target_spare + snap.waiting - spare)
+        created = 0
+        if need > 0:
+            ids = [uuid.uuid4().hex for _ in range(need)]
+            await self.coord.create_intents(token, now, ids)
+            for intent in ids:
+                self._spawn(self._create(intent))
+            created = need
+        await self.reconcile(token, now)
+        fields: dict[str, str | int | float] = {
+            "policy": self.policy.name,
+            "target": dec.target_spare,
+            "keep_alive_s": dec.keep_alive_s,
+            "spare": spare,
+            "ready": snap.ready,
+            "booting": snap.booting,
+            "intents": snap.intents,
+            "allocated": snap.allocated,
+            "waiting": snap.waiting,
+            "active": snap.active,
+            "created": created,
+            "reaped_idle": len(reap.idle),
+            "reaped_stuck": len(reap.stuck),
+            "token": token,
+            "leader": self.replica_id,
+        }
+        fields.update(dec.inputs)
+        await self.coord.record_decision(token, now, fields)
+        return dec
+
+    async def reconcile(self, token: str, now: int) -> None:
+        """Close stale intents, adopt or delete unknown nodes, re-DELETE stuck ones."""
+        c = self.config
+        k = self.coord.keys
+        for intent in await self.coord.members_before(
+            k.intents, now - int(c.intent_timeout_s * 1000)
+        ):
+            await self.coord.close_intent(intent, "expired")
+            log.warning("reconcile: create intent %s expired without a node", intent)
+        grace = now - int(c.unknown_grace_s * 1000)
+        unknown = await self.coord.members_before(k.nodes_unknown, grace)
+        if unknown:
+            old_intents = await self.coord.members_before(k.intents, grace, len(unknown))
+            doomed: list[str] = []
+            for node in unknown:
+                intent = old_intents.pop(0) if old_intents else ""
+                await self.coord.register_node(intent, node, now)
+                if intent:
+                    log.warning("reconcile: adopted unknown node %s into intent %s", node, intent)
+                else:
+                    doomed.append(node)
+            for node in await self.coord.mark_terminating(token, now, doomed):
+                log.warning("reconcile: deleting unknown node %s", node)
+                self._spawn(self._delete(node))
+        stuck = await self.coord.members_before(
+            k.nodes_terminating, now - int(c.redelete_after_s * 1000), 50
+        )
+        mono = time.monotonic()
+        for node in stuck:
+            if mono - self._deleting.get(node, 0.0) > c.redelete_after_s:
+                self._spawn(self._delete(node))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _create(self, intent: str) -> None:
+        async with self._sem:
+            try:
+                node = await self.api.create()
+            except CreateFailed as e:
+                self.metrics.node_api_calls.labels("create", "failed").inc()
+                log.warning("create failed (intent %s): %s", intent, e)
+                await self.coord.close_intent(intent, "failed")
+                return
+            except CreateUncertain as e:
+                self.metrics.node_api_calls.labels("create", "uncertain").inc()
+                log.warning("create uncertain (intent %s stays open): %s", intent, e)
+                return
+            self.metrics.node_api_calls.labels("create", "ok").inc()
+            await self.coord.register_node(intent, node, self.clock.now_ms())
+
+    async def _delete(self, node: str) -> None:
+        self._deleting[node] = time.monotonic()
+        async with self._sem:
+            try:
+                await self.api.delete(node)
+                self.metrics.node_api_calls.labels("delete", "ok").inc()
+            except NodeGone:
+                self.metrics.node_api_calls.labels("delete", "gone").inc()
+                await self.coord.node_status(node, "terminated", self.clock.now_ms())
+                self._deleting.pop(node, None)
+            except NodeApiError as e:
+                self.metrics.node_api_calls.labels("delete", "failed").inc()
+                log.warning("delete %s failed (will retry): %s", node, e)
+
+    async def shutdown(self) -> None:
+        """Let in-flight API calls finish (bounded), then release the lease."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        if self.token is not None:
+            try:
+                await self.coord.release_lease(self.replica_id, self.token)
+                log.info("leader: released lease")
+            except Exception:
+                log.exception("leader: could not release the lease")
+            self._lost("released")

@@ -1,0 +1,95 @@
+"""Prometheus metrics and the ``/healthz`` probe of a worker replica.
+
+One :class:`Metrics` per process, on its own ``CollectorRegistry`` (so tests can
+make several).  :func:`serve_metrics` serves ``/metrics`` (text exposition) and
+``/healthz`` (200 when Redis answers and the subscription is live, else 503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+__all__ = ["Metrics", "serve_metrics"]
+
+
+class Metrics:
+    """The replica's metrics (names prefixed ``provisioner_``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter(
+            "provisioner_messages",
+            "Inbound messages by channel and outcome (applied, stale, duplicate, bad, ...)",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.bad_input = Counter(
+            "provisioner_bad_input", "Rejected inbound messages by kind", ["kind"], registry=r
+        )
+        self.hits = Counter("provisioner_hits", "Connects served from the warm pool", registry=r)
+        self.misses = Counter("provisioner_misses", "Connects put on the waitlist", registry=r)
+        self.reconnects = Counter(
+            "provisioner_redis_reconnects", "Subscription (re)connects after a failure", registry=r
+        )
+        self.unnamed = Counter(
+            "provisioner_unnamed_messages",
+            "Messages dropped before the first marker after a (re)subscribe",
+            registry=r,
+        )
+        self.node_api_calls = Counter(
+            "provisioner_node_api_calls",
+            "Node API calls by verb and outcome",
+            ["verb", "outcome"],
+            registry=r,
+        )
+        self.pool = Gauge("provisioner_pool_nodes", "Nodes by state", ["state"], registry=r)
+        self.waiting = Gauge("provisioner_waiting_users", "Users on the waitlist", registry=r)
+        self.active = Gauge("provisioner_active_users", "Users in the active set", registry=r)
+        self.target = Gauge("provisioner_target_spare", "Policy target: spare nodes", registry=r)
+        self.boot_time = Gauge(
+            "provisioner_boot_time_seconds", "Learned boot time (EWMA), seconds", registry=r
+        )
+        self.lease_held = Gauge(
+            "provisioner_lease_held", "1 while this replica holds the leader lease", registry=r
+        )
+        self.subscribed = Gauge(
+            "provisioner_subscribed", "1 while the Pub/Sub subscription is live", registry=r
+        )
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+async def serve_metrics(
+    metrics: Metrics, host: str, port: int, healthy: Callable[[], Awaitable[tuple[bool, str]]]
+) -> web.AppRunner:
+    """Start the metrics/health HTTP server; returns its runner (call ``cleanup()``).
+
+    Args:
+        metrics: what ``/metrics`` serves.
+        host, port: where to listen.
+        healthy: coroutine answering ``(ok, reason)`` for ``/healthz``.
+    """
+
+    async def metrics_h(_: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        )
+
+    async def health_h(_: web.Request) -> web.Response:
+        ok, reason = await healthy()
+        return web.Response(status=200 if ok else 503, text=reason + "\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_h)
+    app.router.add_get("/healthz", health_h)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,232 @@
+"""Scaling policies: how many spare nodes (ready + booting) to keep, and for how long
+an idle node may stay.
+
+Every policy implements :class:`Policy`: the leader calls :meth:`Policy.decide` once a
+tick with an :class:`Observation` (counters and pool sizes read from Redis, the
+learned boot time) and gets a :class:`Decision`.  A policy keeps only a few numbers
+(rates), so a tick costs O(1), not O(users); a new leader recovers them from the
+last decision stored in Redis (:meth:`Policy.restore`).
+
+:class:`BaseStockPolicy` (the default) treats ready nodes as inventory with a lead
+time (the boot time B).  Connects in one lead time are roughly Poisson with mean
+``lambda * B``; keeping ``S = lambda*B + z*sqrt(lambda*B) + min_spare`` spare nodes is the
+normal approximation of the base-stock level with a cycle service level ``Phi(z)``
+(Hopp & Spearman, *Factory Physics*, 3rd ed., ch. 2, base-stock model; Poisson demand
+has variance equal to its mean).  ``lambda`` (connects per second) is the larger of two
+estimates, each an EWMA over ticks:
+
+* the observed connect rate (``stats.connects`` per second), and
+* the rate of users becoming active times the fraction of active users who went on to
+  connect so far (``connects_predictable / users_activated``): activity leads connects,
+  so a burst of new browsers raises the target before their connects arrive.
+
+Idle ready nodes beyond ``S`` are reaped after ``keep_alive_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from provisioner.coordinator import PoolSnapshot
+
+__all__ = [
+    "BaseStockConfig",
+    "BaseStockPolicy",
+    "Decision",
+    "Observation",
+    "Policy",
+    "ReactivePolicy",
+    "StaticPoolPolicy",
+    "make_policy",
+]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the leader knows at a tick.
+
+    Attributes:
+        now_ms: the tick's time, unix ms.
+        snapshot: pool sizes and counters (one consistent read).
+        boot_s: the boot time to plan with, seconds (learned mean, or the default).
+    """
+
+    now_ms: int
+    snapshot: PoolSnapshot
+    boot_s: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A policy's answer.
+
+    Attributes:
+        target_spare: ready + booting (+ pending creates) to hold, nodes. Waiting users
+            come on top: the leader creates ``target_spare + waiting - spare``.
+        keep_alive_s: how long a surplus ready node may idle before it is reaped, s.
+        inputs: the numbers the decision came from (stored for ``provisioner explain``).
+    """
+
+    target_spare: int
+    keep_alive_s: float
+    inputs: dict[str, float] = field(default_factory=dict)
+
+
+class Policy(Protocol):
+    """A scaling policy (see the module docstring)."""
+
+    name: str
+
+    def decide(self, obs: Observation) -> Decision:
+        """Return the decision for this tick."""
+        ...
+
+    def restore(self, last: dict[str, str]) -> None:
+        """Recover state from the last stored decision (``P:policy`` hash)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BaseStockConfig:
+    """Knobs of :class:`BaseStockPolicy`.
+
+    Attributes:
+        z: safety factor in standard deviations (1.64 ~ 95% of lead times without a miss).
+        min_spare: spare nodes kept whatever the forecast.
+        keep_alive_s: idle time before a surplus ready node is reaped, seconds.
+        half_life_s: half-life of the rate EWMAs, seconds.
+        max_spare: cap on the target (a guard against a runaway forecast).
+    """
+
+    z: float = 1.64
+    min_spare: int = 1
+    keep_alive_s: float = 60.0
+    half_life_s: float = 60.0
+    max_spare: int = 500
+
+
+class _Rate:
+    """An EWMA of a counter's rate, per second, with a half-life in seconds."""
+
+    def __init__(self, half_life_s: float) -> None:
+        self.half_life_s = half_life_s
+        self.value = 0.0
+        self.last_count: int | None = None
+        self.last_ms: int | None = None
+
+    def update(self, count: int, now_ms: int) -> float:
+        if self.last_count is None or self.last_ms is None or count < self.last_count:
+            self.last_count, self.last_ms = count, now_ms
+            return self.value
+        dt = (now_ms - self.last_ms) / 1000.0
+        if dt <= 0:
+            return self.value
+        inst = (count - self.last_count) / dt
+        w = 1.0 - 0.5 ** (dt / self.half_life_s)
+        self.value += w * (inst - self.value)
+        self.last_count, self.last_ms = count, now_ms
+        return self.value
+
+
+class BaseStockPolicy:
+    """Base-stock level from a Poisson forecast of connects in one boot time.
+
+    Args:
+        config: the knobs.
+    """
+
+    name = "basestock"
+
+    def __init__(self, config: BaseStockConfig | None = None) -> None:
+        self.config = config or BaseStockConfig()
+        self._connects = _Rate(self.config.half_life_s)
+        self._activations = _Rate(self.config.half_life_s)
+
+    def restore(self, last: dict[str, str]) -> None:
+        """Start the rate EWMAs from the last leader's values."""
+        try:
+            self._connects.value = float(last.get("lambda_connects", 0.0))
+            self._activations.value = float(last.get("activation_rate", 0.0))
+        except ValueError:
+            pass
+
+    def decide(self, obs: Observation) -> Decision:
+        """Target ``ceil(lambda*B + z*sqrt(lambda*B)) + min_spare``, capped at max_spare."""
+        c = self.config
+        st = obs.snapshot.stats
+        lam_c = self._connects.update(st.get("connects", 0), obs.now_ms)
+        act = self._activations.update(st.get("users_activated", 0), obs.now_ms)
+        conv = min(1.0, st.get("connects_predictable", 0) / max(1, st.get("users_activated", 0)))
+        lam = max(lam_c, act * conv)
+        mean = lam * obs.boot_s
+        target = min(c.max_spare, math.ceil(mean + c.z * math.sqrt(mean)) + c.min_spare)
+        return Decision(
+            target_spare=target,
+            keep_alive_s=c.keep_alive_s,
+            inputs={
+                "lambda": round(lam, 4),
+                "lambda_connects": round(lam_c, 4),
+                "activation_rate": round(act, 4),
+                "conversion": round(conv, 4),
+                "boot_s": round(obs.boot_s, 3),
+                "demand_in_lead_time": round(mean, 3),
+                "z": c.z,
+            },
+        )
+
+
+class ReactivePolicy:
+    """Baseline: keep no spare nodes; boot one per waiting user (boot on connect)."""
+
+    name = "reactive"
+
+    def __init__(self, keep_alive_s: float = 0.0) -> None:
+        self.keep_alive_s = keep_alive_s
+
+    def restore(self, last: dict[str, str]) -> None:
+        """Nothing to restore."""
+
+    def decide(self, obs: Observation) -> Decision:
+        """Target 0 spare; idle nodes go after ``keep_alive_s``."""
+        return Decision(0, self.keep_alive_s, {"boot_s": round(obs.boot_s, 3)})
+
+
+class StaticPoolPolicy:
+    """Baseline: a static warm pool of ``k`` spare nodes.
+
+    Args:
+        k: spare nodes to keep.
+        keep_alive_s: idle time before a surplus node goes, seconds.
+    """
+
+    name = "static"
+
+    def __init__(self, k: int = 3, keep_alive_s: float = 60.0) -> None:
+        self.k = k
+        self.keep_alive_s = keep_alive_s
+
+    def restore(self, last: dict[str, str]) -> None:
+        """Nothing to restore."""
+
+    def decide(self, obs: Observation) -> Decision:
+        """Target ``k`` spare nodes."""
+        return Decision(self.k, self.keep_alive_s, {"k": self.k})
+
+
+def make_policy(name: str, **knobs: float) -> Policy:
+    """Build a policy by name: ``basestock`` (default), ``reactive`` or ``static``.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if name == "basestock":
+        fields = BaseStockConfig.__dataclass_fields__
+        kw = {k: type(getattr(BaseStockConfig(), k))(v) for k, v in knobs.items() if k in fields}
+        return BaseStockPolicy(BaseStockConfig(**kw))
+    if name == "reactive":
+        return ReactivePolicy(float(knobs.get("keep_alive_s", 0.0)))
+    if name == "static":
+        return StaticPoolPolicy(int(knobs.get("k", 3)), float(knobs.get("keep_alive_s", 60.0)))
+    raise ValueError(f"unknown policy {name!r}: basestock, reactive or static")

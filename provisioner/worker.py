@@ -1,0 +1,389 @@
+"""``provisioner run``: one stateless worker replica (asyncio).
+
+A replica subscribes, on **one** connection, to the marker channel and the four
+inbound channels; names every message with the shared sequence
+(:mod:`provisioner.sequencer`); validates it (:mod:`provisioner.messages`); and
+applies it through one Lua script, which publishes ``user:assigned`` itself.  Any
+number of replicas may run: each script applies a message once (per-user/per-node
+message ids), whichever replica comes first.
+
+Besides ingest, each replica runs: the marker timer (every ``marker_interval_s``),
+a heartbeat, user expiry and node pruning (maintenance any replica may do), the
+metrics server, and the :class:`provisioner.leader.Leader` loop, which scales only
+while this replica holds the lease.
+
+Failure handling: on a Redis error the subscription is dropped and re-made with
+exponential backoff and jitter (tenacity's ``wait_exponential_jitter``); scripts are
+re-loaded on every (re)connect; messages are dropped until the next marker.  If no
+marker arrives for ``marker_timeout_s`` although we publish them, the connection is
+taken for half-open and re-made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+
+from provisioner.clock import Clock, WallClock
+from provisioner.coordinator import Coordinator
+from provisioner.errors import Code, ScriptError
+from provisioner.keys import Channels
+from provisioner.leader import Leader, LeaderConfig
+from provisioner.messages import (
+    BadInput,
+    decode_activity,
+    decode_node_status,
+    decode_user,
+    truncate,
+)
+from provisioner.metrics import Metrics, serve_metrics
+from provisioner.nodeapi import NodeApi, NodeApiConfig
+from provisioner.policy import Policy, make_policy
+from provisioner.sequencer import Sequencer
+
+__all__ = ["Worker", "WorkerConfig", "run_worker"]
+
+log = logging.getLogger("provisioner.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Settings of one replica (durations in seconds).
+
+    Attributes:
+        redis_url: ``redis://`` or ``rediss://`` URL (AUTH in the URL).
+        node_api_url: base URL of the Node Management API.
+        pool: pool name (the keys' hash tag).
+        channel_prefix: prepended to every channel name.
+        replica_id: unique id of this replica (host-pid-random by default).
+        metrics_host, metrics_port: where ``/metrics`` and ``/healthz`` listen
+            (port None: no server).
+        marker_interval_s: period of the shared-sequence markers.
+        marker_timeout_s: no marker for this long means the subscription is dead.
+        user_ttl_s: inactivity after which a user leaves the active set.
+        health_check_interval_s: redis-py connection health-check period.
+        policy: policy name (see :func:`provisioner.policy.make_policy`).
+        policy_knobs: the policy's knobs.
+        leader: lease and scaling timing.
+        api_timeout_s: Node API request timeout.
+        max_backoff_s: cap on the reconnect backoff.
+    """
+
+    redis_url: str = "redis://localhost:6379/0"
+    node_api_url: str = "http://localhost:8080"
+    pool: str = "default"
+    channel_prefix: str = ""
+    replica_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    )
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = None
+    marker_interval_s: float = 0.1
+    marker_timeout_s: float = 3.0
+    user_ttl_s: float = 600.0
+    health_check_interval_s: float = 2.0
+    policy: str = "basestock"
+    policy_knobs: dict[str, float] = field(default_factory=dict)
+    leader: LeaderConfig = field(default_factory=LeaderConfig)
+    api_timeout_s: float = 5.0
+    max_backoff_s: float = 5.0
+
+
+class _LogLimiter:
+    """At most one log line per key per ``period_s``; counts what it suppressed."""
+
+    def __init__(self, period_s: float = 10.0) -> None:
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warn(self, key: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) >= self.period_s:
+            n = self._suppressed.pop(key, 0)
+            suffix = f" ({n} more suppressed)" if n else ""
+            log.warning(msg + suffix, *args)
+            self._last[key] = now
+        else:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+
+
+class Worker:
+    """One replica.  ``await Worker(cfg).run(stop_event)``.
+
+    Args:
+        config: settings.
+        clock: source of ``now_ms`` (wall clock live).
+        policy: overrides ``config.policy`` (tests, benchmarks).
+    """
+
+    def __init__(
+        self, config: WorkerConfig, clock: Clock | None = None, policy: Policy | None = None
+    ) -> None:
+        self.config = config
+        self.clock = clock or WallClock()
+        self.channels = Channels(prefix=config.channel_prefix, pool=config.pool)
+        self.client = aioredis.Redis.from_url(
+            config.redis_url,
+            decode_responses=True,
+            health_check_interval=config.health_check_interval_s,
+            socket_connect_timeout=5.0,
+            socket_keepalive=True,
+        )
+        self.coord = Coordinator(self.client, config.pool, self.channels)
+        self.metrics = Metrics()
+        self.policy = policy or make_policy(config.policy, **config.policy_knobs)
+        self.seq = Sequencer()
+        self.subscribed = False
+        self.applied = 0
+        self._last_marker = time.monotonic()
+        self._limiter = _LogLimiter()
+        self._dispatch = {
+            self.channels.activity: self._on_activity,
+            self.channels.connect: self._on_connect,
+            self.channels.disconnect: self._on_disconnect,
+            self.channels.node_status: self._on_status,
+        }
+        self.leader: Leader | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then stop cleanly and give up the lease."""
+        runner = None
+        if self.config.metrics_port is not None:
+            runner = await serve_metrics(
+                self.metrics, self.config.metrics_host, self.config.metrics_port, self.health
+            )
+        api_cfg = NodeApiConfig(self.config.node_api_url, timeout_s=self.config.api_timeout_s)
+        log.info(
+            "replica %s starting: pool %s, redis %s, node api %s, policy %s",
+            self.config.replica_id,
+            self.config.pool,
+            _redact(self.config.redis_url),
+            self.config.node_api_url,
+            self.policy.name,
+        )
+        try:
+            async with NodeApi(api_cfg) as api:
+                self.leader = Leader(
+                    self.coord,
+                    api,
+                    self.policy,
+                    self.clock,
+                    self.config.replica_id,
+                    self.config.leader,
+                    self.metrics,
+                )
+                tasks = [
+                    asyncio.create_task(self._ingest(stop), name="ingest"),
+                    asyncio.create_task(self._markers(stop), name="markers"),
+                    asyncio.create_task(self._maintenance(stop), name="maintenance"),
+                    asyncio.create_task(self.leader.run(stop), name="leader"),
+                ]
+                await stop.wait()
+                await asyncio.wait(tasks, timeout=10.0)
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            await self.client.aclose()
+            log.info("replica %s stopped", self.config.replica_id)
+
+    async def health(self) -> tuple[bool, str]:
+        """``/healthz``: Redis answers and the subscription is live."""
+        try:
+            await asyncio.wait_for(self.client.ping(), 2.0)
+        except (RedisError, OSError, TimeoutError) as e:
+            return False, f"redis down: {type(e).__name__}"
+        if not self.subscribed:
+            return False, "not subscribed"
+        return True, "ok"
+
+    # -- ingest -----------------------------------------------------------------------
+    async def _ingest(self, stop: asyncio.Event) -> None:
+        """Subscribe, consume; on failure resubscribe (connect retried with backoff)."""
+        while not stop.is_set():
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                async for attempt in AsyncRetrying(
+                    wait=wait_exponential_jitter(initial=0.1, max=self.config.max_backoff_s),
+                    retry=retry_if_exception_type((RedisError, OSError, TimeoutError)),
+                    before_sleep=self._before_retry,
+                ):
+                    with attempt:
+                        await self._subscribe(pubsub)
+                await self._consume(pubsub, stop)
+            except (RedisError, OSError, TimeoutError) as e:
+                self.metrics.reconnects.inc()
+                log.warning("subscription lost (%s: %s); resubscribing", type(e).__name__, e)
+                await asyncio.sleep(0.05)
+            finally:
+                self.subscribed = False
+                self.metrics.subscribed.set(0)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
+        await pubsub.subscribe(*self.channels.inbound())
+        await self.coord.runner.load_all()
+        self.seq.reset()
+        self.subscribed = True
+        self.metrics.subscribed.set(1)
+        self._last_marker = time.monotonic()
+        log.info("subscribed to %s", ", ".join(self.channels.inbound()))
+        await self.coord.emit_marker(self.clock.now_ms(), 0)
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        self.metrics.reconnects.inc()
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "redis unavailable (%s), attempt %d; retrying in %.2fs",
+            exc,
+            state.attempt_number,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
+
+    async def _consume(self, pubsub: aioredis.client.PubSub, stop: asyncio.Event) -> None:
+        timeout = self.config.marker_timeout_s
+        while not stop.is_set():
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            if msg is None:
+                if time.monotonic() - self._last_marker > timeout:
+                    raise TimeoutError(f"no marker for {timeout}s: subscription presumed dead")
+                continue
+            if msg.get("type") != "message":
+                continue
+            await self.handle(str(msg["channel"]), msg["data"])
+
+    async def handle(self, channel: str, data: str | bytes) -> Code | None:
+        """Apply one inbound message (in subscription order).
+
+        Returns:
+            The script's code, or None when the message was a marker, could not be
+            named yet, or was bad input.
+        """
+        if channel == self.channels.marker:
+            self._last_marker = time.monotonic()
+            if not self.seq.on_marker(str(data)):
+                self._limiter.warn("marker", "ignored marker %s", truncate(data))
+            return None
+        msg_id = self.seq.name()
+        if msg_id is None:
+            self.metrics.unnamed.inc()
+            return None
+        handler = self._dispatch.get(channel)
+        if handler is None:
+            return None
+        now = self.clock.now_ms()
+        name = channel.removeprefix(self.config.channel_prefix)
+        try:
+            code = await handler(data, now, msg_id)
+        except BadInput as e:
+            self.metrics.bad_input.labels(e.kind).inc()
+            self.metrics.messages.labels(name, "bad").inc()
+            self._limiter.warn(
+                f"bad:{e.kind}", "bad input on %s (%s): %s", name, e.detail, truncate(data)
+            )
+            await self.coord.count_bad_input(e.kind, msg_id)
+            return None
+        except ScriptError as e:
+            self.metrics.messages.labels(name, "refused").inc()
+            self._limiter.warn(f"script:{e.script}", "%s on %s: %s", e, name, truncate(data))
+            return None
+        self.applied += 1
+        self.metrics.messages.labels(name, code.name.lower()).inc()
+        return code
+
+    async def _on_activity(self, data: str | bytes, now: int, msg_id: int) -> Code:
+        m = decode_activity(data)
+        return await self.coord.record_activity(m.user_id, now, msg_id)
+
+    async def _on_connect(self, data: str | bytes, now: int, msg_id: int) -> Code:
+        m = decode_user(data)
+        code, _ = await self.coord.connect(m.user_id, now, msg_id)
+        if code == Code.HIT:
+            self.metrics.hits.inc()
+        elif code == Code.MISS:
+            self.metrics.misses.inc()
+        return code
+
+    async def _on_disconnect(self, data: str | bytes, now: int, msg_id: int) -> Code:
+        m = decode_user(data)
+        code, _, _ = await self.coord.disconnect(m.user_id, now, msg_id)
+        return code
+
+    async def _on_status(self, data: str | bytes, now: int, msg_id: int) -> Code:
+        m = decode_node_status(data)
+        code, _ = await self.coord.node_status(m.node_id, m.status, now, msg_id)
+        return code
+
+    # -- timers -------------------------------------------------------------------------
+    async def _markers(self, stop: asyncio.Event) -> None:
+        interval_ms = int(self.config.marker_interval_s * 1000)
+        while not stop.is_set():
+            try:
+                await self.coord.emit_marker(self.clock.now_ms(), interval_ms)
+            except (RedisError, OSError) as e:
+                self._limiter.warn("marker-emit", "marker not published: %s", e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.marker_interval_s)
+
+    async def _maintenance(self, stop: asyncio.Event) -> None:
+        ttl_ms = int(self.config.user_ttl_s * 1000)
+        rounds = 0
+        while not stop.is_set():
+            now = self.clock.now_ms()
+            try:
+                await self.coord.heartbeat(self.config.replica_id, now)
+                await self.coord.expire_users(now, ttl_ms)
+                if rounds % 60 == 0:
+                    await self.coord.prune_nodes(now)
+                snap = await self.coord.snapshot()
+                for state in ("booting", "ready", "allocated", "terminating"):
+                    self.metrics.pool.labels(state).set(getattr(snap, state))
+                self.metrics.waiting.set(snap.waiting)
+                self.metrics.active.set(snap.active)
+                if snap.boot.mean_s:
+                    self.metrics.boot_time.set(snap.boot.mean_s)
+            except (RedisError, OSError) as e:
+                self._limiter.warn("maintenance", "maintenance skipped: %s", e)
+            except ScriptError as e:
+                self._limiter.warn("maintenance-script", "maintenance refused: %s", e)
+            rounds += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def _redact(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+async def run_worker(config: WorkerConfig) -> None:
+    """Run one replica until SIGTERM or SIGINT, then stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await Worker(config).run(stop)
