@@ -109,7 +109,7 @@ def _load_one(path: Path) -> ScriptSpec:
     for a in attrs:
         if not isinstance(getattr(probe, a, None), str) or a in ("pool", "base"):
             raise ScriptLoadError(f"{path.name}: {a!r} is not a PoolKeys key")
-    prelude = "local K = {" + ", ".join(f"{a} = KEYS[{i}]" for i, a in found) + "}\n"
+    prelude = "local K = {\n" + "".join(f"  {a} = KEYS[{i}],\n" for i, a in found) + "}\n"
     source = prelude + _expand_includes(text, path.parent)
     sha = hashlib.sha1(source.encode()).hexdigest()
     return ScriptSpec(name, n, attrs, source, sha)
@@ -209,3 +209,25 @@ class ScriptRunner:
             if isinstance(r, Exception):
                 raise r
         return results
+
+
+def dump_expanded(folder: Path) -> list[Path]:
+    """Write every script, prelude and includes expanded, to ``folder`` (for luacheck).
+
+    Returns:
+        The files written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for spec in REGISTRY.values():
+        path = folder / f"{spec.name}-{spec.num_keys}.lua"
+        path.write_text(spec.source)
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":  # python -m provisioner.scripts DIR
+    import sys
+
+    for p in dump_expanded(Path(sys.argv[1] if len(sys.argv) > 1 else "build/lua")):
+        print(p)

@@ -1,0 +1,5 @@
+"""``python -m provisioner``: the CLI."""
+
+from provisioner.cli import main
+
+main()
