@@ -118,6 +118,15 @@ def _classify(err: msgspec.ValidationError, id_field: _Field) -> BadInput:
 def _decode(dec: msgspec.json.Decoder[T], data: bytes | str, idf: _Field) -> T:
     if len(data) > MAX_PAYLOAD_BYTES:
         raise BadInput("oversize", f"{len(data)} bytes > {MAX_PAYLOAD_BYTES}")
+    if isinstance(data, str):
+        # The limit is on bytes; and text that is not valid Unicode (lone surrogates, as
+        # from a non-UTF-8 payload decoded with "surrogateescape") is not JSON.
+        try:
+            data = data.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise BadInput("not_json", f"not UTF-8: {e.reason}") from None
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise BadInput("oversize", f"{len(data)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
         return dec.decode(data)
     except msgspec.ValidationError as e:
