@@ -10,34 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            return
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+from provisioner.localredis import local_redis, wait_ready
 
 
 @pytest.fixture(scope="session")
@@ -45,38 +24,12 @@ def redis_url() -> Iterator[str]:
     """URL of a real Redis 7 server that lives for the whole test session."""
     env = os.environ.get("REDIS_URL")
     if env:
-        _wait_ready(env)
+        wait_ready(env)
         yield env
         return
-    binary = shutil.which("redis-server")
-    if binary:
-        port = _free_port()
-        workdir = tempfile.mkdtemp(prefix="prov-redis-")
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        try:
-            _wait_ready(url)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            shutil.rmtree(workdir, ignore_errors=True)
+    if shutil.which("redis-server"):
+        with local_redis() as server:
+            yield server.url
         return
     try:
         from testcontainers.redis import RedisContainer
@@ -86,7 +39,7 @@ def redis_url() -> Iterator[str]:
         host = container.get_container_host_ip()
         port = int(container.get_exposed_port(6379))
         url = f"redis://{host}:{port}/0"
-        _wait_ready(url)
+        wait_ready(url)
         yield url
 
 

@@ -1,0 +1,294 @@
+"""``provisioner demo``: the whole stack on real Redis, ending in a scorecard.
+
+It starts (unless ``--redis-url`` is given) a private redis-server from PATH on a
+free port, then as separate processes the mock Node API and ``--replicas`` worker
+replicas (``provisioner run``), then in this process the scorecard's listener and the
+user simulator, which replays a scenario compressed by ``--time-scale``.  After
+``--duration`` wall seconds it stops the traffic, reads the mock API's ledger, prints
+the scorecard and stops everything it started.
+
+Every duration handed to the replicas (keep-alive, user TTL, default boot time, rate
+half-life) is the scenario's value divided by the time scale, so the policy sees the
+same world, only faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import click
+
+from provisioner import scenarios
+from provisioner.localredis import RedisNotFound, free_port, local_redis
+from provisioner.scorecard import Scorecard, ScoreListener, format_scorecard
+from provisioner.simulate import run_simulation
+from provisioner.workload import Workload
+
+__all__ = ["DemoConfig", "command", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs.
+
+    Attributes:
+        scenario: a name of :data:`provisioner.scenarios.NAMES`.
+        seed: scenario and mock API seed.
+        duration_s: wall seconds of traffic.
+        time_scale: world seconds per wall second.
+        replicas: worker replicas to start.
+        redis_url: an existing Redis; None starts a private server.
+        policy: the replicas' policy.
+        keep_alive_s: world seconds a surplus idle node may stay.
+        channel_prefix: prefix of every channel name.
+        logdir: where the processes' logs go (None: a temporary folder).
+    """
+
+    scenario: str = "steady"
+    seed: int = 1
+    duration_s: float = 60.0
+    time_scale: float = 10.0
+    replicas: int = 2
+    redis_url: str | None = None
+    policy: str = "basestock"
+    keep_alive_s: float = 60.0
+    channel_prefix: str = ""
+    logdir: str | None = None
+
+
+class _Procs:
+    """Child processes, stopped with SIGTERM (then SIGKILL) in reverse order."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "provisioner", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def stop_all(self) -> None:
+        for _, p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, p in reversed(self.procs):
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def dead(self) -> list[str]:
+        return [n for n, p in self.procs if p.poll() is not None]
+
+
+async def _wait_http(url: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as s:
+        while True:
+            try:
+                async with s.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"{url} did not come up in {timeout_s}s")
+            await asyncio.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _redis(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    try:
+        with local_redis(appendonly=False) as server:
+            yield server.url
+    except RedisNotFound as e:
+        raise click.ClickException(str(e)) from e
+
+
+async def _run(cfg: DemoConfig, redis_url: str, procs: _Procs, wl: Workload) -> Scorecard:
+    scale = cfg.time_scale
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    env = dict(os.environ, PROVISIONER_REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
+    env.pop("PROVISIONER_POOL", None)
+    prefix = ["--channel-prefix", cfg.channel_prefix]
+    boot = wl.boot
+    procs.start(
+        "mock-node-api",
+        [*prefix, "mock-node-api", "--port", str(api_port), "--seed", str(cfg.seed),
+         "--boot-min", str(boot.min_s), "--boot-max", str(boot.max_s),
+         "--boot-fail-p", str(boot.fail_p), "--lost-ready-p", str(boot.lost_ready_p),
+         "--slow-tail-p", str(boot.slow_tail_p),
+         "--slow-tail-factor", str(max(1.0, boot.slow_tail_factor)),
+         "--time-scale", str(scale)],
+        env,
+    )  # fmt: skip
+    await _wait_http(f"{api_url}/healthz")
+    metrics_ports = []
+    for i in range(cfg.replicas):
+        port = free_port()
+        metrics_ports.append(port)
+        procs.start(
+            f"replica-{i + 1}",
+            [*prefix, "run", "--node-api-url", api_url, "--metrics-port", str(port),
+             "--metrics-host", "127.0.0.1", "--replica-id", f"demo-replica-{i + 1}",
+             "--policy", cfg.policy, "--keep-alive", str(cfg.keep_alive_s / scale),
+             "--half-life", str(60.0 / scale), "--user-ttl", str(600.0 / scale),
+             "--default-boot", str(30.0 / scale), "--tick", str(max(0.1, min(1.0, 5.0 / scale))),
+             "--lease-ttl", "3"],
+            env,
+        )  # fmt: skip
+    for port in metrics_ports:
+        await _wait_http(f"http://127.0.0.1:{port}/healthz")
+    click.echo(
+        f"demo: redis {redis_url}, mock API {api_url}, {cfg.replicas} replicas "
+        f"(metrics {', '.join(str(p) for p in metrics_ports)}), logs in {procs.logdir}",
+        err=True,
+    )
+    listener = ScoreListener(redis_url, cfg.channel_prefix, boot_time_s=boot.mean_s / scale)
+    await listener.start()
+    click.echo(
+        f"demo: scenario {wl.name} (seed {cfg.seed}) at x{scale:g} for {cfg.duration_s:g}s "
+        f"of wall time ({cfg.duration_s * scale / 60:.1f} world minutes)",
+        err=True,
+    )
+    sim = await run_simulation(
+        wl, redis_url, time_scale=scale, channel_prefix=cfg.channel_prefix,
+        max_wall_s=cfg.duration_s,
+    )  # fmt: skip
+    dead = procs.dead()
+    if dead:
+        click.echo(f"demo: WARNING processes exited early: {', '.join(dead)}", err=True)
+    await asyncio.sleep(0.5)
+    card = await listener.finish(api_url)
+    click.echo(
+        f"demo: published {len(sim.published)} events; {len(sim.connected)} users still "
+        "connected at the end",
+        err=True,
+    )
+    return card
+
+
+def run_demo(cfg: DemoConfig) -> Scorecard:
+    """Run the demo and return its scorecard (see the module docstring).
+
+    Raises:
+        click.ClickException: no redis-server, or a component did not start.
+    """
+    wl = scenarios.build(cfg.scenario, seed=cfg.seed)
+    logdir = Path(cfg.logdir or tempfile.mkdtemp(prefix="provisioner-demo-"))
+    logdir.mkdir(parents=True, exist_ok=True)
+    procs = _Procs(logdir)
+    with _redis(cfg.redis_url) as url:
+        try:
+            return asyncio.run(_run(cfg, url, procs, wl))
+        finally:
+            procs.stop_all()
+
+
+@click.command("demo")
+@click.option(
+    "--scenario", type=click.Choice(list(scenarios.NAMES)), default="steady", show_default=True
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--duration", type=float, default=60.0, show_default=True, help="Wall seconds of traffic."
+)
+@click.option(
+    "--time-scale",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="World seconds per wall second.",
+)
+@click.option("--replicas", type=int, default=2, show_default=True)
+@click.option(
+    "--policy",
+    type=click.Choice(["basestock", "reactive", "static"]),
+    default="basestock",
+    show_default=True,
+)
+@click.option(
+    "--keep-alive",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="World seconds a surplus idle node may stay.",
+)
+@click.option(
+    "--logdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where process logs go (default: a temporary folder).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
+@click.pass_context
+def command(
+    ctx: click.Context,
+    scenario: str,
+    seed: int,
+    duration: float,
+    time_scale: float,
+    replicas: int,
+    policy: str,
+    keep_alive: float,
+    logdir: str | None,
+    as_json: bool,
+) -> None:
+    """Run Redis, the mock Node API, the simulator and replicas; print the scorecard.
+
+    With no --redis-url (on the group or in PROVISIONER_REDIS_URL) a private
+    redis-server from PATH is started on a free port.
+    """
+    if duration <= 0 or time_scale <= 0 or replicas < 1:
+        raise click.BadParameter("--duration and --time-scale must be > 0, --replicas >= 1")
+    redis_url: str | None = None
+    channel_prefix = ""
+    parent = ctx.parent
+    if parent is not None:
+        src = parent.get_parameter_source("redis_url")
+        if src not in (None, click.core.ParameterSource.DEFAULT):
+            redis_url = parent.params["redis_url"]
+        channel_prefix = parent.params.get("channel_prefix") or ""
+    cfg = DemoConfig(
+        scenario=scenario,
+        seed=seed,
+        duration_s=duration,
+        time_scale=time_scale,
+        replicas=replicas,
+        redis_url=redis_url,
+        policy=policy,
+        keep_alive_s=keep_alive,
+        channel_prefix=channel_prefix,
+        logdir=logdir,
+    )
+    card = run_demo(cfg)
+    if as_json:
+        click.echo(json.dumps(card.to_dict(), indent=2))
+    else:
+        click.echo(format_scorecard(card))
