@@ -106,6 +106,17 @@ class BaseStockConfig:
     half_life_s: float = 60.0
     max_spare: int = 500
 
+    def __post_init__(self) -> None:
+        # A bad knob would otherwise fail every tick (half_life_s 0 divides by zero, a
+        # NaN z cannot be rounded), leaving a leader that holds the lease but never scales.
+        for name in ("z", "keep_alive_s", "half_life_s"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite")
+        if self.z < 0 or self.keep_alive_s < 0 or self.half_life_s <= 0:
+            raise ValueError("need z >= 0, keep_alive_s >= 0 and half_life_s > 0")
+        if self.min_spare < 0 or self.max_spare < 0:
+            raise ValueError("min_spare and max_spare must be >= 0")
+
 
 class _Rate:
     """An EWMA of a counter's rate, per second, with a half-life in seconds."""
@@ -145,12 +156,17 @@ class BaseStockPolicy:
         self._activations = _Rate(self.config.half_life_s)
 
     def restore(self, last: dict[str, str]) -> None:
-        """Start the rate EWMAs from the last leader's values."""
-        try:
-            self._connects.value = float(last.get("lambda_connects", 0.0))
-            self._activations.value = float(last.get("activation_rate", 0.0))
-        except ValueError:
-            pass
+        """Start the rate EWMAs from the last leader's values (ignoring corrupt ones)."""
+        for rate, name in (
+            (self._connects, "lambda_connects"),
+            (self._activations, "activation_rate"),
+        ):
+            try:
+                value = float(last.get(name, 0.0))
+            except ValueError:
+                continue
+            if math.isfinite(value) and value >= 0:
+                rate.value = value
 
     def decide(self, obs: Observation) -> Decision:
         """Target ``ceil(lambda*B + z*sqrt(lambda*B)) + min_spare``, capped at max_spare."""
@@ -204,6 +220,8 @@ class StaticPoolPolicy:
     name = "static"
 
     def __init__(self, k: int = 3, keep_alive_s: float = 60.0) -> None:
+        if k < 0:
+            raise ValueError(f"static pool size k must be >= 0, got {k}")
         self.k = k
         self.keep_alive_s = keep_alive_s
 
