@@ -176,6 +176,14 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
     default=5.0,
     help="Node API request timeout, seconds.",
 )
+@click.option(
+    "--lag",
+    envvar="PROVISIONER_TEST_LAG",
+    type=float,
+    default=0.0,
+    hidden=True,
+    help="Testing only: delay each message by this many seconds (a lagging replica).",
+)
 @click.pass_obj
 def run(
     obj: Ctx,
@@ -194,6 +202,7 @@ def run(
     marker_interval: float,
     user_ttl: float,
     api_timeout: float,
+    lag: float,
 ) -> None:
     """Run one worker replica (any number may run at once)."""
     knobs: dict[str, float] = {"keep_alive_s": keep_alive}
@@ -215,6 +224,7 @@ def run(
         policy_knobs=knobs,
         leader=LeaderConfig(lease_ttl_s=lease_ttl, tick_s=tick, default_boot_s=default_boot),
         api_timeout_s=api_timeout,
+        ingest_lag_s=lag,
         **extra,  # type: ignore[arg-type]
     )
     asyncio.run(run_worker(cfg))

@@ -83,6 +83,8 @@ class WorkerConfig:
         leader: lease and scaling timing.
         api_timeout_s: Node API request timeout.
         max_backoff_s: cap on the reconnect backoff.
+        ingest_lag_s: sleep this long before applying each message: a deliberately
+            lagging replica, for the replica-duplication tests only.
     """
 
     redis_url: str = "redis://localhost:6379/0"
@@ -103,6 +105,7 @@ class WorkerConfig:
     leader: LeaderConfig = field(default_factory=LeaderConfig)
     api_timeout_s: float = 5.0
     max_backoff_s: float = 5.0
+    ingest_lag_s: float = 0.0
 
 
 class _LogLimiter:
@@ -271,6 +274,8 @@ class Worker:
                 continue
             if msg.get("type") != "message":
                 continue
+            if self.config.ingest_lag_s > 0 and msg["channel"] != self.channels.marker:
+                await asyncio.sleep(self.config.ingest_lag_s)
             await self.handle(str(msg["channel"]), msg["data"])
 
     async def handle(self, channel: str, data: str | bytes) -> Code | None:

@@ -1,0 +1,86 @@
+"""Helpers for tests that run real ``provisioner`` processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from provisioner.keys import PoolKeys
+
+
+class Replicas:
+    """Start and stop ``provisioner run`` processes for one pool; logs in ``logdir``."""
+
+    def __init__(self, redis_url: str, pool: str, prefix: str, logdir: Path) -> None:
+        self.redis_url = redis_url
+        self.pool = pool
+        self.prefix = prefix
+        self.logdir = logdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
+        cmd = [
+            sys.executable, "-m", "provisioner",
+            "--redis-url", self.redis_url, "--pool", self.pool,
+            "--channel-prefix", self.prefix, "--log-level", "debug",
+            "run", "--replica-id", name, *args,
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        self.procs[name].send_signal(sig)
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def log(self, name: str) -> str:
+        return (self.logdir / f"{name}.log").read_text(errors="replace")
+
+
+@contextmanager
+def replicas(redis_url: str, pool: str, prefix: str, logdir: Path) -> Iterator[Replicas]:
+    group = Replicas(redis_url, pool, prefix, logdir)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def wait_until(pred: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.05) -> None:
+    """Poll ``pred`` until it is true; fail the test with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(step_s)
+
+
+def live_replicas(r: redis.Redis, pool: str) -> int:
+    """Replicas with a heartbeat in the pool's registry."""
+    return int(r.zcard(PoolKeys(pool).replicas))
+
+
+def subscribers(r: redis.Redis, channel: str) -> int:
+    """How many connections subscribe to ``channel`` now."""
+    counts = r.pubsub_numsub(channel)
+    return int(counts[0][1]) if counts else 0
