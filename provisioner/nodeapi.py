@@ -22,7 +22,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 __all__ = [
@@ -107,7 +107,7 @@ class NodeApi:
         c = self.config
         return AsyncRetrying(
             stop=stop_after_attempt(c.attempts),
-            wait=wait_exponential_jitter(initial=c.backoff_initial_s, max=c.backoff_max_s),
+            wait=wait_random_exponential(multiplier=c.backoff_initial_s, max=c.backoff_max_s),
             retry=retry_if_exception_type(retry_on),
             reraise=True,
         )

@@ -13,7 +13,7 @@ metrics server, and the :class:`provisioner.leader.Leader` loop, which scales on
 while this replica holds the lease.
 
 Failure handling: on a Redis error the subscription is dropped and re-made with
-exponential backoff and jitter (tenacity's ``wait_exponential_jitter``); scripts are
+exponential backoff and full jitter (tenacity's ``wait_random_exponential``); scripts are
 re-loaded on every (re)connect; messages are dropped until the next marker.  If no
 marker arrives for ``marker_timeout_s`` although we publish them, the connection is
 taken for half-open and re-made.
@@ -37,7 +37,7 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from provisioner.clock import Clock, WallClock
@@ -227,7 +227,7 @@ class Worker:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 async for attempt in AsyncRetrying(
-                    wait=wait_exponential_jitter(initial=0.1, max=self.config.max_backoff_s),
+                    wait=wait_random_exponential(multiplier=0.1, max=self.config.max_backoff_s),
                     retry=retry_if_exception_type((RedisError, OSError, TimeoutError)),
                     before_sleep=self._before_retry,
                 ):
