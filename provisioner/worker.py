@@ -145,6 +145,9 @@ class Worker:
         self.client = aioredis.Redis.from_url(
             config.redis_url,
             decode_responses=True,
+            # A payload that is not UTF-8 must reach the validator (bad input "not_json"),
+            # not raise UnicodeDecodeError out of get_message and end the ingest task.
+            encoding_errors="surrogateescape",
             health_check_interval=config.health_check_interval_s,
             socket_connect_timeout=5.0,
             socket_keepalive=True,
