@@ -1,0 +1,312 @@
+"""One worker replica in-process (asyncio) against real Redis Pub/Sub and the emulated
+Node API at a fast time scale (boots of 0.5-1 s).
+
+Messages are published on real channels with the test pool's prefix, so tests never see
+each other's traffic; ``user:assigned`` is read back from the same Pub/Sub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from provisioner.invariants import check_invariants
+from provisioner.keys import Channels, PoolKeys
+from provisioner.leader import LeaderConfig
+from provisioner.mock_api import MockConfig, MockNodeApi
+from provisioner.worker import Worker, WorkerConfig
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout_s: float, what: str, step_s: float = 0.05
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(step_s)
+
+
+@dataclass
+class Stack:
+    worker: Worker
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    mock: MockNodeApi
+    channels: Channels
+    keys: PoolKeys
+    r: aioredis.Redis  # test's own client (decoded)
+    assigned: Any  # PubSub on user:assigned
+    metrics_url: str
+
+    async def publish(self, channel: str, data: str | bytes) -> None:
+        assert await self.r.publish(channel, data) == 1, f"nobody listens on {channel}"
+
+    async def connect(self, user: str) -> None:
+        await self.publish(self.channels.connect, json.dumps({"user_id": user}))
+
+    async def disconnect(self, user: str) -> None:
+        await self.publish(self.channels.disconnect, json.dumps({"user_id": user}))
+
+    async def next_assigned(self, user: str, timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            m = await self.assigned.get_message(ignore_subscribe_messages=True, timeout=left)
+            if m is None:
+                continue
+            data: dict[str, Any] = json.loads(m["data"])
+            if data["user_id"] == user:
+                return data
+        raise AssertionError(f"no user:assigned for {user} within {timeout_s} s")
+
+    async def no_more_assigned(self, wait_s: float = 0.3) -> list[dict[str, Any]]:
+        out = []
+        deadline = time.monotonic() + wait_s
+        while (left := deadline - time.monotonic()) > 0:
+            m = await self.assigned.get_message(ignore_subscribe_messages=True, timeout=left)
+            if m is not None:
+                out.append(json.loads(m["data"]))
+        return out
+
+    async def count(self, zset: str) -> int:
+        n: int = await self.r.zcard(zset)
+        return n
+
+
+@contextlib.asynccontextmanager
+async def stack(redis_url: str, pool: str, **worker_kw: Any) -> AsyncIterator[Stack]:
+    prefix = pool + "."
+    mock = MockNodeApi(
+        MockConfig(
+            boot_min_s=0.5, boot_max_s=1.0, terminate_delay_s=0.05, seed=3, channel_prefix=prefix
+        ),
+        redis_url,
+    )
+    r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    channels = Channels(prefix=prefix, pool=pool)
+    assigned = r.pubsub()
+    await assigned.subscribe(channels.assigned)
+    port = free_port()
+    async with mock.running("127.0.0.1", 0) as api_url:
+        cfg = WorkerConfig(
+            redis_url=redis_url,
+            node_api_url=api_url,
+            pool=pool,
+            channel_prefix=prefix,
+            replica_id=f"test-{pool}",
+            metrics_host="127.0.0.1",
+            metrics_port=port,
+            marker_interval_s=0.05,
+            leader=LeaderConfig(tick_s=0.2, lease_ttl_s=2, default_boot_s=1),
+            **worker_kw,
+        )
+        worker = Worker(cfg)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        st = Stack(
+            worker,
+            stop,
+            task,
+            mock,
+            channels,
+            PoolKeys(pool),
+            r,
+            assigned,
+            f"http://127.0.0.1:{port}",
+        )
+        try:
+
+            async def named() -> bool:
+                if task.done():
+                    task.result()  # surface a crash at start-up
+                return worker.subscribed and worker.seq.seq is not None
+
+            await eventually(named, 10, "the worker to subscribe and see a marker")
+            yield st
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+            await assigned.aclose()  # type: ignore[no-untyped-call]
+            await r.aclose()
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(body())  # type: ignore[arg-type]
+
+
+async def invariants(st: Stack) -> list[str]:
+    return await check_invariants(st.r, st.keys)
+
+
+def test_connect_hit_then_miss_then_served_when_a_node_boots(redis_url: str, pool: str) -> None:
+    """basestock keeps one spare: u1 takes it at once (hit, wait 0); u2 right after finds
+    none ready (miss) and gets the next node the leader boots, with wait_ms >= 1."""
+
+    async def body() -> None:
+        async with stack(redis_url, pool, policy_knobs={"min_spare": 1.0}) as st:
+
+            async def one_ready() -> bool:
+                return await st.count(st.keys.nodes_ready) >= 1
+
+            await eventually(one_ready, 10, "the leader to boot a spare node")
+            t0 = time.monotonic()
+            await st.connect("u1")
+            await st.connect("u2")
+            a1 = await st.next_assigned("u1", 5)
+            assert a1["wait_ms"] == 0
+            ledger_ids = {n["id"] for n in st.mock.ledger()["nodes"]}
+            assert a1["node_id"] in ledger_ids
+            a2 = await st.next_assigned("u2", 10)
+            waited_s = time.monotonic() - t0
+            assert a2["wait_ms"] >= 1
+            assert a2["wait_ms"] <= waited_s * 1000 + 1000  # generous: clocks, rounding
+            assert a2["node_id"] != a1["node_id"] and a2["node_id"] in {
+                n["id"] for n in st.mock.ledger()["nodes"]
+            }
+            assert await st.r.hget(st.keys.user_node, "u1") == a1["node_id"]
+            assert await st.r.hget(st.keys.user_node, "u2") == a2["node_id"]
+            stats = await st.r.hgetall(st.keys.stats)
+            assert (stats.get("connects"), stats.get("hits"), stats.get("misses")) == (
+                "2",
+                "1",
+                "1",
+            )
+            # one assignment each: no duplicates on the channel
+            assert [m for m in await st.no_more_assigned() if m["user_id"] in ("u1", "u2")] == []
+            # disconnect frees u1's node back to the pool
+            await st.disconnect("u1")
+
+            async def freed() -> bool:
+                return await st.r.hget(st.keys.node_state, a1["node_id"]) == "ready"
+
+            await eventually(freed, 5, "u1's node to go back to the ready pool")
+            assert await invariants(st) == []
+
+    run(body)
+
+
+def test_reactive_connect_with_no_node_waits_for_a_boot(redis_url: str, pool: str) -> None:
+    async def body() -> None:
+        async with stack(redis_url, pool, policy="reactive") as st:
+            await asyncio.sleep(0.5)  # a few leader ticks: reactive keeps no spare
+            assert st.mock.ledger()["nodes"] == []
+            await st.connect("cold")
+            got = await st.next_assigned("cold", 10)
+            assert got["wait_ms"] >= 1
+            assert [n["id"] for n in st.mock.ledger()["nodes"]] == [got["node_id"]]
+            assert await st.r.hget(st.keys.stats, "misses") == "1"
+            assert await invariants(st) == []
+
+    run(body)
+
+
+BAD: list[tuple[str, str | bytes, str]] = [
+    # (channel attribute, payload, expected kind)
+    ("activity", "not json", "not_json"),
+    ("activity", b"\xff\xfe{", "not_json"),  # not UTF-8 at all
+    ("activity", '{"user_id": "u", "timestamp": "yesterday"}', "wrong_type"),
+    ("activity", "[1, 2]", "not_object"),
+    ("connect", "{}", "missing_field"),
+    ("connect", '{"user_id": 42}', "wrong_type"),
+    ("connect", '{"user_id": "bad\\u0000id"}', "bad_user_id"),
+    ("connect", '{"user_id": "' + "x" * 129 + '"}', "bad_user_id"),
+    ("connect", b'{"user_id": "\xc3\x28"}', "not_json"),  # invalid UTF-8 inside a string
+    ("disconnect", "null", "not_object"),
+    ("disconnect", json.dumps({"user_id": "u", "pad": "x" * 1_000_000}), "oversize"),
+    ("disconnect", '{"user_id": ""}', "bad_user_id"),
+    ("node_status", '{"node_id": "n1", "status": "exploded"}', "unknown_status"),
+    ("node_status", '{"node_id": "", "status": "ready"}', "bad_node_id"),
+    ("node_status", '{"node_id": "n1"}', "missing_field"),
+    ("node_status", "", "not_json"),
+]
+
+
+def test_bad_payloads_are_counted_per_kind_and_the_worker_keeps_working(
+    redis_url: str, pool: str
+) -> None:
+    async def body() -> None:
+        async with stack(redis_url, pool, policy="static", policy_knobs={"k": 1.0}) as st:
+            for attr, payload, _ in BAD:
+                await st.publish(getattr(st.channels, attr), payload)
+            expected: dict[str, int] = {}
+            for _, _, kind in BAD:
+                expected[kind] = expected.get(kind, 0) + 1
+
+            async def counted() -> bool:
+                bad = await st.r.hgetall(st.keys.bad)
+                return sum(int(v) for k, v in bad.items() if not k.startswith("_")) >= len(BAD)
+
+            await eventually(counted, 10, "every bad payload to be counted")
+            bad = await st.r.hgetall(st.keys.bad)
+            assert {k: int(v) for k, v in bad.items() if not k.startswith("_")} == expected
+            assert not st.task.done()
+            # nothing was applied from them
+            assert await st.r.hlen(st.keys.user_node) == 0
+            assert await st.r.zcard(st.keys.users_waiting) == 0
+            assert await st.r.hget(st.keys.node_state, "n1") is None
+            # and the replica still serves real traffic
+            await st.connect("after-the-garbage")
+            got = await st.next_assigned("after-the-garbage", 10)
+            assert got["node_id"]
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(st.metrics_url + "/metrics") as resp,
+            ):
+                text = await resp.text()
+            assert 'provisioner_bad_input_total{kind="not_json"} 4.0' in text
+            assert 'provisioner_bad_input_total{kind="oversize"} 1.0' in text
+            assert await invariants(st) == []
+
+    run(body)
+
+
+def test_healthz_while_running_and_stop_releases_the_lease(redis_url: str, pool: str) -> None:
+    async def body() -> None:
+        async with stack(redis_url, pool, policy="reactive") as st:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(st.metrics_url + "/healthz") as resp:
+                    assert resp.status == 200
+                    assert (await resp.text()).strip() == "ok"
+                async with http.get(st.metrics_url + "/metrics") as resp:
+                    assert resp.status == 200
+                    assert "provisioner_subscribed 1.0" in await resp.text()
+
+            async def leading() -> bool:
+                h = await st.r.hgetall(st.keys.leader)
+                return h.get("holder") == f"test-{pool}" and int(h.get("expires_ms", 0)) > 0
+
+            await eventually(leading, 5, "the replica to take the lease")
+            assert st.worker.leader is not None and st.worker.leader.is_leader
+            token = await st.r.hget(st.keys.leader, "token")
+            # SIGTERM-like stop: set the event; run() returns promptly
+            st.stop.set()
+            t0 = time.monotonic()
+            await asyncio.wait_for(st.task, 15)
+            assert time.monotonic() - t0 < 15
+            lease = await st.r.hgetall(st.keys.leader)
+            assert lease["expires_ms"] == "0"  # released, not left to expire
+            assert lease["token"] == token and lease["holder"] == f"test-{pool}"
+            assert not st.worker.leader.is_leader
+            # the health server is gone with the replica
+            async with aiohttp.ClientSession() as http:
+                with pytest.raises(aiohttp.ClientConnectionError):
+                    await http.get(st.metrics_url + "/healthz")
+
+    run(body)
