@@ -1,0 +1,180 @@
+"""The inspection commands (``seed``, ``status``, ``check``, ``explain``) through click's
+CliRunner against the real redis-server."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from provisioner.cli import cli
+from provisioner.keys import PoolKeys
+from tests.helpers import SyncCoord
+
+# Unset the environment twins for the duration of each invocation (and restore them
+# after), so neither the caller's shell nor a command that exports them leaks into
+# other tests.
+ENV: dict[str, str | None] = {
+    name: None
+    for name in (
+        "PROVISIONER_REDIS_URL",
+        "PROVISIONER_POOL",
+        "PROVISIONER_CHANNEL_PREFIX",
+        "PROVISIONER_NODE_API_URL",
+        "PROVISIONER_LOG_LEVEL",
+    )
+}
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(redis_url: str, pool: str) -> Invoke:
+    """Run the CLI on the test's pool: ``invoke("status", "--json", url=...)``."""
+    runner = CliRunner(env=ENV)
+
+    def call(*args: str, url: str = redis_url) -> Result:
+        return runner.invoke(cli, ["--redis-url", url, "--pool", pool, *args])
+
+    return call
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def test_seed_then_status_shows_users_and_nodes(invoke: Invoke, pool: str) -> None:
+    out = ok(invoke("seed", "--users", "5", "--ready-nodes", "2", "--booting-nodes", "1"))
+    assert json.loads(out) == {"users": 5, "ready_nodes": 2, "booting_nodes": 1}
+    st = json.loads(ok(invoke("status", "--json")))
+    assert st["pool"] == pool
+    assert st["nodes"] == {
+        "booting": 1,
+        "ready": 2,
+        "allocated": 0,
+        "terminating": 0,
+        "unknown": 0,
+    }
+    assert st["users"] == {"active": 5, "waiting": 0}
+    assert st["allocations_total"] == 0 and st["waitlist_head"] == []
+    assert st["bad_input"] == {}
+    # seeding again adds to the pool (fresh names), never overwrites
+    ok(invoke("seed", "--users", "5", "--ready-nodes", "2"))
+    st = json.loads(ok(invoke("status", "--json")))
+    assert st["nodes"]["ready"] == 4 and st["users"]["active"] == 10
+    text = ok(invoke("status"))
+    assert f"pool {pool}" in text
+    assert "booting 1  ready 4  allocated 0" in text
+    assert "active 10  waiting 0" in text
+
+
+def test_status_of_another_pool_is_empty(invoke: Invoke, redis_url: str, pool: str) -> None:
+    ok(invoke("seed", "--users", "3", "--ready-nodes", "1"))
+    other = CliRunner(env=ENV).invoke(
+        cli, ["--redis-url", redis_url, "--pool", pool + "x", "status", "--json"]
+    )
+    st = json.loads(ok(other))
+    assert st["nodes"]["ready"] == 0 and st["users"]["active"] == 0
+
+
+def test_seed_rejects_negative_counts(invoke: Invoke) -> None:
+    result = invoke("seed", "--users", "-1")
+    assert result.exit_code == 2
+    assert "counts must be >= 0" in result.output
+
+
+def test_check_passes_then_fails_on_a_broken_invariant(
+    invoke: Invoke, r: redis.Redis, pool: str
+) -> None:
+    assert ok(invoke("check")).strip() == "ok"  # an empty pool is consistent
+    ok(invoke("seed", "--users", "2", "--ready-nodes", "2", "--booting-nodes", "1"))
+    assert ok(invoke("check")).strip() == "ok"
+    keys = PoolKeys(pool)
+    r.hset(keys.node_state, "rogue-node", "ready")  # ready, but not in the ready set
+    result = invoke("check")
+    assert result.exit_code == 1
+    assert "rogue-node" in result.output and "ok" not in result.output.split()
+    r.hdel(keys.node_state, "rogue-node")
+    assert ok(invoke("check")).strip() == "ok"
+    # a one-sided allocation breaks I1
+    r.hset(keys.user_node, "someone", "ghost-node")
+    result = invoke("check")
+    assert result.exit_code == 1
+    assert "I1" in result.output and "someone" in result.output
+
+
+def test_explain_on_an_empty_pool_prints_nothing(invoke: Invoke) -> None:
+    assert ok(invoke("explain")) == ""
+    assert json.loads(ok(invoke("explain", "--json"))) == []
+
+
+def test_explain_shows_recorded_decisions_newest_first(
+    invoke: Invoke, redis_url: str, pool: str
+) -> None:
+    sc = SyncCoord(redis_url, pool)
+    try:
+        lease = sc.acquire_lease("replica-a", 1_000, 5_000)
+        assert lease.held
+        for i, target in enumerate((3, 7)):
+            sc.record_decision(
+                lease.token,
+                2_000 + i,
+                {"target": target, "spare": 1, "waiting": 0, "created": 2, "leader": "replica-a"},
+            )
+    finally:
+        sc.close()
+    lines = ok(invoke("explain")).splitlines()
+    assert len(lines) == 2
+    assert "target 7" in lines[0] and "target 3" in lines[1]
+    assert all("leader replica-a" in line for line in lines)
+    rows = json.loads(ok(invoke("explain", "-n", "1", "--json")))
+    assert len(rows) == 1 and rows[0]["target"] == "7"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("status",), ("status", "--json"), ("explain",), ("seed", "--users", "1")],
+)
+def test_unreachable_redis_is_a_clear_error(invoke: Invoke, args: tuple[str, ...]) -> None:
+    result = invoke(*args, url=closed_port_url())
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)  # click's error path, not a crash
+    assert "Redis" in result.output and "ConnectionError" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_check_with_unreachable_redis_exits_1(invoke: Invoke) -> None:
+    result = invoke("check", url=closed_port_url())
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert "redis unavailable" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli: a malformed --redis-url or --pool raises ValueError (a traceback), "
+    "not a usage error; not fixed here, cli.py was being edited by another engineer",
+)
+@pytest.mark.parametrize(
+    ("url", "pool"), [("http://localhost:6379", "p1"), (None, "bad pool"), (None, "a{b}")]
+)
+def test_malformed_url_or_pool_is_a_clear_error(redis_url: str, url: str | None, pool: str) -> None:
+    result = CliRunner(env=ENV).invoke(
+        cli, ["--redis-url", url or redis_url, "--pool", pool, "status"]
+    )
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)
