@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from provisioner import __version__
 from provisioner.coordinator import Coordinator
 from provisioner.invariants import check_invariants
-from provisioner.keys import Channels
+from provisioner.keys import Channels, validate_pool_name
 from provisioner.leader import LeaderConfig
 from provisioner.worker import WorkerConfig, run_worker
 
@@ -85,6 +85,23 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
     """Predictive GPU node provisioning on Redis."""
     _setup_logging(log_level)
     ctx.obj = Ctx(redis_url, pool, channel_prefix)
+    try:
+        validate_pool_name(pool)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--pool") from e
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise click.BadParameter(
+            f"{redis_url!r}: expected redis://, rediss:// or unix://", param_hint="--redis-url"
+        )
+    # The emulators (mock-node-api, simulate) have their own options: hand the group's
+    # explicit ones down as their defaults.
+    given = {
+        name: ctx.params[name]
+        for name in ("redis_url", "channel_prefix")
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    }
+    if given:
+        ctx.default_map = {"mock-node-api": dict(given), "simulate": dict(given)}
 
 
 @cli.command()

@@ -228,7 +228,12 @@ async def run_simulation(
     default=None,
     help="Wall-clock seconds to run (default: the whole scenario).",
 )
-@click.option("--channel-prefix", default="", help="Prefix of every channel name.")
+@click.option(
+    "--channel-prefix",
+    envvar="PROVISIONER_CHANNEL_PREFIX",
+    default="",
+    help="Prefix of every channel name.",
+)
 def _simulate(
     redis_url: str,
     scenario: str,

@@ -164,11 +164,6 @@ def test_check_with_unreachable_redis_exits_1(invoke: Invoke) -> None:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli: a malformed --redis-url or --pool raises ValueError (a traceback), "
-    "not a usage error; not fixed here, cli.py was being edited by another engineer",
-)
 @pytest.mark.parametrize(
     ("url", "pool"), [("http://localhost:6379", "p1"), (None, "bad pool"), (None, "a{b}")]
 )
