@@ -200,7 +200,7 @@ def run_demo(cfg: DemoConfig) -> Scorecard:
     Raises:
         click.ClickException: no redis-server, or a component did not start.
     """
-    wl = scenarios.build(cfg.scenario, seed=cfg.seed)
+    wl = scenarios.build_live(cfg.scenario, seed=cfg.seed)
     logdir = Path(cfg.logdir or tempfile.mkdtemp(prefix="provisioner-demo-"))
     logdir.mkdir(parents=True, exist_ok=True)
     procs = _Procs(logdir)

@@ -339,5 +339,13 @@ def trace_scenario(seed: int, **overrides: Any) -> Workload:
     return trace.build_workload(seed=seed, **overrides)
 
 
+def build_live(name: str, seed: int = 1) -> Workload:
+    """The workload a live run (``simulate``, ``demo``) plays: the trace's busiest day
+    (23 days are for the fast replay), every other scenario whole."""
+    if name == "trace":
+        return build("trace", seed=seed, window="busiest-day")
+    return build(name, seed=seed)
+
+
 NAMES: tuple[str, ...] = names()
 """Scenario names registered in this module (see :func:`names` for later additions)."""

@@ -243,7 +243,7 @@ def _simulate(
     channel_prefix: str,
 ) -> None:
     """Replay a scenario's user activity, connects and disconnects on Redis Pub/Sub."""
-    wl = scenarios.build(scenario, seed)
+    wl = scenarios.build_live(scenario, seed)
     click.echo(
         f"simulate {scenario} seed={seed}: {len(wl.events)} events over {wl.duration_s:.0f} s "
         f"at x{time_scale:g} -> {wl.duration_s / time_scale:.1f} s wall",
