@@ -4,7 +4,7 @@
   run it; the throttle key makes concurrent calls cheap (design-notes 3.3, style 9).
   Bounded: at most max_count users per call.
 
-  KEYS[1] users_active     zset    user -> last seen ms
+  KEYS[1] users_active     zset    user -> class * 1e13 + last seen ms
   KEYS[2] user_seq         hash    user -> last message id applied
   KEYS[3] user_node        hash    user -> node
   KEYS[4] users_waiting    zset    user -> band * 1e13 + since ms
@@ -35,8 +35,14 @@ end
 local last = tonumber(redis.call('GET', K.throttle_expire) or '-1')
 if last >= 0 and now_ms >= last and now_ms - last < min_interval then return {IGNORED, 0} end
 redis.call('SET', K.throttle_expire, now_ms)
-local old = redis.call('ZRANGEBYSCORE', K.users_active, '-inf', '(' .. (now_ms - ttl),
-  'LIMIT', 0, max_count)
+local old = {}
+for class = 0, N_CLASSES - 1 do
+  if #old >= max_count then break end
+  local base = class * CLASS
+  local some = redis.call('ZRANGEBYSCORE', K.users_active, base, '(' .. (base + now_ms - ttl),
+    'LIMIT', 0, max_count - #old)
+  for _, user in ipairs(some) do old[#old + 1] = user end
+end
 for _, user in ipairs(old) do
   redis.call('ZREM', K.users_active, user)
   if not redis.call('HGET', K.user_node, user) and not redis.call('ZSCORE', K.users_waiting, user) then

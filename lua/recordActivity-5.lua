@@ -2,7 +2,7 @@
   recordActivity: a user made a request (user:activity). Marks the user active and
   updates what the policy learns from (design-notes 4).
 
-  KEYS[1] users_active   zset  user -> last activity ms
+  KEYS[1] users_active   zset  user -> class * 1e13 + last activity ms (codes.lua: CLASS)
   KEYS[2] user_info      hash  user -> "first_ms|activity_count|connects|last_disconnect_ms"
   KEYS[3] user_seq       hash  user -> last message id applied
   KEYS[4] user_node      hash  user -> node (a connected user's activity is counted only)
@@ -29,10 +29,12 @@ seq_mark(K.user_seq, user, msg_id)
 stat('activity')
 local info = redis.call('HGET', K.user_info, user)
 local is_new = 0
+local count, connects = 1, 0
 if info then
-  local first, count, connects, last_disc = string.match(info, '^(%-?%d+)|(%d+)|(%d+)|(%-?%d+)$')
+  local first, c, n, last_disc = string.match(info, '^(%-?%d+)|(%d+)|(%d+)|(%-?%d+)$')
   if first then
-    info = first .. '|' .. (tonumber(count) + 1) .. '|' .. connects .. '|' .. last_disc
+    count, connects = tonumber(c) + 1, tonumber(n)
+    info = first .. '|' .. count .. '|' .. connects .. '|' .. last_disc
   else
     info = nil
   end
@@ -46,6 +48,6 @@ redis.call('HSET', K.user_info, user, info)
 if not redis.call('HGET', K.user_node, user) then
   local prev = redis.call('ZSCORE', K.users_active, user)
   if not prev then stat('users_activated') end
-  redis.call('ZADD', K.users_active, now_ms, user)
+  redis.call('ZADD', K.users_active, user_class(count, connects) * CLASS + now_ms, user)
 end
 return {OK, is_new}

@@ -32,8 +32,9 @@
   ARGV[5] channel      the user:assigned channel name
   ARGV[6] alpha_min    number in (0, 1]: floor of the boot-time EWMA weight
 
-  Returns {code, user_or_false}: OK | DUPLICATE | IGNORED | UNKNOWN_NODE | STALE |
-  ERR_BAD_ARG. The user is the one the node went to (ready) or lost it (terminated).
+  Returns {code, user_or_false, replacement_or_false}: OK | DUPLICATE | IGNORED |
+  UNKNOWN_NODE | STALE | ERR_BAD_ARG. The user is the one the node went to (ready) or who
+  lost it (terminated); the replacement is the ready node that user got at once, if any.
 ]]
 --- @include "codes"
 --- @include "util"
@@ -49,14 +50,14 @@ local alpha_min = tonumber(ARGV[6])
 if node == nil or node == '' or now_ms == nil or msg_id == nil or not channel
   or alpha_min == nil or alpha_min <= 0 or alpha_min > 1
   or (status ~= 'booting' and status ~= 'ready' and status ~= 'terminated') then
-  return {ERR_BAD_ARG, false}
+  return {ERR_BAD_ARG, false, false}
 end
 local want = {}
 for i = 1, #KEYS do want[KEYS[i]] = 'hash' end
 for _, z in ipairs({K.nodes_booting, K.nodes_ready, K.nodes_allocated, K.nodes_terminating,
   K.nodes_terminated, K.nodes_unknown, K.users_waiting}) do want[z] = 'zset' end
-if not types_ok(want) then return {ERR_WRONG_TYPE, false} end
-if not seq_is_new(K.node_seq, node, msg_id) then return {STALE, false} end
+if not types_ok(want) then return {ERR_WRONG_TYPE, false, false} end
+if not seq_is_new(K.node_seq, node, msg_id) then return {STALE, false, false} end
 
 local state = redis.call('HGET', K.node_state, node)
 if not state then
@@ -72,17 +73,17 @@ if not state then
   if keep then redis.call('HSET', K.node_early, node, status .. '|' .. now_ms) end
   redis.call('ZADD', K.nodes_unknown, 'NX', now_ms, node)
   stat('status_unknown_node')
-  return {UNKNOWN_NODE, false}
+  return {UNKNOWN_NODE, false, false}
 end
 
 seq_mark(K.node_seq, node, msg_id)
-local code, user
+local code, user, replacement = IGNORED, false, false
 if status == 'booting' then
-  if state == 'booting' then code, user = DUPLICATE, false else code, user = IGNORED, false end
+  if state == 'booting' then code = DUPLICATE end
 elseif status == 'ready' then
-  code, user = on_ready(node, state, now_ms, channel, alpha_min)
+  code, user, replacement = on_ready(node, state, now_ms, channel, alpha_min)
 else
-  code, user = on_terminated(node, state, now_ms, channel)
+  code, user, replacement = on_terminated(node, state, now_ms, channel)
 end
 if code == DUPLICATE then stat('status_duplicate') elseif code == IGNORED then stat('status_ignored') end
-return {code, user}
+return {code, user, replacement}

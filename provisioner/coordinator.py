@@ -21,6 +21,9 @@ from provisioner.scripts import ScriptRunner
 
 __all__ = ["BootStats", "Coordinator", "LeaseState", "PoolSnapshot", "ReapResult"]
 
+#: Width of one feature class's band of ``users:active`` scores (lua/includes/codes.lua).
+CLASS_BAND = 10**13
+
 #: Floor of the EWMA weight of the boot-time estimate: the estimate follows a change
 #: of the boot time within about 1/alpha observations (here 10).
 DEFAULT_BOOT_ALPHA = 0.1
@@ -116,6 +119,8 @@ class Coordinator:
         pool: the pool name (the hash tag of every key).
         channels: channel names (``user:assigned`` is published from inside scripts).
         boot_alpha: floor of the boot-time EWMA weight, in (0, 1].
+        default_boot_s: boot time assumed before the first observation, seconds (sets
+            the hazard model's recency buckets until a boot is observed).
     """
 
     def __init__(
@@ -124,12 +129,14 @@ class Coordinator:
         pool: str = "default",
         channels: Channels | None = None,
         boot_alpha: float = DEFAULT_BOOT_ALPHA,
+        default_boot_s: float = 30.0,
     ) -> None:
         self.client = client
         self.keys = PoolKeys(pool)
         self.channels = channels or Channels(pool=pool)
         self.runner = ScriptRunner(client, self.keys)
         self.boot_alpha = boot_alpha
+        self.default_boot_ms = max(1, int(default_boot_s * 1000))
 
     async def _run(self, name: str, *args: str | int | float) -> list[Any]:
         res: list[Any] = await self.runner.call(name, *args)
@@ -149,7 +156,9 @@ class Coordinator:
             ``(HIT, node)``, ``(MISS, None)``, ``(DUPLICATE, node_or_None)`` or
             ``(STALE, None)``.  A hit publishes ``user:assigned`` with ``wait_ms`` 0.
         """
-        res = await self._run("connectUser", user, now_ms, msg_id, self.channels.assigned)
+        res = await self._run(
+            "connectUser", user, now_ms, msg_id, self.channels.assigned, self.default_boot_ms
+        )
         return Code(int(res[0])), res[1] or None
 
     async def disconnect(
@@ -175,6 +184,14 @@ class Coordinator:
         Raises:
             BadArgumentError: unknown status.
         """
+        code, user, _ = await self.apply_node_status(node, status, now_ms, msg_id)
+        return code, user
+
+    async def apply_node_status(
+        self, node: str, status: str, now_ms: int, msg_id: int = 0
+    ) -> tuple[Code, str | None, str | None]:
+        """Like :meth:`node_status`, also returning the replacement node a user whose
+        node was terminated got at once (None when it waits)."""
         res = await self._run(
             "recordNodeStatus",
             node,
@@ -184,7 +201,7 @@ class Coordinator:
             self.channels.assigned,
             self.boot_alpha,
         )
-        return Code(int(res[0])), res[1] or None
+        return Code(int(res[0])), res[1] or None, res[2] or None
 
     async def count_bad_input(self, kind: str, msg_id: int = 0) -> Code:
         """Count one rejected message of ``kind`` (once across replicas)."""
@@ -350,3 +367,34 @@ class Coordinator:
         """Read-only: members of sorted set ``key`` with score <= ``before_ms``, lowest first."""
         res = await self.client.zrangebyscore(key, "-inf", before_ms, start=0, num=limit)
         return [_s(m) for m in res]
+
+    async def active_by_class_recency(
+        self, now_ms: int, edges_ms: Sequence[float], n_classes: int
+    ) -> list[list[int]]:
+        """Read-only: active users per feature class and recency bucket (ZCOUNTs).
+
+        Args:
+            now_ms: now, unix ms.
+            edges_ms: inner bucket edges of the time since last activity, ms, ascending
+                (k edges give k + 1 buckets, the last one open).
+            n_classes: feature classes (``users:active`` scores are class * 1e13 + ms).
+
+        Returns:
+            ``counts[class][bucket]``; O(classes * buckets * log N) on the server.
+        """
+        bounds = [0.0, *edges_ms]
+        pipe = self.client.pipeline(transaction=True)
+        for c in range(n_classes):
+            base = c * CLASS_BAND
+            for j in range(len(bounds)):
+                newest = base + now_ms - bounds[j]
+                oldest = f"({base + now_ms - bounds[j + 1]}" if j + 1 < len(bounds) else base
+                pipe.zcount(self.keys.users_active, oldest, newest)
+        flat = [int(x) for x in await pipe.execute()]
+        k = len(bounds)
+        return [flat[c * k : (c + 1) * k] for c in range(n_classes)]
+
+    async def hazard_counts(self) -> dict[str, int]:
+        """Read-only: the connect counters of the hazard model (``P:hazard``)."""
+        raw = await self.client.hgetall(self.keys.hazard)
+        return {str(a): int(b) for a, b in raw.items()}

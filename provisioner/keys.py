@@ -12,7 +12,8 @@ caller's clock):
 ============================  ======  ==================================================
 key                           type    content
 ============================  ======  ==================================================
-``P:users:active``            zset    user -> last activity/connect ms
+``P:users:active``            zset    user -> class*1e13 + last activity ms (browsing users)
+``P:hazard``                  hash    connects by feature class and recency bucket, "bg"
 ``P:user:info``               hash    user -> packed ``first_ms|count|connects|last_disc``
 ``P:user:seq``                hash    user -> id of the last message applied for the user
 ``P:user:node``               hash    user -> node it holds (the allocations)
@@ -148,6 +149,10 @@ class PoolKeys:
     @property
     def users_active(self) -> str:
         return self.k("users:active")
+
+    @property
+    def hazard(self) -> str:
+        return self.k("hazard")
 
     @property
     def user_info(self) -> str:

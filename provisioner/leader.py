@@ -22,18 +22,31 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from provisioner.clock import Clock
 from provisioner.coordinator import Coordinator, PoolSnapshot
 from provisioner.errors import FencedError
 from provisioner.metrics import Metrics
-from provisioner.nodeapi import CreateFailed, CreateUncertain, NodeApi, NodeApiError, NodeGone
+from provisioner.nodeapi import CreateFailed, CreateUncertain, NodeApiError, NodeGone
 from provisioner.policy import Decision, Observation, Policy
 
-__all__ = ["Leader", "LeaderConfig"]
+__all__ = ["Leader", "LeaderConfig", "NodeApiLike"]
 
 log = logging.getLogger("provisioner.leader")
+
+
+class NodeApiLike(Protocol):
+    """What the leader needs of the Node API: :class:`provisioner.nodeapi.NodeApi`
+    live, an in-process emulation in the replay benchmark."""
+
+    async def create(self) -> str:
+        """POST a node; its id.  Raises CreateFailed or CreateUncertain."""
+        ...
+
+    async def delete(self, node_id: str) -> None:
+        """DELETE a node.  Raises NodeGone or NodeApiError."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ class Leader:
 
     Args:
         coord: the pool's coordinator.
-        api: an open :class:`NodeApi`.
+        api: an open Node API client (:class:`NodeApiLike`).
         policy: the scaling policy.
         clock: source of ``now_ms``.
         replica_id: this replica's id (the lease holder name).
@@ -81,7 +94,7 @@ class Leader:
     def __init__(
         self,
         coord: Coordinator,
-        api: NodeApi,
+        api: NodeApiLike,
         policy: Policy,
         clock: Clock,
         replica_id: str,
@@ -164,7 +177,8 @@ class Leader:
         assert token is not None
         snap = await self.coord.snapshot()
         boot_s = snap.boot.mean_s or self.config.default_boot_s
-        dec = self.policy.decide(Observation(now, snap, boot_s))
+        features = await self.policy.observe(self.coord, now, boot_s)
+        dec = self.policy.decide(Observation(now, snap, boot_s, features))
         self.metrics.target.set(dec.target_spare)
         if snap.boot.mean_s:
             self.metrics.boot_time.set(snap.boot.mean_s)
@@ -270,6 +284,11 @@ class Leader:
             except NodeApiError as e:
                 self.metrics.node_api_calls.labels("delete", "failed").inc()
                 log.warning("delete %s failed (will retry): %s", node, e)
+
+    async def drain(self) -> None:
+        """Wait for every Node API call in flight (the replay benchmark's step)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def shutdown(self) -> None:
         """Let in-flight API calls finish (bounded), then release the lease."""

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from provisioner.coordinator import PoolSnapshot
+from provisioner.coordinator import Coordinator, PoolSnapshot
 
 __all__ = [
+    "POLICY_NAMES",
     "BaseStockConfig",
     "BaseStockPolicy",
     "Decision",
@@ -51,11 +52,13 @@ class Observation:
         now_ms: the tick's time, unix ms.
         snapshot: pool sizes and counters (one consistent read).
         boot_s: the boot time to plan with, seconds (learned mean, or the default).
+        features: what the policy's own :meth:`Policy.observe` read this tick.
     """
 
     now_ms: int
     snapshot: PoolSnapshot
     boot_s: float
+    features: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,17 @@ class Decision:
 
     target_spare: int
     keep_alive_s: float
-    inputs: dict[str, float] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 class Policy(Protocol):
     """A scaling policy (see the module docstring)."""
 
     name: str
+
+    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
+        """Read-only Redis reads the policy needs this tick (passed as ``features``)."""
+        ...
 
     def decide(self, obs: Observation) -> Decision:
         """Return the decision for this tick."""
@@ -155,6 +162,10 @@ class BaseStockPolicy:
         self._connects = _Rate(self.config.half_life_s)
         self._activations = _Rate(self.config.half_life_s)
 
+    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
+        """Nothing beyond the snapshot."""
+        return {}
+
     def restore(self, last: dict[str, str]) -> None:
         """Start the rate EWMAs from the last leader's values (ignoring corrupt ones)."""
         for rate, name in (
@@ -204,6 +215,10 @@ class ReactivePolicy:
     def restore(self, last: dict[str, str]) -> None:
         """Nothing to restore."""
 
+    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
+        """Nothing beyond the snapshot."""
+        return {}
+
     def decide(self, obs: Observation) -> Decision:
         """Target 0 spare; idle nodes go after ``keep_alive_s``."""
         return Decision(0, self.keep_alive_s, {"boot_s": round(obs.boot_s, 3)})
@@ -228,17 +243,41 @@ class StaticPoolPolicy:
     def restore(self, last: dict[str, str]) -> None:
         """Nothing to restore."""
 
+    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
+        """Nothing beyond the snapshot."""
+        return {}
+
     def decide(self, obs: Observation) -> Decision:
         """Target ``k`` spare nodes."""
         return Decision(self.k, self.keep_alive_s, {"k": self.k})
 
 
+POLICY_NAMES = ("predictive", "basestock", "reactive", "static", "hybrid")
+
+
+def _config(cls: Any, knobs: dict[str, float]) -> Any:
+    defaults = cls()
+    fields = cls.__dataclass_fields__
+    unknown = set(knobs) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown knobs for {cls.__name__}: {sorted(unknown)}")
+    return cls(**{k: type(getattr(defaults, k))(v) for k, v in knobs.items()})
+
+
 def make_policy(name: str, **knobs: float) -> Policy:
-    """Build a policy by name: ``basestock`` (default), ``reactive`` or ``static``.
+    """Build a policy by name (one of :data:`POLICY_NAMES`) with its knobs.
 
     Raises:
-        ValueError: unknown name.
+        ValueError: unknown name or knob.
     """
+    if name == "predictive":
+        from provisioner.predictive import PredictiveConfig, PredictivePolicy
+
+        return PredictivePolicy(_config(PredictiveConfig, knobs))
+    if name == "hybrid":
+        from provisioner.baselines import HybridConfig, HybridHistogramPolicy
+
+        return HybridHistogramPolicy(_config(HybridConfig, knobs))
     if name == "basestock":
         fields = BaseStockConfig.__dataclass_fields__
         kw = {k: type(getattr(BaseStockConfig(), k))(v) for k, v in knobs.items() if k in fields}
@@ -247,4 +286,4 @@ def make_policy(name: str, **knobs: float) -> Policy:
         return ReactivePolicy(float(knobs.get("keep_alive_s", 0.0)))
     if name == "static":
         return StaticPoolPolicy(int(knobs.get("k", 3)), float(knobs.get("keep_alive_s", 60.0)))
-    raise ValueError(f"unknown policy {name!r}: basestock, reactive or static")
+    raise ValueError(f"unknown policy {name!r}: one of {', '.join(POLICY_NAMES)}")

@@ -22,7 +22,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from provisioner import trace
 from provisioner.workload import BootProfile, Event, Workload, sort_events
@@ -174,38 +174,125 @@ def _arrivals(rng: random.Random, p: BrowsingParams) -> list[float]:
     return out
 
 
-def browsing(name: str, seed: int, p: BrowsingParams) -> Workload:
-    """Generate a ``steady``-like workload from :class:`BrowsingParams`."""
+class VisitParams(Protocol):
+    """What one visit of a browsing user (:func:`visit`) reads: the per-user fields of
+    :class:`BrowsingParams`, which :class:`ReturningParams` shares (read-only)."""
+
+    @property
+    def activity_extra_mean(self) -> float: ...
+    @property
+    def activity_gap_mean_s(self) -> float: ...
+    @property
+    def connect_delay_min_s(self) -> float: ...
+    @property
+    def connect_delay_max_s(self) -> float: ...
+    @property
+    def session_median_s(self) -> float: ...
+    @property
+    def session_sigma(self) -> float: ...
+
+
+def visit(
+    rng: random.Random,
+    p: VisitParams,
+    t0: float,
+    user: str,
+    end_s: float,
+    connect_p: float,
+    events: list[Event],
+    cold_p: float = 0.0,
+) -> tuple[float, str]:
+    """One visit of a browsing user starting at ``t0``: the user generator of ``steady``.
+
+    The user makes ``1 + Poisson(activity_extra_mean)`` activity events, the first at
+    ``t0``, then with Exponential(mean ``activity_gap_mean_s``) gaps.  With probability
+    ``connect_p`` it then connects ``U(connect_delay_min_s, connect_delay_max_s)`` after its
+    last activity and stays LogNormal(mu = ln ``session_median_s``, sigma =
+    ``session_sigma``) seconds.  A connecting user is **cold** with probability ``cold_p``:
+    it makes no activity at all and connects at ``t0`` (it still stays the same LogNormal
+    time).  Events at or after ``end_s`` are dropped, except a disconnect exactly at
+    ``end_s``.
+
+    Draws, in order: Poisson count, activity gaps, connect coin, delay, stay, and the cold
+    coin only for a connecting user when ``cold_p > 0`` (so ``cold_p = 0`` is exactly the
+    ``steady`` user).
+
+    Args:
+        rng: Random source.
+        p: Per-visit parameters.
+        t0: Start of the visit (first activity, or the connect of a cold user), seconds.
+        user: The user id.
+        end_s: End of the workload, seconds.
+        connect_p: Probability that this visit ends in a connect.
+        events: Receives the visit's events (appended in generation order).
+        cold_p: Probability that a connecting visit is cold.
+
+    Returns:
+        ``(t_end, outcome)``: ``t_end`` is when the visit is over (the disconnect, or the
+        last activity when the user does not connect; ``math.inf`` when a session is cut
+        by ``end_s``), ``outcome`` is ``"connector"``, ``"cold"`` or ``"browser"``.
+    """
+    n = 1 + poisson(rng, p.activity_extra_mean)
+    acts: list[float] = []
+    t = t0
+    for i in range(n):
+        if i:
+            t += rng.expovariate(1.0 / p.activity_gap_mean_s)
+        if t >= end_s:
+            break
+        acts.append(t)
+    connects = rng.random() < connect_p
+    delay = rng.uniform(p.connect_delay_min_s, p.connect_delay_max_s)
+    stay = rng.lognormvariate(math.log(p.session_median_s), p.session_sigma)
+    cold = connects and cold_p > 0.0 and rng.random() < cold_p
+    if not cold:
+        events.extend(Event(a, "activity", user) for a in acts)
+    if not connects:
+        return t, "browser"
+    c = t0 if cold else t + delay
+    if c >= end_s:
+        return math.inf, "connector"
+    events.append(Event(c, "connect", user))
+    if c + stay > end_s:
+        return math.inf, "cold" if cold else "connector"
+    events.append(Event(c + stay, "disconnect", user))
+    return c + stay, "cold" if cold else "connector"
+
+
+def browsing(
+    name: str,
+    seed: int,
+    p: BrowsingParams,
+    *,
+    arrivals: Callable[[random.Random], list[float]] | None = None,
+    cold_p: float = 0.0,
+    boot: BootProfile | None = None,
+) -> Workload:
+    """Generate a ``steady``-like workload from :class:`BrowsingParams`: one :func:`visit`
+    per arriving user.
+
+    Args:
+        name: Scenario name (also seeds the random source with ``f"{name}:{seed}"``).
+        seed: Random seed.
+        p: Parameters.
+        arrivals: Arrival times from the random source; default the piecewise-constant
+            Poisson process of ``p`` (with its spike).
+        cold_p: Share of connecting users that are cold (see :func:`visit`).
+        boot: Boot profile; default ``U(boot_min_s, boot_max_s)`` without failures.
+    """
     rng = random.Random(f"{name}:{seed}")
     events: list[Event] = []
     classes: dict[str, str] = {}
-    mu = math.log(p.session_median_s)
-    for t0 in _arrivals(rng, p):
+    times = arrivals(rng) if arrivals is not None else _arrivals(rng, p)
+    for t0 in times:
         u = user_id(rng)
-        n = 1 + poisson(rng, p.activity_extra_mean)
-        t = t0
-        for i in range(n):
-            if i:
-                t += rng.expovariate(1.0 / p.activity_gap_mean_s)
-            if t >= p.duration_s:
-                break
-            events.append(Event(t, "activity", u))
-        connects = rng.random() < p.connect_p
-        delay = rng.uniform(p.connect_delay_min_s, p.connect_delay_max_s)
-        stay = rng.lognormvariate(mu, p.session_sigma)
-        classes[u] = "connector" if connects else "browser"
-        if connects:
-            c = t + delay
-            if c < p.duration_s:
-                events.append(Event(c, "connect", u))
-                if c + stay <= p.duration_s:
-                    events.append(Event(c + stay, "disconnect", u))
+        _, classes[u] = visit(rng, p, t0, u, p.duration_s, p.connect_p, events, cold_p)
     return Workload(
         name=name,
         seed=seed,
         events=sort_events(events),
         duration_s=p.duration_s,
-        boot=BootProfile(p.boot_min_s, p.boot_max_s),
+        boot=boot if boot is not None else BootProfile(p.boot_min_s, p.boot_max_s),
         user_class=classes,
         params=dataclasses.asdict(p),
     )
@@ -254,6 +341,46 @@ class StarterParams:
 STARTER = StarterParams()
 
 
+class _Eligible:
+    """A set of indices ``0..n-1`` (initially all) with O(log n) update and k-th smallest
+    lookup: a Fenwick tree of 0/1 flags (P. M. Fenwick, 1994)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.flag = [True] * n
+        self.count = n
+        self.tree = [0] * (n + 1)
+        for j in range(1, n + 1):  # O(n) build of an all-ones tree
+            self.tree[j] += 1
+            parent = j + (j & -j)
+            if parent <= n:
+                self.tree[parent] += self.tree[j]
+        self.top = 1 << max(0, n.bit_length() - 1) if n else 0
+
+    def set(self, i: int, on: bool) -> None:
+        """Put index ``i`` in (``on``) or out of the set."""
+        if self.flag[i] == on:
+            return
+        self.flag[i] = on
+        d = 1 if on else -1
+        self.count += d
+        j = i + 1
+        while j <= self.n:
+            self.tree[j] += d
+            j += j & -j
+
+    def kth(self, k: int) -> int:
+        """The ``k``-th smallest index in the set (0-based ``k < count``)."""
+        pos, step = 0, self.top
+        while step:
+            nxt = pos + step
+            if nxt <= self.n and self.tree[nxt] <= k:
+                pos = nxt
+                k -= self.tree[nxt]
+            step >>= 1
+        return pos
+
+
 @register("starter")
 def starter(seed: int, **overrides: Any) -> Workload:
     """The starter scenario: 50 users (3 fast, 17 slow connectors, 30 browsers).
@@ -278,6 +405,7 @@ def starter(seed: int, **overrides: Any) -> Workload:
     n = len(users)
     connected = [False] * n
     resting = [False] * n
+    pick = _Eligible(n)  # users neither connected nor resting, all at the start
     version = [0] * n  # bumps on each re-draw; stale connect entries are skipped
     heap: list[tuple[float, int, str, int, int]] = []  # (t, seq, what, user index, version)
     seq = 0
@@ -296,22 +424,24 @@ def starter(seed: int, **overrides: Any) -> Workload:
                 if v != version[i] or connected[i]:
                     continue
                 connected[i] = True
+                pick.set(i, False)
                 events.append(Event(t, "connect", users[i]))
                 stay = p.fast_stay_s if cls[i] == "fast" else p.slow_stay_s
                 push(t + rng.uniform(*stay), "disconnect", i)
             elif what == "disconnect":
                 connected[i] = False
-                resting[i] = True
+                resting[i] = True  # still not eligible
                 version[i] += 1
                 events.append(Event(t, "disconnect", users[i]))
                 push(t + rng.uniform(*p.rest_s), "wake", i)
             else:
                 resting[i] = False
+                pick.set(i, not connected[i])
         if t_act > p.duration_s:
             break
-        eligible = [i for i in range(n) if not connected[i] and not resting[i]]
-        if eligible:
-            i = rng.choice(eligible)
+        if pick.count:
+            # the same draw as rng.choice(eligible list in index order), in O(log n)
+            i = pick.kth(rng.choice(range(pick.count)))
             events.append(Event(t_act, "activity", users[i]))
             if cls[i] != "browser":
                 version[i] += 1

@@ -152,7 +152,9 @@ class Worker:
             socket_connect_timeout=5.0,
             socket_keepalive=True,
         )
-        self.coord = Coordinator(self.client, config.pool, self.channels)
+        self.coord = Coordinator(
+            self.client, config.pool, self.channels, default_boot_s=config.leader.default_boot_s
+        )
         self.metrics = Metrics()
         self.policy = policy or make_policy(config.policy, **config.policy_knobs)
         self.seq = Sequencer()

@@ -257,7 +257,7 @@ def test_make_policy_builds_each_policy_with_its_knobs() -> None:
     assert make_policy("static").decide(obs(0)).target_spare == 3
 
 
-@pytest.mark.parametrize("name", ["", "BaseStock", "oracle", "hybrid", " static", "reactive "])
+@pytest.mark.parametrize("name", ["", "BaseStock", "oracle", "Hybrid", " static", "reactive "])
 def test_make_policy_rejects_unknown_names(name: str) -> None:
     with pytest.raises(ValueError, match="unknown policy"):
         make_policy(name)

@@ -18,3 +18,13 @@ local BAND = 10000000000000
 local BAND_REPLACEMENT = 0
 local BAND_PREMIUM = 1
 local BAND_NORMAL = 2
+
+-- Feature classes of active users (the predictive policy's hazard model):
+-- class = count bucket (1 | 2-3 | 4-7 | 8+ activity events) + 4 * returning (connected before).
+-- users:active scores are class * CLASS + last-seen ms, so ZCOUNT over a score range counts
+-- one class's users by recency.
+local CLASS = 10000000000000
+local N_CLASSES = 8
+-- Recency buckets, as multiples of the boot time B: [0, B/8) [B/8, B/4) [B/4, B/2)
+-- [B/2, B) [B, 2B) [2B, 4B) [4B, inf). Mirrored by provisioner.policy.RECENCY_EDGES_B.
+local RECENCY_EDGES_B = {0.125, 0.25, 0.5, 1, 2, 4}

@@ -19,7 +19,7 @@ local function learn_boot(dt_ms, alpha_min, now_ms)
     'last_ms', dt_ms, 'updated_ms', now_ms)
 end
 
--- A node reported ready. Returns a code and the user it went to (or false).
+-- A node reported ready. Returns a code, the user it went to (or false), and false.
 local function on_ready(node, state, now_ms, channel, alpha_min)
   if state == 'booting' then
     local created = tonumber(redis.call('HGET', K.node_created, node))
@@ -28,17 +28,18 @@ local function on_ready(node, state, now_ms, channel, alpha_min)
     redis.call('HSET', K.node_ready_at, node, now_ms)
     stat('nodes_ready')
     local user = release_node(node, now_ms, channel)
-    return OK, user or false
+    return OK, user or false, false
   elseif state == 'ready' or state == 'allocated' then
-    return DUPLICATE, false
+    return DUPLICATE, false, false
   end
-  return IGNORED, false  -- terminating (we asked to delete it) or terminated (late)
+  return IGNORED, false, false  -- terminating (we asked to delete it) or terminated (late)
 end
 
 -- A node reported terminated. An allocated node's user goes back to the front of the
--- waitlist and gets the next ready node (a replacement). Returns a code and that user.
+-- waitlist and gets the next ready node (a replacement). Returns a code, that user, and
+-- the replacement node when one was ready at once (else false).
 local function on_terminated(node, state, now_ms, channel)
-  if state == 'terminated' then return DUPLICATE, false end
+  if state == 'terminated' then return DUPLICATE, false, false end
   redis.call('ZREM', K.nodes_booting, node)
   redis.call('ZREM', K.nodes_ready, node)
   redis.call('ZREM', K.nodes_allocated, node)
@@ -62,8 +63,8 @@ local function on_terminated(node, state, now_ms, channel)
     redis.call('ZADD', K.users_waiting, BAND_REPLACEMENT * BAND + now_ms, user)
     redis.call('HSET', K.user_wait_since, user, now_ms)
     local spare = redis.call('ZRANGE', K.nodes_ready, 0, 0)[1]
-    if spare then serve_waiting(spare, now_ms, channel) end
-    return OK, user
+    if spare and serve_waiting(spare, now_ms, channel) == user then return OK, user, spare end
+    return OK, user, false
   end
-  return OK, false
+  return OK, false, false
 end

@@ -35,3 +35,19 @@ local function types_ok(spec)
   end
   return true
 end
+
+-- Feature class of a user from its packed info (count bucket + 4 * returning).
+local function user_class(count, connects)
+  local cb = 3
+  if count <= 1 then cb = 0 elseif count <= 3 then cb = 1 elseif count <= 7 then cb = 2 end
+  if connects > 0 then return cb + 4 end
+  return cb
+end
+
+-- Recency bucket (0-based) of `age_ms` for boot time `boot_ms` (RECENCY_EDGES_B).
+local function recency_bucket(age_ms, boot_ms)
+  for i, e in ipairs(RECENCY_EDGES_B) do
+    if age_ms < e * boot_ms then return i - 1 end
+  end
+  return #RECENCY_EDGES_B
+end

@@ -3,7 +3,7 @@
   node (a hit, wait 0) or puts the user on the waitlist (a miss). Publishes user:assigned
   on a hit, in the same atomic step.
 
-  KEYS[1]  users_active     zset  user -> last seen ms (the user leaves it: now connected)
+  KEYS[1]  users_active     zset  user -> class * 1e13 + last seen ms (it leaves: connected)
   KEYS[2]  user_info        hash  user -> "first_ms|activity_count|connects|last_disconnect_ms"
   KEYS[3]  user_seq         hash  user -> last message id applied
   KEYS[4]  user_node        hash  user -> node
@@ -16,11 +16,15 @@
   KEYS[11] nodes_allocated  zset  node -> allocated ms
   KEYS[12] nodes_booting    zset  node -> created ms
   KEYS[13] stats            hash  counters
+  KEYS[14] hazard           hash  connects by feature class and recency bucket ("c<k>:r<j>"),
+                                  "bg" for users not in the active set (the hazard model)
+  KEYS[15] boot             hash  learned boot time (mean_ms sets the recency buckets)
 
   ARGV[1] user_id      string, validated by the caller
   ARGV[2] now_ms       integer, unix ms
   ARGV[3] msg_id       integer, seq * 1e6 + position (0 = unordered)
   ARGV[4] channel      the user:assigned channel name
+  ARGV[5] default_boot_ms  integer > 0: boot time assumed before the first observation
 
   Returns {code, node_or_false}: HIT | MISS | DUPLICATE | STALE | ERR_BAD_ARG.
 ]]
@@ -32,14 +36,18 @@ local user = ARGV[1]
 local now_ms = int_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 local channel = ARGV[4]
-if user == nil or user == '' or now_ms == nil or msg_id == nil or not channel then
+local default_boot = int_arg(ARGV[5])
+if user == nil or user == '' or now_ms == nil or msg_id == nil or not channel
+  or default_boot == nil or default_boot <= 0 then
   return {ERR_BAD_ARG, false}
 end
 if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_seq] = 'hash',
   [K.user_node] = 'hash', [K.users_waiting] = 'zset', [K.user_wait_since] = 'hash',
   [K.users_premium] = 'set', [K.node_state] = 'hash', [K.node_user] = 'hash',
   [K.nodes_ready] = 'zset', [K.nodes_allocated] = 'zset', [K.nodes_booting] = 'zset',
-  [K.stats] = 'hash'}) then return {ERR_WRONG_TYPE, false} end
+  [K.stats] = 'hash', [K.hazard] = 'hash', [K.boot] = 'hash'}) then
+  return {ERR_WRONG_TYPE, false}
+end
 if not seq_is_new(K.user_seq, user, msg_id) then return {STALE, false} end
 local held = redis.call('HGET', K.user_node, user)
 if held or redis.call('ZSCORE', K.users_waiting, user) then
@@ -63,7 +71,17 @@ else
   redis.call('HSET', K.user_info, user, now_ms .. '|0|1|0')
 end
 stat('connects_' .. kind)
-redis.call('ZREM', K.users_active, user)
+-- the hazard model learns which class and recency bucket this connect came from
+local score = tonumber(redis.call('ZSCORE', K.users_active, user))
+if score then
+  local class = math.floor(score / CLASS)
+  local boot_ms = tonumber(redis.call('HGET', K.boot, 'mean_ms') or default_boot)
+  local bucket = recency_bucket(now_ms - (score - class * CLASS), boot_ms)
+  redis.call('HINCRBY', K.hazard, 'c' .. class .. ':r' .. bucket, 1)
+  redis.call('ZREM', K.users_active, user)
+else
+  redis.call('HINCRBY', K.hazard, 'bg', 1)
+end
 
 local node = redis.call('ZRANGE', K.nodes_ready, 0, 0)[1]
 if node then

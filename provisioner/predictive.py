@@ -1,0 +1,247 @@
+"""The predictive policy: base-stock level from per-user connect probabilities.
+
+Ready nodes are inventory, connects are demand and the boot time B is the lead time
+(design-notes 4).  The policy keeps ready + booting + pending creates at the base-stock
+level ``S``: the smallest stock with ``P(demand within B > S) <= 1 - q``, where ``q`` is
+the newsvendor critical fractile ``q = c_miss / (c_miss + c_idle)`` (Arrow, Harris &
+Marschak 1951; any operations-research text, e.g. Porteus, *Foundations of Stochastic
+Inventory Theory*, ch. 1).  ``c_miss`` is the knob ``miss_cost_s``: what one miss is worth
+in node-seconds; ``c_idle`` is the cost of one spare node that is not used, about one
+lead time of idling (B node-seconds).
+
+Demand within B is modelled as a sum of independent Bernoulli connects of the active
+users plus Poisson background demand:
+
+* **Hazard model.** Each active user is in a *feature class* (activity count 1, 2-3, 4-7,
+  8+; has connected before or not) and a *recency bucket* (time since its last activity,
+  edges at B/8, B/4, B/2, B, 2B, 4B).  For each (class, bucket) the policy learns a
+  connect hazard ``h = connects / exposure`` (connects per user-second): connects are
+  counted by the connect script in the bucket the user was in; exposure is the number of
+  users in the bucket (ZCOUNT on ``users:active``, whose scores are class * 1e13 + last
+  seen) times the tick length.  Both are exponentially forgotten (half-life ``memory_b``
+  boot times) and shrunk toward the pooled hazard with ``prior_exposure_b`` boot times of
+  pseudo-exposure (a gamma-Poisson posterior mean).  A user at recency ``r`` connects
+  within B with ``p = 1 - exp(-H)``, ``H`` the hazard integrated over ``[r, r + B]``
+  across the buckets it will age through (the piecewise-constant hazard of a survival
+  model).  A tick costs O(classes x buckets), never O(users).
+* **Background.** Connects of users not in the active set (cold or long gone) arrive as
+  Poisson with rate ``lambda_bg`` (an EWMA); users who will *arrive* within B and connect
+  within it add ``arrival_rate * B * p_new``.
+* **Returns.** Allocated nodes freed by disconnects within B come back to the pool:
+  ``release_credit * disconnect_rate * B`` is subtracted.
+
+With mean ``mu`` and variance ``var`` (Bernoulli ``p(1-p)`` plus Poisson), the normal
+approximation gives ``S = ceil(mu + z * sqrt(var)) + min_spare``, ``z = Phi^-1(q)``.
+Surplus ready nodes go after ``keep_alive_b * B`` idle seconds: keeping a node idle for
+B costs what a new boot costs, the break-even of the ski-rental problem (Karlin et al.,
+"Competitive snoopy caching", 1988).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+from provisioner.coordinator import Coordinator
+from provisioner.policy import Decision, Observation, _Rate
+
+__all__ = ["N_CLASSES", "RECENCY_EDGES_B", "PredictiveConfig", "PredictivePolicy"]
+
+#: Recency bucket edges in boot times (mirrors lua/includes/codes.lua).
+RECENCY_EDGES_B = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: Feature classes (mirrors lua/includes/codes.lua).
+N_CLASSES = 8
+N_BUCKETS = len(RECENCY_EDGES_B) + 1
+#: Where a user of the open last bucket is taken to be, in boot times.
+_LAST_MID_B = 6.0
+
+
+@dataclass(frozen=True)
+class PredictiveConfig:
+    """Knobs of :class:`PredictivePolicy` (durations in boot times B unless named _s).
+
+    Attributes:
+        miss_cost_s: what one miss is worth, node-seconds (the one knob to sweep).
+        min_spare: spare nodes kept whatever the forecast.
+        memory_b: half-life of the hazard statistics, in B.
+        prior_exposure_b: strength of the pooled-hazard prior, in user-B.
+        rate_half_life_b: half-life of the background, arrival and disconnect rates, in B.
+        release_credit: share of the expected node returns counted as supply, 0..1.
+        keep_alive_b: idle time before a surplus ready node goes, in B.
+        max_spare: cap on the target.
+    """
+
+    miss_cost_s: float = 600.0
+    min_spare: int = 0
+    memory_b: float = 200.0
+    prior_exposure_b: float = 20.0
+    rate_half_life_b: float = 2.0
+    release_credit: float = 0.5
+    keep_alive_b: float = 1.0
+    max_spare: int = 1000
+
+    def __post_init__(self) -> None:
+        if not (self.miss_cost_s > 0 and self.memory_b > 0 and self.prior_exposure_b > 0):
+            raise ValueError("miss_cost_s, memory_b and prior_exposure_b must be > 0")
+        if not (self.rate_half_life_b > 0 and self.keep_alive_b >= 0 and self.min_spare >= 0):
+            raise ValueError("rate_half_life_b > 0, keep_alive_b >= 0, min_spare >= 0")
+        if not 0.0 <= self.release_credit <= 1.0:
+            raise ValueError("release_credit must be in [0, 1]")
+
+
+def _zeros() -> list[list[float]]:
+    return [[0.0] * N_BUCKETS for _ in range(N_CLASSES)]
+
+
+class PredictivePolicy:
+    """Base-stock level from a learned per-user connect hazard (module docstring).
+
+    Args:
+        config: the knobs.
+    """
+
+    name = "predictive"
+
+    def __init__(self, config: PredictiveConfig | None = None) -> None:
+        self.config = config or PredictiveConfig()
+        self.connects = _zeros()
+        self.exposure = _zeros()
+        self._last_counts: dict[str, int] | None = None
+        self._last_n: list[list[int]] | None = None
+        self._last_ms: int | None = None
+        self._bg = _Rate(60.0)
+        self._arrivals = _Rate(60.0)
+        self._disconnects = _Rate(60.0)
+        self._ticks = 0
+
+    # -- state ------------------------------------------------------------------------
+    def restore(self, last: dict[str, str]) -> None:
+        """Recover the learned hazard statistics from the last stored decision."""
+        try:
+            state = json.loads(last.get("state", "{}"))
+            c, e = state.get("connects"), state.get("exposure")
+            if (
+                isinstance(c, list)
+                and isinstance(e, list)
+                and len(c) == len(e) == N_CLASSES
+                and all(len(row) == N_BUCKETS for row in c + e)
+            ):
+                self.connects = [[max(0.0, float(x)) for x in row] for row in c]
+                self.exposure = [[max(0.0, float(x)) for x in row] for row in e]
+        except (ValueError, TypeError):
+            pass
+
+    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
+        """Read the active users by class and recency, and the connect counters."""
+        edges = [e * boot_s * 1000 for e in RECENCY_EDGES_B]
+        return {
+            "n": await coord.active_by_class_recency(now_ms, edges, N_CLASSES),
+            "hazard": await coord.hazard_counts(),
+        }
+
+    # -- the model --------------------------------------------------------------------
+    def _learn(
+        self, n: list[list[int]], counts: dict[str, int], now_ms: int, boot_s: float
+    ) -> None:
+        if self._last_ms is None or self._last_counts is None or self._last_n is None:
+            self._last_ms, self._last_counts, self._last_n = now_ms, counts, n
+            return
+        dt = (now_ms - self._last_ms) / 1000.0
+        if dt <= 0:
+            return
+        decay = 0.5 ** (dt / (self.config.memory_b * boot_s))
+        for c in range(N_CLASSES):
+            for b in range(N_BUCKETS):
+                key = f"c{c}:r{b}"
+                new = max(0, counts.get(key, 0) - self._last_counts.get(key, 0))
+                users = 0.5 * (n[c][b] + self._last_n[c][b])
+                self.connects[c][b] = self.connects[c][b] * decay + new
+                self.exposure[c][b] = self.exposure[c][b] * decay + users * dt
+        self._last_ms, self._last_counts, self._last_n = now_ms, counts, n
+
+    def hazards(self, boot_s: float) -> list[list[float]]:
+        """Posterior-mean connect hazard per class and bucket, connects per user-second."""
+        total_c = sum(map(sum, self.connects))
+        total_e = sum(map(sum, self.exposure))
+        pooled = total_c / total_e if total_e > 0 else 0.0
+        a = self.config.prior_exposure_b * boot_s
+        return [
+            [
+                (self.connects[c][b] + a * pooled) / (self.exposure[c][b] + a)
+                for b in range(N_BUCKETS)
+            ]
+            for c in range(N_CLASSES)
+        ]
+
+    @staticmethod
+    def p_within(h: list[float], age_s: float, boot_s: float) -> float:
+        """P(connect within one boot time) of a user now ``age_s`` since its last activity,
+        for the piecewise-constant hazard ``h`` over the recency buckets."""
+        edges = [0.0, *(e * boot_s for e in RECENCY_EDGES_B), math.inf]
+        lo, hi = age_s, age_s + boot_s
+        cum = 0.0
+        for j in range(N_BUCKETS):
+            overlap = min(hi, edges[j + 1]) - max(lo, edges[j])
+            if overlap > 0:
+                cum += h[j] * overlap
+        return 1.0 - math.exp(-cum)
+
+    def decide(self, obs: Observation) -> Decision:
+        """The base-stock target for this tick (module docstring)."""
+        cfg = self.config
+        boot_s = obs.boot_s
+        n: list[list[int]] = obs.features.get("n") or [[0] * N_BUCKETS] * N_CLASSES
+        counts: dict[str, int] = obs.features.get("hazard") or {}
+        self._learn(n, counts, obs.now_ms, boot_s)
+        hl = cfg.rate_half_life_b * boot_s
+        for r in (self._bg, self._arrivals, self._disconnects):
+            r.half_life_s = hl
+        st = obs.snapshot.stats
+        lam_bg = self._bg.update(counts.get("bg", 0), obs.now_ms)
+        arrivals = self._arrivals.update(st.get("users_activated", 0), obs.now_ms)
+        releases = self._disconnects.update(st.get("disconnects", 0), obs.now_ms)
+
+        hz = self.hazards(boot_s)
+        edges = [0.0, *(e * boot_s for e in RECENCY_EDGES_B)]
+        mids = [(edges[j] + edges[j + 1]) / 2 for j in range(N_BUCKETS - 1)]
+        mids.append(_LAST_MID_B * boot_s)
+        mu = var = 0.0
+        for c in range(N_CLASSES):
+            for b in range(N_BUCKETS):
+                if n[c][b]:
+                    p = self.p_within(hz[c], mids[b], boot_s)
+                    mu += n[c][b] * p
+                    var += n[c][b] * p * (1.0 - p)
+        p_new = self.p_within(hz[0], 0.0, boot_s / 2)
+        poisson = lam_bg * boot_s + arrivals * boot_s * p_new
+        mu += poisson
+        var += poisson
+        credit = cfg.release_credit * releases * boot_s
+        q = cfg.miss_cost_s / (cfg.miss_cost_s + boot_s)
+        z = NormalDist().inv_cdf(min(q, 1 - 1e-9))
+        target = math.ceil(max(0.0, mu - credit) + z * math.sqrt(var)) + cfg.min_spare
+        target = max(0, min(cfg.max_spare, target))
+        self._ticks += 1
+        inputs: dict[str, Any] = {
+            "boot_s": round(boot_s, 3),
+            "demand_mean": round(mu, 3),
+            "demand_sd": round(math.sqrt(var), 3),
+            "release_credit": round(credit, 3),
+            "lambda_bg": round(lam_bg, 4),
+            "arrival_rate": round(arrivals, 4),
+            "p_new": round(p_new, 4),
+            "fractile": round(q, 4),
+            "z": round(z, 3),
+            "miss_cost_s": cfg.miss_cost_s,
+        }
+        if self._ticks % 30 == 1:
+            inputs["state"] = json.dumps(
+                {
+                    "connects": [[round(x, 4) for x in row] for row in self.connects],
+                    "exposure": [[round(x, 2) for x in row] for row in self.exposure],
+                }
+            )
+        return Decision(target, cfg.keep_alive_b * boot_s, inputs)
