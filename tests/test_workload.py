@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
+import random
+import statistics
+import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -11,6 +15,23 @@ import pytest
 
 from provisioner import scenarios, trace
 from provisioner.workload import BootProfile, Event, Workload, scale
+
+NEW = ("cold", "flaky", "browse-heavy", "diurnal", "returning")
+GENERATED = ("steady", "spike", "starter", *NEW)
+"""Every synthetic scenario (all but the trace replay)."""
+
+DOUBLE_RATE: dict[str, dict[str, object]] = {
+    # overrides that double each scenario's default sessions per second
+    "steady": {"arrival_rate_per_s": 1.0},
+    "spike": {"arrival_rate_per_s": 1.0},
+    "cold": {"arrival_rate_per_s": 1.0},
+    "flaky": {"arrival_rate_per_s": 1.0},
+    "browse-heavy": {"arrival_rate_per_s": 4.0},
+    "diurnal": {"arrival_rate_per_s": 1.0},
+    "returning": {"users": 600},
+    # starter: twice the population, activity twice as often overall (per user unchanged)
+    "starter": {"fast_users": 6, "slow_users": 34, "browsers": 60, "activity_gap_s": (0.15, 0.65)},
+}
 
 
 def _by_user(wl: Workload) -> dict[str, list[Event]]:
@@ -21,14 +42,15 @@ def _by_user(wl: Workload) -> dict[str, list[Event]]:
 
 
 def test_names_and_unknown() -> None:
-    assert set(scenarios.NAMES) >= {"steady", "spike", "starter", "trace"}
+    assert set(scenarios.NAMES) >= {"steady", "spike", "starter", "trace"} | set(NEW)
+    assert scenarios.NAMES[:4] == ("steady", "spike", "starter", "trace")
     with pytest.raises(KeyError):
         scenarios.build("nope")
     with pytest.raises(TypeError):
         scenarios.build("steady", no_such_param=1)
 
 
-@pytest.mark.parametrize("name", ["steady", "spike", "starter"])
+@pytest.mark.parametrize("name", GENERATED)
 def test_determinism_by_seed(name: str) -> None:
     a = scenarios.build(name, seed=7)
     b = scenarios.build(name, seed=7)
@@ -40,7 +62,7 @@ def test_determinism_by_seed(name: str) -> None:
     assert all(0 <= t <= a.duration_s for t in times)
 
 
-@pytest.mark.parametrize("name", ["steady", "spike", "starter"])
+@pytest.mark.parametrize("name", GENERATED)
 def test_event_grammar(name: str) -> None:
     """Per user: connect/disconnect alternate, no activity while connected."""
     wl = scenarios.build(name, seed=3)
@@ -153,6 +175,162 @@ def test_generation_is_fast() -> None:
     wl = scenarios.build("steady", duration_s=36_000.0, arrival_rate_per_s=1.0)
     assert len(wl.sessions()) > 10_000
     assert time.perf_counter() - t < 3.0
+
+
+def test_existing_scenarios_unchanged() -> None:
+    """Digests of seed 1 taken from the generators before ``visit``, the Fenwick pick of
+    ``starter`` and the direct ``user_id`` formatting were introduced."""
+    want = {
+        "steady": "900bbd2207f9df21",
+        "spike": "84e2fbceb84e3a41",
+        "starter": "69afd5d1b04d214f",
+    }
+    for name, digest in want.items():
+        events = scenarios.build(name, seed=1).events
+        assert hashlib.sha256(repr(events).encode()).hexdigest()[:16] == digest, name
+
+
+def test_user_id_is_uuid4() -> None:
+    a, b = random.Random(9), random.Random(9)
+    for _ in range(2000):
+        u = scenarios.user_id(a)
+        assert u == str(uuid.UUID(int=b.getrandbits(128), version=4))
+        assert uuid.UUID(u).version == 4
+
+
+def test_eligible_set_matches_brute_force() -> None:
+    rng = random.Random(4)
+    for n in (1, 2, 5, 16, 37):
+        pick = scenarios._Eligible(n)
+        flags = [True] * n
+        for _ in range(300):
+            i, on = rng.randrange(n), rng.random() < 0.5
+            pick.set(i, on)
+            flags[i] = on
+            members = [j for j in range(n) if flags[j]]
+            assert pick.count == len(members)
+            assert [pick.kth(k) for k in range(len(members))] == members
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_duration_and_rate_overrides(name: str) -> None:
+    default = scenarios.build(name).params
+    for knob, value in DOUBLE_RATE[name].items():
+        if isinstance(value, (int, float)):
+            assert value == 2 * default[knob]  # type: ignore[operator]
+    one = scenarios.build(name, seed=2, duration_s=3600.0)
+    two = scenarios.build(name, seed=2, duration_s=3600.0, **DOUBLE_RATE[name])
+    assert one.duration_s == two.duration_s == 3600.0
+    assert max(e.t_s for e in two.events) <= 3600.0
+    ratio = len(two.sessions()) / len(one.sessions())
+    assert 1.6 <= ratio <= 2.5, ratio
+
+
+def _cold_share(wl: Workload) -> float:
+    """Share of connects whose user was not seen on activity before (scorecard's rule)."""
+    seen: set[str] = set()
+    cold = total = 0
+    for e in wl.events:
+        if e.kind == "activity":
+            seen.add(e.user_id)
+        elif e.kind == "connect":
+            total += 1
+            cold += e.user_id not in seen
+    return cold / total
+
+
+def test_cold_share_of_connects() -> None:
+    assert _cold_share(scenarios.build("steady", seed=1)) == 0.0
+    for seed in (1, 2):
+        wl = scenarios.build("cold", seed=seed, duration_s=7200.0)
+        assert 0.26 <= _cold_share(wl) <= 0.34, _cold_share(wl)
+        by = _by_user(wl)
+        for user, cls in wl.user_class.items():
+            kinds = {e.kind for e in by[user]}
+            if cls == "cold":  # never seen on activity at all
+                assert "activity" not in kinds and "connect" in kinds
+    assert _cold_share(scenarios.build("cold", seed=1, cold_p=0.0)) == 0.0
+
+
+def test_returning_users_come_back() -> None:
+    p = scenarios.RETURNING
+    wl = scenarios.build("returning", seed=1)
+    assert len(wl.user_class) == 300 and wl.users() <= set(wl.user_class)
+    assert 40 <= Counter(wl.user_class.values())["browser"] <= 80  # ~20% never connect
+    per_user = Counter(s.user_id for s in wl.sessions())
+    connectors = [u for u, c in wl.user_class.items() if c == "connector"]
+    assert all(wl.user_class[u] == "connector" for u in per_user)
+    counts = sorted(per_user[u] for u in connectors)
+    assert counts[len(counts) // 2] >= 4  # the median connector has several sessions
+    assert sum(1 for c in counts if c >= 2) >= 0.9 * len(counts)
+    # rests: from a disconnect to the same user's next activity, Exponential(mean 600 s)
+    rests = [
+        b.t_s - a.t_s
+        for evs in _by_user(wl).values()
+        for a, b in itertools.pairwise(evs)
+        if a.kind == "disconnect"
+    ]
+    assert all(r > 0 for r in rests) and len(rests) > 1000
+    assert 0.85 * p.rest_mean_s <= statistics.fmean(rests) <= 1.15 * p.rest_mean_s
+    # browsers browse repeatedly
+    by = _by_user(wl)
+    browsers = [u for u, c in wl.user_class.items() if c == "browser"]
+    assert statistics.median(len(by[u]) for u in browsers) >= 20
+
+
+def test_browse_heavy_connect_fraction() -> None:
+    wl = scenarios.build("browse-heavy", seed=1)
+    users = wl.users()
+    connectors = {e.user_id for e in wl.events if e.kind == "connect"}
+    assert 0.5 * 2.0 * 1800 <= len(users) <= 2.0 * 1800 * 1.2  # 2 new users/s
+    assert 0.035 <= len(connectors) / len(users) <= 0.065
+    assert wl.count("activity") >= 15 * wl.count("connect")
+
+
+def test_diurnal_peak_and_trough() -> None:
+    p = scenarios.DIURNAL
+    assert scenarios.diurnal_rate(p, p.period_s / 4) == pytest.approx(0.9)
+    assert scenarios.diurnal_rate(p, 3 * p.period_s / 4) == pytest.approx(0.1)
+    for seed in (1, 2):
+        wl = scenarios.build("diurnal", seed=seed)
+        assert wl.duration_s == 7200.0
+        assert 0.85 * 3600 <= len(wl.users()) <= 1.15 * 3600  # mean 0.5/s over one period
+        first: dict[str, float] = {}
+        for e in wl.events:
+            first.setdefault(e.user_id, e.t_s)
+
+        def rate(times: list[float], lo: float, hi: float) -> float:
+            return sum(1 for t in times if lo <= t < hi) / (hi - lo)
+
+        # 20 min windows around the peak (30 min) and the trough (90 min):
+        # expected ratio (1 + 0.8 * 0.955) / (1 - 0.8 * 0.955) = 7.5
+        arrivals = list(first.values())
+        ratio = rate(arrivals, 1200, 2400) / rate(arrivals, 4800, 6000)
+        assert 5.0 <= ratio <= 11.0, ratio
+        times = [e.t_s for e in wl.events]
+        ratio = rate(times, 1200, 2400) / rate(times, 4800, 6000)
+        assert 4.0 <= ratio <= 12.0, ratio
+
+
+def test_thinning_matches_intensity() -> None:
+    rng = random.Random(1)
+    ts = scenarios.thinned_arrivals(rng, lambda t: 1.0 if t < 5000 else 0.25, 2.0, 10_000.0)
+    assert all(0 <= t < 10_000 for t in ts) and ts == sorted(ts)
+    early = sum(1 for t in ts if t < 5000)
+    assert 4700 <= early <= 5300 and 1100 <= len(ts) - early <= 1400
+
+
+def test_flaky_boot_profile() -> None:
+    wl = scenarios.build("flaky", seed=1)
+    assert wl.boot == BootProfile(
+        20.0, 40.0, fail_p=0.1, lost_ready_p=0.05, slow_tail_p=0.1, slow_tail_factor=3.0
+    )
+    assert wl.boot.mean_s == pytest.approx(36.0)
+    assert scenarios.build("flaky", fail_p=0.3).boot.fail_p == 0.3
+    connectors = {e.user_id for e in wl.events if e.kind == "connect"}
+    assert 0.33 <= len(connectors) / len(wl.users()) <= 0.47  # steady's users
+    for name in ("steady", "cold", "browse-heavy", "diurnal", "returning"):
+        assert scenarios.build(name).boot == BootProfile(20.0, 40.0)
 
 
 CSV = """gmt_create,predict_type,predict_status,exec_time_seconds,groupId,prompt_length
