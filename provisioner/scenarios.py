@@ -707,5 +707,142 @@ def build_live(name: str, seed: int = 1) -> Workload:
     return build(name, seed=seed)
 
 
+# --------------------------------------------------------------------------- benchmark sizes
+
+BENCH_STARTER_DURATION_S = 14_400.0
+"""Length of ``starter``'s benchmark workload: 4 h, so the start-up (everyone idle at
+t = 0) is a small part of it."""
+
+BENCH_STARTER_SESSIONS_PER_COPY = 480
+"""Sessions one copy of the starter population (50 users) makes in
+:data:`BENCH_STARTER_DURATION_S`, rounded down (measured: 512 with seed 1); sizes the
+number of copies."""
+
+_BENCH_QUANTUM_S = 600.0
+"""Benchmark durations are rounded up to whole 10 minutes (``diurnal``: whole periods)."""
+
+_BENCH_MARGIN = 1.05
+"""Aim 5% above ``min_sessions`` so one generation is nearly always enough."""
+
+
+def _starter_copies(k: int) -> dict[str, Any]:
+    """Overrides for ``starter`` with ``k`` times the population and the same per-user
+    behaviour: ``k`` times each user class, activity ``k`` times as often overall (each
+    activity goes to one eligible user, so each user's own activity rate is unchanged)."""
+    p = STARTER
+    lo, hi = p.activity_gap_s
+    return {
+        "duration_s": BENCH_STARTER_DURATION_S,
+        "fast_users": p.fast_users * k,
+        "slow_users": p.slow_users * k,
+        "browsers": p.browsers * k,
+        "activity_gap_s": (lo / k, hi / k),
+    }
+
+
+def _round_up(x: float, quantum: float) -> float:
+    return max(1.0, math.ceil(x / quantum)) * quantum
+
+
+def _returning_sessions_per_s(p: ReturningParams) -> float:
+    """Long-run sessions per second of ``returning``: connectors x connect_p / mean cycle,
+    the cycle being rest + browsing + connect_p x (delay + mean LogNormal stay)."""
+    stay = p.session_median_s * math.exp(p.session_sigma**2 / 2.0)
+    delay = (p.connect_delay_min_s + p.connect_delay_max_s) / 2.0
+    browse = p.activity_extra_mean * p.activity_gap_mean_s
+    cycle = p.rest_mean_s + browse + p.connect_p * (delay + stay)
+    return p.users * (1.0 - p.never_connect_p) * p.connect_p / cycle
+
+
+def _bench_overrides(name: str, seed: int, target: float) -> dict[str, Any]:
+    """Overrides that give about ``target`` sessions (expected values, see
+    :func:`bench_workload`)."""
+    browsing_defaults: dict[str, BrowsingParams] = {
+        "steady": STEADY,
+        "cold": COLD,
+        "flaky": FLAKY,
+        "browse-heavy": BROWSE_HEAVY,
+        "diurnal": DIURNAL,
+    }
+    if name == "starter":
+        return _starter_copies(math.ceil(target / BENCH_STARTER_SESSIONS_PER_COPY))
+    if name == "spike":
+        p = SPIKE
+        spike_s = max(0.0, min(p.spike_end_s, p.duration_s) - p.spike_start_s)
+        per_rate = p.connect_p * (p.duration_s + (p.spike_factor - 1.0) * spike_s)
+        return {"arrival_rate_per_s": target / per_rate}
+    if name == "returning":
+        p_ret = RETURNING  # + one mean rest: every user starts resting at t = 0
+        d = target / _returning_sessions_per_s(p_ret) + p_ret.rest_mean_s
+        return {"duration_s": _round_up(d, _BENCH_QUANTUM_S)}
+    if name in browsing_defaults:
+        b = browsing_defaults[name]
+        quantum = DIURNAL.period_s if name == "diurnal" else _BENCH_QUANTUM_S
+        return {"duration_s": _round_up(target / (b.arrival_rate_per_s * b.connect_p), quantum)}
+    # a scenario registered elsewhere: extrapolate its default's sessions per second
+    probe = build(name, seed=seed)
+    rate = max(len(probe.sessions()), 1) / probe.duration_s
+    return {"duration_s": _round_up(target / rate, _BENCH_QUANTUM_S)}
+
+
+def bench_workload(name: str, seed: int = 1, min_sessions: int = 10_000) -> Workload:
+    """The workload the fast replay benchmark uses for scenario ``name``.
+
+    * ``trace``: the whole trace (6,606 sessions over 23 days; it cannot reach
+      ``min_sessions``, which is ignored).
+    * ``starter``: ``k`` copies of the starter population (:func:`_starter_copies`: ``k`` x
+      3 fast, 17 slow, 30 browsers, activity ``k`` times as frequent, so each user behaves as
+      in ``starter``) over 4 h (:data:`BENCH_STARTER_DURATION_S`), with ``k = ceil(target /
+      480)`` (22 for 10,000): the population grows rather than only the time, and 4 h
+      rather than 30 min keeps the start-up (all users idle at t = 0) a small part.
+    * ``spike``: the 30 min of ``spike`` with the arrival rate scaled up, so the 8x spike in
+      minutes 10-15 keeps its shape (stretching the duration would make it a blip); this
+      raises concurrency about 13x instead.
+    * ``steady``, ``cold``, ``flaky``, ``browse-heavy``, ``diurnal``, ``returning``: default
+      rates, longer duration (whole 10 min; ``diurnal`` whole 2 h periods, ``returning`` the
+      same 300 users coming back for many more sessions, plus one mean rest for the
+      start-up).
+    * any other registered scenario: default parameters, duration extrapolated from it.
+
+    ``target = 1.05 x min_sessions`` from expected values (sessions/s = arrival rate x
+    connect_p; ``returning``: :func:`_returning_sessions_per_s`); if a draw falls short,
+    the target grows by the shortfall and the workload is generated again, so the result
+    always has ``>= min_sessions`` sessions (the trace excepted).
+
+    Resulting counts, seed 1, ``min_sessions`` 10,000 (sessions / events / duration):
+
+    ==============  ========  =========  =====================================
+    steady          10,572    152,895    52,800 s (14.7 h)
+    spike           10,695    153,346    1,800 s (rate 6.73 users/s)
+    starter         11,301    418,545    14,400 s (22 copies: 1,100 users)
+    trace           6,606     39,343     1,989,388 s (23 days)
+    cold            10,512    137,138    52,800 s
+    flaky           10,587    153,078    52,800 s
+    browse-heavy    10,475    1,070,176  105,000 s (29.2 h; ~210k users)
+    diurnal         11,577    168,245    57,600 s (8 whole periods)
+    returning       10,364    109,434    45,000 s (12.5 h; ~44 per connector)
+    ==============  ========  =========  =====================================
+
+    Args:
+        name: A registered scenario.
+        seed: Random seed.
+        min_sessions: Least number of sessions (:meth:`Workload.sessions`, which counts a
+            session cut by the end).
+
+    Returns:
+        The workload; its ``params`` hold all its parameters, overrides included.
+    """
+    if name == "trace":
+        return build("trace", seed=seed)
+    target = min_sessions * _BENCH_MARGIN
+    for _ in range(20):
+        wl = build(name, seed=seed, **_bench_overrides(name, seed, target))
+        got = len(wl.sessions())
+        if got >= min_sessions:
+            return wl
+        target *= min_sessions / max(got, 1) * _BENCH_MARGIN
+    raise RuntimeError(f"{name}: could not reach {min_sessions} sessions")
+
+
 NAMES: tuple[str, ...] = names()
 """Scenario names registered in this module (see :func:`names` for later additions)."""

@@ -7,6 +7,7 @@ import itertools
 import math
 import random
 import statistics
+import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -331,6 +332,30 @@ def test_flaky_boot_profile() -> None:
     assert 0.33 <= len(connectors) / len(wl.users()) <= 0.47  # steady's users
     for name in ("steady", "cold", "browse-heavy", "diurnal", "returning"):
         assert scenarios.build(name).boot == BootProfile(20.0, 40.0)
+
+
+@pytest.mark.parametrize("name", [n for n in scenarios.NAMES if n != "trace"])
+def test_bench_workload_reaches_min_sessions(name: str) -> None:
+    t = time.perf_counter()
+    wl = scenarios.bench_workload(name)
+    elapsed = time.perf_counter() - t
+    n = len(wl.sessions())
+    assert 10_000 <= n <= 12_500, n
+    assert len(wl.events) <= 1_200_000
+    assert elapsed < 20.0  # ~0.2-2.5 s each on one core; generous for a loaded machine
+    assert scenarios.bench_workload(name, seed=2, min_sessions=500).duration_s > 0
+    if name == "starter":
+        assert Counter(wl.user_class.values()) == {"fast": 66, "slow": 374, "browser": 660}
+    if name == "spike":
+        assert wl.duration_s == 1800.0
+    if name == "returning":
+        assert len(wl.users()) <= 300
+
+
+def test_bench_workload_trace_is_whole_trace() -> None:
+    wl = scenarios.bench_workload("trace")
+    assert len(wl.sessions()) == 6606
+    assert wl.duration_s == pytest.approx(1_989_388, abs=1)
 
 
 CSV = """gmt_create,predict_type,predict_status,exec_time_seconds,groupId,prompt_length
