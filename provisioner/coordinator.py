@@ -380,18 +380,11 @@ class Coordinator:
             n_classes: feature classes (``users:active`` scores are class * 1e13 + ms).
 
         Returns:
-            ``counts[class][bucket]``; O(classes * buckets * log N) on the server.
+            ``counts[class][bucket]``; one script, O(classes * buckets * log N).
         """
-        bounds = [0.0, *edges_ms]
-        pipe = self.client.pipeline(transaction=True)
-        for c in range(n_classes):
-            base = c * CLASS_BAND
-            for j in range(len(bounds)):
-                newest = base + now_ms - bounds[j]
-                oldest = f"({base + now_ms - bounds[j + 1]}" if j + 1 < len(bounds) else base
-                pipe.zcount(self.keys.users_active, oldest, newest)
-        flat = [int(x) for x in await pipe.execute()]
-        k = len(bounds)
+        res = await self._run("countActive", now_ms, n_classes, *[int(e) for e in edges_ms])
+        flat = [int(x) for x in res[1:]]
+        k = len(edges_ms) + 1
         return [flat[c * k : (c + 1) * k] for c in range(n_classes)]
 
     async def hazard_counts(self) -> dict[str, int]:

@@ -64,6 +64,7 @@ class LeaderConfig:
         redelete_after_s: DELETE again a node terminating for this long.
         max_creates_per_tick: cap on POSTs started in one tick.
         max_inflight: cap on Node API calls in flight.
+        reconcile_every: run the reconcile every this many ticks.
     """
 
     lease_ttl_s: float = 5.0
@@ -76,6 +77,7 @@ class LeaderConfig:
     redelete_after_s: float = 30.0
     max_creates_per_tick: int = 50
     max_inflight: int = 64
+    reconcile_every: int = 1
 
 
 class Leader:
@@ -112,6 +114,7 @@ class Leader:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sem = asyncio.Semaphore(config.max_inflight)
         self._deleting: dict[str, float] = {}
+        self._ticks = 0
 
     @property
     def is_leader(self) -> bool:
@@ -196,7 +199,9 @@ class Leader:
             for intent in ids:
                 self._spawn(self._create(intent))
             created = need
-        await self.reconcile(token, now)
+        self._ticks += 1
+        if self._ticks % self.config.reconcile_every == 0:
+            await self.reconcile(token, now)
         fields: dict[str, str | int | float] = {
             "policy": self.policy.name,
             "target": dec.target_spare,

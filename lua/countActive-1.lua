@@ -1,0 +1,37 @@
+--[[
+  countActive: read-only. Active users per feature class and recency bucket, for the
+  predictive policy's tick: O(classes * buckets * log N), one round trip.
+
+  KEYS[1] users_active  zset  user -> class * 1e13 + last seen ms
+
+  ARGV[1] now_ms     integer, unix ms
+  ARGV[2] n_classes  integer > 0
+  ARGV[3..] inner bucket edges of the time since last activity, ms, ascending
+
+  Returns {code, counts...}: counts[class * (edges + 1) + bucket + 1] after the code;
+  OK | ERR_BAD_ARG.
+]]
+--- @include "codes"
+--- @include "util"
+
+local now_ms = int_arg(ARGV[1])
+local n_classes = int_arg(ARGV[2])
+if now_ms == nil or n_classes == nil or n_classes <= 0 then return {ERR_BAD_ARG} end
+local bounds = {0}
+for i = 3, #ARGV do
+  local e = tonumber(ARGV[i])
+  if e == nil or e < bounds[#bounds] then return {ERR_BAD_ARG} end
+  bounds[#bounds + 1] = e
+end
+if not types_ok({[K.users_active] = 'zset'}) then return {ERR_WRONG_TYPE} end
+local out = {OK}
+for class = 0, n_classes - 1 do
+  local base = class * CLASS
+  for j = 1, #bounds do
+    local newest = base + now_ms - bounds[j]
+    local oldest = base
+    if j < #bounds then oldest = '(' .. (base + now_ms - bounds[j + 1]) end
+    out[#out + 1] = redis.call('ZCOUNT', K.users_active, oldest, newest)
+  end
+end
+return out

@@ -1,0 +1,284 @@
+"""Fast replay: the real Lua scripts and the real leader/policy on a virtual clock.
+
+A discrete-event simulation of one workload against one policy.  The world (users,
+the node manager) is simulated in-process; the provisioner is not: every transition is
+the real Lua script on a real redis-server, and scaling is the real
+:class:`provisioner.leader.Leader` with the policy under test, driven by a
+:class:`provisioner.clock.VirtualClock`.  Time only moves when the simulation says so,
+so hours of traffic replay in seconds.
+
+Per tick (``tick_s`` of virtual time): every event due before the next tick (activity,
+connects, disconnects, node statuses) goes to Redis in one pipeline, in time order, each
+with its own ``now_ms``; then the clock moves to the tick and the leader takes one step
+(lease, policy, reap, create).  The emulated Node API answers at once: a created node
+reports ``ready`` after a boot time drawn from the workload's
+:class:`~provisioner.workload.BootProfile` (or ``terminated`` for a failed boot, or
+nothing for a lost ``ready``); a deleted node reports ``terminated`` after
+``terminate_delay_s``.  Its ledger has the mock API's shape, so the run is scored by the
+same :func:`provisioner.scorecard.score` as a live run.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from provisioner.clock import VirtualClock
+from provisioner.coordinator import Coordinator
+from provisioner.errors import Code
+from provisioner.keys import Channels
+from provisioner.leader import Leader, LeaderConfig
+from provisioner.metrics import Metrics
+from provisioner.nodeapi import NodeGone
+from provisioner.policy import Policy
+from provisioner.scorecard import Scorecard, score
+from provisioner.workload import Workload
+
+__all__ = ["ReplayConfig", "ReplayResult", "replay"]
+
+#: Virtual time of the workload's t = 0, unix ms (any fixed value works).
+T0_MS = 1_700_000_000_000
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Settings of one replay (seconds).
+
+    Attributes:
+        tick_s: leader period in virtual time (live: 1 s; 2 s here halves the cost
+            of a replay, small against boot times of tens of seconds).
+        maintenance_every: reconcile and user expiry every this many ticks.
+        terminate_delay_s: DELETE -> ``terminated`` delay.
+        user_ttl_s: inactivity before a user leaves the active set.
+        seed: boot-time draws.
+        batch: most script calls per pipeline.
+    """
+
+    tick_s: float = 2.0
+    terminate_delay_s: float = 0.5
+    user_ttl_s: float = 600.0
+    seed: int = 1
+    batch: int = 2000
+    maintenance_every: int = 10
+
+
+@dataclass
+class ReplayResult:
+    """One replay's outcome.
+
+    Attributes:
+        scorecard: the score (as live).
+        wall_s: wall-clock seconds the replay took.
+        events: inbound events applied.
+        ticks: leader ticks.
+        policy: the policy's name.
+    """
+
+    scorecard: Scorecard
+    wall_s: float
+    events: int
+    ticks: int
+    policy: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _World:
+    """The emulated node manager: ledger, boot draws and scheduled statuses."""
+
+    def __init__(self, wl: Workload, clock: VirtualClock, cfg: ReplayConfig) -> None:
+        self.wl = wl
+        self.clock = clock
+        self.cfg = cfg
+        self.rng = random.Random(f"replay:{cfg.seed}")
+        self.ledger: dict[str, dict[str, Any]] = {}
+        self.heap: list[tuple[int, int, str, str]] = []  # (t_ms, seq, node, status)
+        self._seq = itertools.count()
+        self._ids = itertools.count(1)
+
+    def _at(self, t_ms: int, node: str, status: str) -> None:
+        heapq.heappush(self.heap, (t_ms, next(self._seq), node, status))
+
+    async def create(self) -> str:
+        now = self.clock.now_ms()
+        node = f"node-{next(self._ids)}"
+        b = self.wl.boot
+        boot_s = self.rng.uniform(b.min_s, b.max_s)
+        if self.rng.random() < b.slow_tail_p:
+            boot_s *= b.slow_tail_factor
+        fail = self.rng.random() < b.fail_p
+        lost = self.rng.random() < b.lost_ready_p
+        t_ready = now + int(boot_s * 1000)
+        rec: dict[str, Any] = {
+            "id": node, "created_ms": now, "ready_ms": None, "delete_ms": None,
+            "terminated_ms": None, "status": "booting", "outcome": "alive",
+        }  # fmt: skip
+        self.ledger[node] = rec
+        if fail:
+            rec["outcome"] = "boot_failed"
+            self._at(t_ready, node, "terminated")
+        else:
+            rec["ready_ms"] = t_ready
+            if not lost:
+                self._at(t_ready, node, "ready")
+        return node
+
+    async def delete(self, node_id: str) -> None:
+        rec = self.ledger.get(node_id)
+        if rec is None or rec["delete_ms"] is not None or rec["terminated_ms"] is not None:
+            raise NodeGone(node_id)
+        now = self.clock.now_ms()
+        rec["delete_ms"] = now
+        rec["outcome"] = "deleted"
+        self._at(now + int(self.cfg.terminate_delay_s * 1000), node_id, "terminated")
+
+    def applied(self, node: str, status: str, t_ms: int) -> None:
+        rec = self.ledger[node]
+        if status == "terminated" and rec["terminated_ms"] is None:
+            rec["terminated_ms"] = t_ms
+            rec["status"] = "terminated"
+        elif status == "ready" and rec["status"] == "booting":
+            rec["status"] = "ready"
+
+
+async def replay(
+    wl: Workload,
+    policy: Policy,
+    redis_url: str,
+    cfg: ReplayConfig | None = None,
+    leader_cfg: LeaderConfig | None = None,
+) -> ReplayResult:
+    """Replay ``wl`` against ``policy`` on the real scripts (module docstring).
+
+    Args:
+        wl: the workload (times in seconds from 0).
+        policy: a fresh policy instance (it learns during the run).
+        redis_url: a real Redis; the run uses a pool of its own, deleted at the end.
+        cfg: replay settings.
+        leader_cfg: leader timing; ``default_boot_s`` defaults to the workload's mean boot.
+
+    Returns:
+        The scorecard and run statistics.
+    """
+    cfg = cfg or ReplayConfig()
+    mean_boot = wl.boot.mean_s
+    leader_cfg = leader_cfg or LeaderConfig(
+        tick_s=cfg.tick_s, lease_ttl_s=10 * cfg.tick_s, default_boot_s=mean_boot,
+        intent_timeout_s=10 * mean_boot, redelete_after_s=10 * mean_boot,
+        reconcile_every=cfg.maintenance_every,
+    )  # fmt: skip
+    pool = "replay-" + uuid.uuid4().hex[:8]
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    clock = VirtualClock(T0_MS)
+    channels = Channels(prefix=f"{pool}.", pool=pool)
+    coord = Coordinator(client, pool, channels, default_boot_s=leader_cfg.default_boot_s)
+    world = _World(wl, clock, cfg)
+    leader = Leader(coord, world, policy, clock, "replay", leader_cfg, Metrics())
+    started = time.perf_counter()
+    connects: list[tuple[float, str]] = []
+    disconnects: list[tuple[float, str]] = []
+    assignments: list[tuple[float, str, str, float]] = []
+    activity: list[tuple[float, str]] = []
+    waiting_since: dict[str, float] = {}
+    last_t = 0.0
+    events = wl.events
+    ei = 0
+    tick_ms = int(cfg.tick_s * 1000)
+    end_ms = T0_MS + int(wl.duration_s * 1000)
+    next_tick = T0_MS
+    ticks = 0
+    applied = 0
+    user_ttl_ms = int(cfg.user_ttl_s * 1000)
+    try:
+        await coord.runner.load_all()
+        while next_tick <= end_ms:
+            # 1. every event due before the next tick, in time order, one pipeline
+            calls: list[tuple[str, list[Any]]] = []
+            meta: list[tuple[str, str, int]] = []
+            while True:
+                t_ev = T0_MS + int(events[ei].t_s * 1000) if ei < len(events) else None
+                t_node = world.heap[0][0] if world.heap else None
+                if t_ev is not None and t_ev < next_tick and (t_node is None or t_ev <= t_node):
+                    ev = events[ei]
+                    ei += 1
+                    if ev.kind == "activity":
+                        calls.append(("recordActivity", [ev.user_id, t_ev, 0]))
+                    elif ev.kind == "connect":
+                        calls.append(
+                            ("connectUser", [ev.user_id, t_ev, 0, channels.assigned,
+                                             coord.default_boot_ms])
+                        )  # fmt: skip
+                    else:
+                        calls.append(("disconnectUser", [ev.user_id, t_ev, 0, channels.assigned]))
+                    meta.append((ev.kind, ev.user_id, t_ev))
+                elif t_node is not None and t_node < next_tick:
+                    t_st, _, node, status = heapq.heappop(world.heap)
+                    calls.append(
+                        ("recordNodeStatus", [node, status, t_st, 0, channels.assigned,
+                                              coord.boot_alpha])
+                    )  # fmt: skip
+                    meta.append((status, node, t_st))
+                else:
+                    break
+            for i in range(0, len(calls), cfg.batch):
+                results = await coord.runner.call_many(calls[i : i + cfg.batch])
+                for (kind, who, t_int), res in zip(meta[i : i + cfg.batch], results, strict=True):
+                    # records in processing order get strictly increasing times, as the
+                    # live listener's do, so a handover sorts after its disconnect
+                    t = max(float(t_int), last_t + 0.001)
+                    last_t = t
+                    code = int(res[0])
+                    applied += 1
+                    if kind == "activity":
+                        activity.append((t, who))
+                    elif kind == "connect":
+                        connects.append((t, who))
+                        if code == Code.HIT:
+                            assignments.append((t, who, str(res[1]), 0))
+                        elif code == Code.MISS:
+                            waiting_since[who] = t
+                    elif kind == "disconnect":
+                        disconnects.append((t, who))
+                        waiting_since.pop(who, None)
+                        if res[2]:
+                            to = str(res[2])
+                            since = waiting_since.pop(to, t)
+                            t_hand = t + 0.0005  # after the disconnect, before the next record
+                            assignments.append((t_hand, to, str(res[1]), max(1.0, t - since)))
+                    else:  # a node status: who is the node
+                        world.applied(who, kind, t_int)
+                        user = res[1] or None
+                        if kind == "ready" and user:
+                            since = waiting_since.pop(str(user), t)
+                            assignments.append((t, str(user), who, max(1.0, t - since)))
+                        elif kind == "terminated" and user and code == Code.OK:
+                            if res[2]:
+                                assignments.append((t, str(user), str(res[2]), 1.0))
+                            else:
+                                waiting_since[str(user)] = t
+            # 2. the tick: the real leader with the policy under test
+            clock.advance_to(next_tick)
+            await leader.step()
+            await leader.drain()
+            ticks += 1
+            if ticks % cfg.maintenance_every == 0:
+                await coord.expire_users(next_tick, user_ttl_ms, min_interval_ms=0)
+            next_tick += tick_ms
+        nodes = list(world.ledger.values())
+        card = score(
+            connects, disconnects, assignments, activity, nodes,  # type: ignore[arg-type]
+            boot_time_s=mean_boot,
+            start_ms=T0_MS, end_ms=end_ms,
+        )  # fmt: skip
+        return ReplayResult(card, time.perf_counter() - started, applied, ticks, policy.name)
+    finally:
+        keys = coord.keys.all()
+        for i in range(0, len(keys), 50):
+            await client.delete(*keys[i : i + 50])
+        await client.aclose()
