@@ -413,9 +413,11 @@ def explain(obj: Ctx, count: int, as_json: bool) -> None:
 
 
 def _add_lazy_commands() -> None:
+    from provisioner.bench import command as bench_cmd
     from provisioner.mock_api import command as mock_cmd
     from provisioner.simulate import command as sim_cmd
 
+    cli.add_command(bench_cmd, "bench")
     cli.add_command(mock_cmd, "mock-node-api")
     cli.add_command(sim_cmd, "simulate")
     try:

@@ -1,0 +1,248 @@
+"""``provisioner bench policy``: every policy on every scenario, fast, against the oracle.
+
+For each scenario, :func:`provisioner.scenarios.bench_workload` gives a workload of at
+least 10,000 sessions (the real trace: its 6,606); each policy is replayed at several
+settings of its knob (:mod:`provisioner.replay`: the real Lua scripts on a real
+redis-server, the real leader and policy on a virtual clock) and scored like a live run.
+The result is a table (text or ``--json``) and, per scenario, a PNG of miss rate against
+cost / oracle, one curve per policy.  The oracle is the clairvoyant lower bound: zero
+misses at cost 1.0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from provisioner import scenarios
+from provisioner.localredis import RedisNotFound, local_redis
+from provisioner.policy import make_policy
+from provisioner.replay import ReplayConfig, replay
+
+__all__ = ["DEFAULTS", "SWEEPS", "BenchRow", "bench_scenario", "command"]
+
+#: Each policy's knob and the values swept (the default is marked in DEFAULTS).
+SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "predictive": ("miss_cost_s", (30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)),
+    "basestock": ("z", (0.0, 1.0, 1.64, 2.5)),
+    "reactive": ("keep_alive_s", (0.0, 60.0, 300.0)),
+    "static": ("k", (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)),
+    "hybrid": ("keep_alive_pct", (50.0, 90.0, 99.0, 99.9)),
+}
+#: The knob value each policy ships with.
+DEFAULTS: dict[str, float] = {
+    "predictive": 1000.0,
+    "basestock": 1.64,
+    "reactive": 0.0,
+    "static": 4.0,
+    "hybrid": 99.0,
+}
+#: Leader tick of the replay per scenario, seconds (the trace spans 23 days).
+TICK_S: dict[str, float] = {"trace": 10.0}
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One replay's figures (design-notes 2).  Costs in node-seconds."""
+
+    scenario: str
+    policy: str
+    knob: str
+    value: float
+    default: bool
+    connects: int
+    misses: int
+    miss_rate: float
+    connects_cold: int
+    misses_cold: int
+    misses_predictable: int
+    miss_rate_predictable: float
+    wait_p50_ms: float | None
+    wait_p95_ms: float | None
+    busy_node_seconds: float
+    idle_node_seconds: float
+    node_seconds: float
+    oracle_node_seconds: float
+    cost_over_oracle: float | None
+    violations: int
+    wall_s: float
+    sessions: int
+
+
+def _points(policy: str, quick: bool) -> list[float]:
+    _, values = SWEEPS[policy]
+    pts = sorted({*values, DEFAULTS[policy]})
+    if quick:
+        pts = sorted({pts[0], DEFAULTS[policy], pts[-1]})
+    return pts
+
+
+async def bench_scenario(
+    name: str, redis_url: str, policies: list[str], seed: int, sessions: int, quick: bool,
+    echo: Any = None,
+) -> list[BenchRow]:  # fmt: skip
+    """Replay every policy at every knob value on one scenario.
+
+    Returns:
+        One row per (policy, knob value).
+    """
+    wl = scenarios.bench_workload(name, seed=seed, min_sessions=sessions)
+    n_sessions = len(wl.sessions())
+    cfg = ReplayConfig(tick_s=TICK_S.get(name, 2.0), seed=seed)
+    rows = []
+    for pol in policies:
+        knob, _ = SWEEPS[pol]
+        for value in _points(pol, quick):
+            res = await replay(wl, make_policy(pol, **{knob: value}), redis_url, cfg)
+            c = res.scorecard
+            pred = c.connects_predictable
+            row = BenchRow(
+                scenario=name, policy=pol, knob=knob, value=value,
+                default=value == DEFAULTS[pol], connects=c.connects, misses=c.misses,
+                miss_rate=c.miss_rate, connects_cold=c.connects_cold, misses_cold=c.misses_cold,
+                misses_predictable=c.misses_predictable,
+                miss_rate_predictable=c.misses_predictable / pred if pred else 0.0,
+                wait_p50_ms=c.wait_p50_ms, wait_p95_ms=c.wait_p95_ms,
+                busy_node_seconds=c.busy_node_seconds, idle_node_seconds=c.idle_node_seconds,
+                node_seconds=c.node_seconds, oracle_node_seconds=c.oracle_node_seconds,
+                cost_over_oracle=c.cost_over_oracle, violations=c.violations,
+                wall_s=res.wall_s, sessions=n_sessions,
+            )  # fmt: skip
+            rows.append(row)
+            if echo:
+                echo(_format_row(row))
+    return rows
+
+
+def _format_row(r: BenchRow) -> str:
+    cost = f"{r.cost_over_oracle:.2f}x" if r.cost_over_oracle is not None else "-"
+    p95 = f"{r.wait_p95_ms / 1000:.0f}s" if r.wait_p95_ms is not None else "-"
+    mark = "*" if r.default else " "
+    return (
+        f"{r.scenario:13s} {r.policy:10s}{mark} {r.knob}={r.value:<8g} "
+        f"miss {r.miss_rate * 100:5.1f}% (pred {r.miss_rate_predictable * 100:5.1f}%, "
+        f"cold {r.misses_cold}/{r.connects_cold})  wait p95 {p95:>5s}  "
+        f"idle {r.idle_node_seconds / 3600:8.1f}h  cost/oracle {cost:>6s}  "
+        f"viol {r.violations}  ({r.wall_s:.0f}s)"
+    )
+
+
+def plot(rows: list[BenchRow], out: Path) -> list[Path]:
+    """One PNG per scenario: miss rate vs cost/oracle, a curve per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name in sorted({r.scenario for r in rows}):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for pol in SWEEPS:
+            pts = sorted(
+                (r.cost_over_oracle, r.miss_rate * 100, r.default)
+                for r in rows
+                if r.scenario == name and r.policy == pol and r.cost_over_oracle
+            )
+            if not pts:
+                continue
+            line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=pol)
+            for x, y, d in pts:
+                if d:
+                    ax.plot([x], [y], marker="*", markersize=16, color=line[0].get_color())
+        ax.plot([1.0], [0.0], marker="X", markersize=12, color="black", label="oracle")
+        ax.set_xlabel("cost / oracle (node-seconds)")
+        ax.set_ylabel("miss rate (%)")
+        ax.set_title(f"{name}: miss rate vs cost (star: default knob)")
+        ax.set_xscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        path = out / f"bench-{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+@contextmanager
+def _redis(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    try:
+        with local_redis() as srv:
+            yield srv.url
+    except RedisNotFound as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.group("bench")
+def command() -> None:
+    """Benchmarks (fast replay of the policies)."""
+
+
+@command.command("policy")
+@click.option("--scenario", "names", multiple=True, help="Scenario (repeatable); default all.")
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    type=click.Choice(list(SWEEPS)),
+    help="Policy (repeatable); default all.",
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--sessions",
+    type=int,
+    default=10_000,
+    show_default=True,
+    help="Least sessions per workload (the trace has 6,606).",
+)
+@click.option("--quick", is_flag=True, help="Three knob values per policy.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="bench-out",
+    show_default=True,
+    help="Folder for results.json and the PNG plots.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--redis-url", default=None, help="Use this Redis instead of a private one.")
+def policy_cmd(
+    names: tuple[str, ...], policies: tuple[str, ...], seed: int, sessions: int, quick: bool,
+    out: str, as_json: bool, redis_url: str | None,
+) -> None:  # fmt: skip
+    """Replay every policy over its knob on every scenario; table, JSON and plots."""
+    logging.getLogger("provisioner").setLevel(logging.WARNING)
+    todo = list(names) or [n for n in scenarios.names()]
+    unknown = set(todo) - set(scenarios.names())
+    if unknown:
+        raise click.BadParameter(f"unknown scenarios {sorted(unknown)}", param_hint="--scenario")
+    pols = list(policies) or list(SWEEPS)
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows: list[BenchRow] = []
+    started = time.perf_counter()
+    echo = None if as_json else click.echo
+    with _redis(redis_url) as url:
+        for name in todo:
+            rows += asyncio.run(bench_scenario(name, url, pols, seed, sessions, quick, echo))
+            (outdir / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    written = plot(rows, outdir)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in rows], indent=1))
+    else:
+        click.echo(
+            f"{len(rows)} replays in {time.perf_counter() - started:.0f}s on "
+            f"{os.cpu_count()} cores; plots: {', '.join(str(p) for p in written)}"
+        )
