@@ -186,7 +186,7 @@ class Leader:
         if snap.boot.mean_s:
             self.metrics.boot_time.set(snap.boot.mean_s)
         reap = await self.coord.reap(
-            token, now, int(dec.keep_alive_s * 1000), dec.target_spare, self.boot_timeout_ms(snap)
+            token, now, int(dec.keep_alive_s * 1000), dec.reap_floor, self.boot_timeout_ms(snap)
         )
         for node in reap.stuck + reap.idle:
             self._spawn(self._delete(node))
@@ -205,6 +205,7 @@ class Leader:
         fields: dict[str, str | int | float] = {
             "policy": self.policy.name,
             "target": dec.target_spare,
+            "keep_spare": dec.reap_floor,
             "keep_alive_s": dec.keep_alive_s,
             "spare": spare,
             "ready": snap.ready,

@@ -70,11 +70,18 @@ class Decision:
             come on top: the leader creates ``target_spare + waiting - spare``.
         keep_alive_s: how long a surplus ready node may idle before it is reaped, s.
         inputs: the numbers the decision came from (stored for ``provisioner explain``).
+        keep_spare: spare nodes the reaper must leave (hysteresis); None: the target.
     """
 
     target_spare: int
     keep_alive_s: float
     inputs: dict[str, Any] = field(default_factory=dict)
+    keep_spare: int | None = None
+
+    @property
+    def reap_floor(self) -> int:
+        """Spare nodes the reaper leaves: ``keep_spare`` or the target."""
+        return self.target_spare if self.keep_spare is None else max(self.keep_spare, 0)
 
 
 class Policy(Protocol):

@@ -30,6 +30,13 @@ users plus Poisson background demand:
 * **Returns.** Allocated nodes freed by disconnects within B come back to the pool:
   ``release_credit * disconnect_rate * B`` is subtracted.
 
+* **Calibration.** ``p`` assumes a user stays silent until it connects; users who browse
+  again and connect later are missed by it, so ``mu`` is biased low where browsing goes on.
+  Each tick's forecast is compared with the connects that actually came in the following
+  B, and ``mu`` and ``var`` are scaled by the ratio of their exponentially weighted sums
+  (bounded to [0.5, 4]): a multiplicative bias correction of the forecast (e.g. Hyndman &
+  Athanasopoulos, *Forecasting: Principles and Practice*, on forecast bias).
+
 With mean ``mu`` and variance ``var`` (Bernoulli ``p(1-p)`` plus Poisson), the normal
 approximation gives ``S = ceil(mu + z * sqrt(var)) + min_spare``, ``z = Phi^-1(q)``.
 Surplus ready nodes go after ``keep_alive_b * B`` idle seconds: keeping a node idle for
@@ -71,6 +78,8 @@ class PredictiveConfig:
         rate_half_life_b: half-life of the background, arrival and disconnect rates, in B.
         release_credit: share of the expected node returns counted as supply, 0..1.
         keep_alive_b: idle time before a surplus ready node goes, in B.
+        hold_b: the reaper leaves the largest target of the last ``hold_b`` B (hysteresis:
+            a dip of the forecast does not reap nodes that the next rise boots again).
         max_spare: cap on the target.
     """
 
@@ -81,6 +90,7 @@ class PredictiveConfig:
     rate_half_life_b: float = 2.0
     release_credit: float = 0.5
     keep_alive_b: float = 1.0
+    hold_b: float = 4.0
     max_spare: int = 1000
 
     def __post_init__(self) -> None:
@@ -90,6 +100,21 @@ class PredictiveConfig:
             raise ValueError("rate_half_life_b > 0, keep_alive_b >= 0, min_spare >= 0")
         if not 0.0 <= self.release_credit <= 1.0:
             raise ValueError("release_credit must be in [0, 1]")
+
+
+def _poisson_quantile(lam: float, q: float) -> int:
+    """Smallest k with P(Poisson(lam) <= k) >= q."""
+    if lam <= 0:
+        return 0
+    if lam > 50:  # normal approximation (exp(-lam) would underflow for large lam)
+        return math.ceil(lam + NormalDist().inv_cdf(min(q, 1 - 1e-9)) * math.sqrt(lam))
+    k, term = 0, math.exp(-lam)
+    cdf = term
+    while cdf < q and k < 100_000:
+        k += 1
+        term *= lam / k
+        cdf += term
+    return k
 
 
 def _zeros() -> list[list[float]]:
@@ -116,6 +141,10 @@ class PredictivePolicy:
         self._arrivals = _Rate(60.0)
         self._disconnects = _Rate(60.0)
         self._ticks = 0
+        self._pending: list[tuple[int, float, int]] = []  # (due ms, forecast, connects then)
+        self._recent: list[tuple[int, int]] = []  # (ms, target) within the hold window
+        self._cal_actual = 0.0
+        self._cal_forecast = 0.0
 
     # -- state ------------------------------------------------------------------------
     def restore(self, last: dict[str, str]) -> None:
@@ -189,6 +218,17 @@ class PredictivePolicy:
                 cum += h[j] * overlap
         return 1.0 - math.exp(-cum)
 
+    def _calibrate(self, now_ms: int, connects_now: int, boot_s: float) -> float:
+        """Settle forecasts whose window has passed; the current correction factor."""
+        decay = 0.5 ** (1.0 / max(1.0, self.config.memory_b / 4))
+        while self._pending and self._pending[0][0] <= now_ms:
+            _, forecast, then = self._pending.pop(0)
+            self._cal_actual = self._cal_actual * decay + max(0, connects_now - then)
+            self._cal_forecast = self._cal_forecast * decay + forecast
+        if self._cal_forecast < 5.0:  # too little evidence yet
+            return 1.0
+        return min(4.0, max(0.5, self._cal_actual / self._cal_forecast))
+
     def decide(self, obs: Observation) -> Decision:
         """The base-stock target for this tick (module docstring)."""
         cfg = self.config
@@ -204,25 +244,37 @@ class PredictivePolicy:
         arrivals = self._arrivals.update(st.get("users_activated", 0), obs.now_ms)
         releases = self._disconnects.update(st.get("disconnects", 0), obs.now_ms)
 
+        connects_now = st.get("connects", 0)
+        cal = self._calibrate(obs.now_ms, connects_now, boot_s)
         hz = self.hazards(boot_s)
         edges = [0.0, *(e * boot_s for e in RECENCY_EDGES_B)]
         mids = [(edges[j] + edges[j + 1]) / 2 for j in range(N_BUCKETS - 1)]
         mids.append(_LAST_MID_B * boot_s)
         mu = var = 0.0
+        candidates = 0  # users who might connect: demand from them cannot exceed this
         for c in range(N_CLASSES):
             for b in range(N_BUCKETS):
                 if n[c][b]:
                     p = self.p_within(hz[c], mids[b], boot_s)
                     mu += n[c][b] * p
                     var += n[c][b] * p * (1.0 - p)
+                    if p > 1e-3:
+                        candidates += n[c][b]
         p_new = self.p_within(hz[0], 0.0, boot_s / 2)
         poisson = lam_bg * boot_s + arrivals * boot_s * p_new
         mu += poisson
         var += poisson
+        self._pending.append((obs.now_ms + int(boot_s * 1000), mu, connects_now))
+        mu *= cal
+        var *= cal
         credit = cfg.release_credit * releases * boot_s
         q = cfg.miss_cost_s / (cfg.miss_cost_s + boot_s)
         z = NormalDist().inv_cdf(min(q, 1 - 1e-9))
-        target = math.ceil(max(0.0, mu - credit) + z * math.sqrt(var)) + cfg.min_spare
+        normal = math.ceil(max(0.0, mu - credit) + z * math.sqrt(var))
+        # the normal approximation overshoots for a handful of users: never plan for more
+        # connects than there are candidates plus the Poisson part's own quantile
+        cap = candidates + _poisson_quantile(poisson * cal, q)
+        target = min(normal, cap) + cfg.min_spare
         target = max(0, min(cfg.max_spare, target))
         self._ticks += 1
         inputs: dict[str, Any] = {
@@ -236,6 +288,7 @@ class PredictivePolicy:
             "fractile": round(q, 4),
             "z": round(z, 3),
             "miss_cost_s": cfg.miss_cost_s,
+            "calibration": round(cal, 3),
         }
         if self._ticks % 30 == 1:
             inputs["state"] = json.dumps(
@@ -244,4 +297,8 @@ class PredictivePolicy:
                     "exposure": [[round(x, 2) for x in row] for row in self.exposure],
                 }
             )
-        return Decision(target, cfg.keep_alive_b * boot_s, inputs)
+        hold_from = obs.now_ms - int(cfg.hold_b * boot_s * 1000)
+        self._recent = [(t, v) for t, v in self._recent if t >= hold_from]
+        self._recent.append((obs.now_ms, target))
+        keep = max(v for _, v in self._recent)
+        return Decision(target, cfg.keep_alive_b * boot_s, inputs, keep_spare=keep)

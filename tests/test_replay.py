@@ -1,0 +1,110 @@
+"""The fast replay (real scripts, real leader and policy, virtual clock) and the bench."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from provisioner import scenarios
+from provisioner.bench import bench_scenario
+from provisioner.cli import cli
+from provisioner.policy import make_policy
+from provisioner.predictive import PredictivePolicy
+from provisioner.replay import ReplayConfig, replay
+from provisioner.workload import BootProfile, Event, Workload
+
+
+def _workload(n: int = 20, gap_s: float = 60.0, lead_s: float = 20.0) -> Workload:
+    """n users, one every gap_s: 3 activity events, a connect lead_s later, 30 s sessions."""
+    events = []
+    for i in range(n):
+        t = 10.0 + i * gap_s
+        u = f"u{i}"
+        events += [
+            Event(t, "activity", u),
+            Event(t + 2, "activity", u),
+            Event(t + 4, "activity", u),
+        ]
+        events += [Event(t + 4 + lead_s, "connect", u), Event(t + 4 + lead_s + 30, "disconnect", u)]
+    events.sort()
+    return Workload("hand", 1, events, 10.0 + n * gap_s + 60, BootProfile(10.0, 10.0))
+
+
+def _run(wl: Workload, policy: str, redis_url: str, **knobs: float):  # type: ignore[no-untyped-def]
+    return asyncio.run(replay(wl, make_policy(policy, **knobs), redis_url, ReplayConfig(tick_s=1)))
+
+
+def test_reactive_without_keep_alive_misses_every_connect(redis_url: str) -> None:
+    res = _run(_workload(), "reactive", redis_url, keep_alive_s=0)
+    c = res.scorecard
+    assert c.connects == 20 and c.misses == 20 and c.never_served == 0
+    assert c.violations == 0
+    # each miss waits about one boot time (10 s) plus at most a tick or two
+    assert c.wait_p50_ms is not None and 9_000 <= c.wait_p50_ms <= 13_000
+
+
+def test_a_large_static_pool_misses_nothing_at_a_cost(redis_url: str) -> None:
+    res = _run(_workload(), "static", redis_url, k=3, keep_alive_s=60)
+    c = res.scorecard
+    assert c.misses == 0 and c.violations == 0
+    assert c.cost_over_oracle is not None and c.cost_over_oracle > 1.5
+
+
+def test_predictive_learns_the_lead_and_beats_reactive(redis_url: str) -> None:
+    wl = _workload(n=40)
+    pred = _run(wl, "predictive", redis_url).scorecard
+    reac = _run(wl, "reactive", redis_url, keep_alive_s=0).scorecard
+    assert pred.violations == 0
+    # after a few sessions it boots ahead: most connects are hits
+    assert pred.misses <= 10 < reac.misses
+    assert pred.cost_over_oracle is not None and pred.cost_over_oracle < 2.5
+
+
+def test_replay_matches_the_oracle_figures_of_the_scorecard(redis_url: str) -> None:
+    res = _run(_workload(n=5), "static", redis_url, k=1, keep_alive_s=1000)
+    c = res.scorecard
+    # 5 sessions of 30 s, disjoint: the oracle boots each 10 s ahead -> 5 * 40 s
+    assert c.oracle_node_seconds == pytest.approx(200.0)
+    assert c.busy_node_seconds == pytest.approx(150.0, abs=1.0)
+
+
+def test_p_within_integrates_the_hazard_over_the_buckets() -> None:
+    h = [0.0] * 7
+    h[3] = 0.1  # only between B/2 and B
+    boot = 10.0
+    assert PredictivePolicy.p_within(h, 0.0, boot) == pytest.approx(
+        1 - 2.718281828 ** (-0.5), rel=1e-6
+    )
+    assert PredictivePolicy.p_within(h, 10.0, boot) == 0.0
+
+
+def test_bench_scenario_rows_and_cli(redis_url: str, tmp_path: Path) -> None:
+    rows = asyncio.run(
+        bench_scenario("starter", redis_url, ["static"], seed=1, sessions=60, quick=True)
+    )
+    assert {r.value for r in rows} == {1.0, 4.0, 32.0}
+    assert all(r.violations == 0 and r.sessions >= 60 for r in rows)
+    by_k = {r.value: r for r in rows}
+    assert by_k[32.0].misses <= by_k[1.0].misses
+    assert by_k[32.0].node_seconds > by_k[1.0].node_seconds
+    out = CliRunner().invoke(
+        cli,
+        ["bench", "policy", "--scenario", "starter", "--policy", "reactive", "--sessions", "60",
+         "--quick", "--out", str(tmp_path), "--redis-url", redis_url],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {d["policy"] for d in data} == {"reactive"}
+    assert (tmp_path / "bench-starter.png").stat().st_size > 1000
+
+
+def test_every_scenario_has_a_bench_workload() -> None:
+    for name in scenarios.names():
+        if name == "trace":
+            continue
+        wl = scenarios.bench_workload(name, min_sessions=50)
+        assert len(wl.sessions()) >= 50
