@@ -9,6 +9,7 @@ Message ids (``msg_id``) are ``seq * 1_000_000 + position`` from the shared sequ
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,7 @@ class Coordinator:
         self.runner = ScriptRunner(client, self.keys)
         self.boot_alpha = boot_alpha
         self.default_boot_ms = max(1, int(default_boot_s * 1000))
+        self._new_secret = secrets.token_hex(16)  # used only if the pool has none yet
 
     async def _run(self, name: str, *args: str | int | float) -> list[Any]:
         res: list[Any] = await self.runner.call(name, *args)
@@ -288,8 +290,15 @@ class Coordinator:
     # -- maintenance (any replica) ----------------------------------------------
     async def emit_marker(self, now_ms: int, interval_ms: int) -> int:
         """Publish a shared-sequence marker if the last is old enough; 0 if not."""
-        res = await self._run("emitMarker", now_ms, interval_ms, self.channels.marker)
+        res = await self._run(
+            "emitMarker", now_ms, interval_ms, self.channels.marker, self._new_secret
+        )
         return int(res[1])
+
+    async def marker_secret(self) -> str | None:
+        """Read-only: the pool's marker secret (None until the first marker)."""
+        v = await self.client.get(self.keys.seq_secret)
+        return None if v is None else str(v)
 
     async def heartbeat(self, replica: str, now_ms: int, stale_ms: int = 30_000) -> int:
         """Record a replica heartbeat; returns the number of live replicas."""

@@ -42,6 +42,7 @@ key                           type    content
 ``P:lease:token``             string  fencing token counter (monotonic)
 ``P:seq``                     string  shared sequence counter (markers)
 ``P:seq:last_ms``             string  ms of the last marker published
+``P:seq:secret``              string  the pool's marker secret (markers carry a keyed hash)
 ``P:throttle:expire``         string  ms the user-expiry maintenance last ran
 ``P:replicas``                zset    replica id -> last heartbeat ms
 ============================  ======  ==================================================
@@ -263,6 +264,10 @@ class PoolKeys:
     @property
     def seq(self) -> str:
         return self.k("seq")
+
+    @property
+    def seq_secret(self) -> str:
+        return self.k("seq:secret")
 
     @property
     def seq_last_ms(self) -> str:

@@ -41,6 +41,16 @@ class Metrics:
             "Messages dropped before the first marker after a (re)subscribe",
             registry=r,
         )
+        self.bad_markers = Counter(
+            "provisioner_bad_markers",
+            "Marker-channel messages ignored (bad tag, malformed, out of range, old)",
+            registry=r,
+        )
+        self.gap_markers = Counter(
+            "provisioner_subscription_gap_markers",
+            "Markers missed while resubscribing (each ~ one marker interval of lost messages)",
+            registry=r,
+        )
         self.node_api_calls = Counter(
             "provisioner_node_api_calls",
             "Node API calls by verb and outcome",

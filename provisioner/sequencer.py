@@ -12,14 +12,29 @@ each user's and node's transitions happen in publish order.
 
 A replica that (re)subscribes has missed an unknown number of messages, so its
 positions would differ from the others': it drops messages until its first marker.
+
+Markers carry a keyed hash, ``"<seq>:<ms>:<sha1(secret:seq:ms:secret)>"``, with the
+pool's secret from Redis (``P:seq:secret``); a marker whose tag does not match, or whose
+sequence number would overflow the ids' exact range, is ignored by every replica alike,
+so a stray or forged publish cannot make the replicas jump the sequence.
 """
 
 from __future__ import annotations
 
-__all__ = ["POSITIONS_PER_MARKER", "Sequencer"]
+import hashlib
+
+__all__ = ["MAX_SEQ", "POSITIONS_PER_MARKER", "Sequencer", "marker_tag"]
 
 #: Positions available after one marker; past this a message cannot be named.
 POSITIONS_PER_MARKER = 1_000_000
+#: Largest sequence number: ids ``seq * 1e6 + position`` stay below 2**53, so Lua's
+#: doubles compare them exactly.
+MAX_SEQ = (2**53) // POSITIONS_PER_MARKER - 1
+
+
+def marker_tag(secret: str, body: str) -> str:
+    """The keyed hash a marker ``body`` (``"seq:ms"``) carries (as emitMarker computes)."""
+    return hashlib.sha1(f"{secret}:{body}:{secret}".encode()).hexdigest()
 
 
 class Sequencer:
@@ -41,18 +56,26 @@ class Sequencer:
         self.seq = None
         self.position = 0
 
-    def on_marker(self, data: str) -> bool:
-        """Take a marker payload ``"<seq>:<ms>"``.
+    def on_marker(self, data: str, secret: str | None = None) -> bool:
+        """Take a marker payload ``"<seq>:<ms>:<tag>"``.
+
+        Args:
+            data: the payload.
+            secret: the pool's marker secret; None skips the tag check (tests).
 
         Returns:
-            True when accepted; False when malformed or not newer than the current one.
+            True when accepted; False when malformed, badly tagged, out of range or not
+            newer than the current one.
         """
-        head, _, tail = data.partition(":")
-        try:
-            seq, ms = int(head), int(tail)
-        except ValueError:
+        parts = data.split(":")
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]):
             return False
-        if self.seq is not None and seq <= self.seq:
+        seq, ms = int(parts[0]), int(parts[1])
+        if secret is not None and (
+            len(parts) != 3 or parts[2] != marker_tag(secret, f"{parts[0]}:{parts[1]}")
+        ):
+            return False
+        if seq > MAX_SEQ or (self.seq is not None and seq <= self.seq):
             return False
         self.seq, self.marker_ms, self.position = seq, ms, 0
         return True

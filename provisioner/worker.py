@@ -169,6 +169,9 @@ class Worker:
             self.channels.node_status: self._on_status,
         }
         self.leader: Leader | None = None
+        self._secret: str | None = None
+        self._last_seq: int | None = None
+        self._gap_from: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -252,7 +255,9 @@ class Worker:
     async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
         await pubsub.subscribe(*self.channels.inbound())
         await self.coord.runner.load_all()
+        self._gap_from = self._last_seq
         self.seq.reset()
+        self._secret = await self.coord.marker_secret()
         self.subscribed = True
         self.metrics.subscribed.set(1)
         self._last_marker = time.monotonic()
@@ -292,8 +297,18 @@ class Worker:
         """
         if channel == self.channels.marker:
             self._last_marker = time.monotonic()
-            if not self.seq.on_marker(str(data)):
-                self._limiter.warn("marker", "ignored marker %s", truncate(data))
+            if not self.seq.on_marker(str(data), self._secret):
+                # the secret may be new (a Redis without persistence restarted): re-read
+                # it once, then judge again; every replica reaches the same verdict
+                self._secret = await self.coord.marker_secret()
+                if not self.seq.on_marker(str(data), self._secret):
+                    self.metrics.bad_markers.inc()
+                    self._limiter.warn("marker", "ignored marker %s", truncate(data))
+            elif self._gap_from is not None and self.seq.seq is not None:
+                self.metrics.gap_markers.inc(max(0, self.seq.seq - self._gap_from - 1))
+                self._gap_from = None
+            if self.seq.seq is not None:
+                self._last_seq = self.seq.seq
             return None
         msg_id = self.seq.name()
         if msg_id is None:

@@ -12,6 +12,7 @@ from redis.crc import key_slot
 from provisioner.errors import Code, FencedError, ScriptLoadError, WrongTypeError
 from provisioner.keys import PoolKeys
 from provisioner.scripts import REGISTRY, load_registry
+from provisioner.sequencer import Sequencer, marker_tag
 from tests.helpers import SyncCoord
 
 
@@ -269,7 +270,15 @@ def test_markers_are_throttled_and_published(sc: SyncCoord, r: redis.Redis) -> N
     assert sc.emit_marker(1050, 100) == 0
     assert sc.emit_marker(1100, 100) == 2
     msgs = [ps.get_message(timeout=1)["data"] for _ in range(2)]  # type: ignore[index]
-    assert msgs == ["1:1000", "2:1100"]
+    secret = r.get(sc.keys.seq_secret)
+    assert secret and len(secret) == 32
+    assert msgs == [f"{b}:{marker_tag(secret, b)}" for b in ("1:1000", "2:1100")]
+    seq = Sequencer()
+    assert seq.on_marker(msgs[0], secret)
+    forged = "100000000000:0:" + marker_tag("guess", "100000000000:0")
+    assert not seq.on_marker(forged, secret)  # bad tag
+    assert not seq.on_marker("100000000000:0", secret)  # no tag
+    assert seq.on_marker(msgs[1], secret) and seq.seq == 2
 
 
 def test_bad_input_counted_once_per_message(sc: SyncCoord, r: redis.Redis) -> None:

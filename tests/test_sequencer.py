@@ -54,7 +54,7 @@ def test_old_or_duplicate_markers_are_ignored(marker: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "marker", ["", ":", "5", "5:", ":5", "x:1", "5:x", "5:1:2", "5.0:1", "five:1000", "5 : 1x"]
+    "marker", ["", ":", "5", "5:", ":5", "x:1", "5:x", "5:1:2:3", "5.0:1", "five:1000", "5 : 1x"]
 )
 def test_malformed_markers_are_ignored(marker: str) -> None:
     fresh = Sequencer()

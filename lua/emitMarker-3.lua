@@ -1,0 +1,44 @@
+--[[
+  emitMarker: advance the shared sequence and publish a marker "seq:now_ms:tag" on the
+  marker channel (design-notes 3.1). Every replica calls it on a timer; it publishes only
+  when the last marker is at least interval_ms old, so several replicas do not multiply
+  them (duplicates would be harmless anyway). tag = sha1(secret:seq:now_ms:secret) with a
+  pool secret kept in Redis, so a stray or forged publish on the channel (which could make
+  replicas jump the sequence) is recognised and ignored; it guards against accidents and
+  clients that may publish but not read keys, it is not a cryptographic MAC.
+
+  KEYS[1] seq          string  shared sequence counter
+  KEYS[2] seq_last_ms  string  ms of the last marker
+  KEYS[3] seq_secret   string  the pool's marker secret (set once, from ARGV[4])
+
+  ARGV[1] now_ms       integer, unix ms
+  ARGV[2] interval_ms  integer >= 0
+  ARGV[3] channel      the marker channel
+  ARGV[4] new_secret   random string, stored only when no secret exists yet
+
+  Returns {code, seq}: OK (published seq) | IGNORED (too soon) | ERR_BAD_ARG.
+]]
+--- @include "codes"
+--- @include "util"
+
+local now_ms = int_arg(ARGV[1])
+local interval = int_arg(ARGV[2])
+local channel = ARGV[3]
+local new_secret = ARGV[4]
+if now_ms == nil or interval == nil or interval < 0 or not channel or not new_secret
+  or #new_secret < 16 then
+  return {ERR_BAD_ARG, 0}
+end
+if not types_ok({[K.seq] = 'string', [K.seq_last_ms] = 'string', [K.seq_secret] = 'string'}) then
+  return {ERR_WRONG_TYPE, 0}
+end
+local last = tonumber(redis.call('GET', K.seq_last_ms) or '-1')
+-- a clock behind the last marker (another replica's, or one set back) does not throttle
+if last >= 0 and now_ms >= last and now_ms - last < interval then return {IGNORED, 0} end
+redis.call('SET', K.seq_secret, new_secret, 'NX')
+local secret = redis.call('GET', K.seq_secret)
+local seq = redis.call('INCR', K.seq)
+redis.call('SET', K.seq_last_ms, now_ms)
+local body = seq .. ':' .. now_ms
+redis.call('PUBLISH', channel, body .. ':' .. redis.sha1hex(secret .. ':' .. body .. ':' .. secret))
+return {OK, seq}
