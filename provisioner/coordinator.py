@@ -400,3 +400,14 @@ class Coordinator:
         """Read-only: the connect counters of the hazard model (``P:hazard``)."""
         raw = await self.client.hgetall(self.keys.hazard)
         return {str(a): int(b) for a, b in raw.items()}
+
+    async def drop_unknown(self, token: str, now_ms: int, nodes: Sequence[str]) -> list[str]:
+        """Record unknown nodes with no open intent as terminated (fenced); returns them.
+
+        Raises:
+            FencedError: the token is not the live lease's.
+        """
+        if not nodes:
+            return []
+        res = await self._run("dropUnknown", token, now_ms, *nodes)
+        return [_s(n) for n in res[1:]]

@@ -18,15 +18,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from provisioner.clock import Clock
 from provisioner.coordinator import Coordinator, PoolSnapshot
 from provisioner.errors import FencedError
+from provisioner.logutil import LogLimiter
 from provisioner.metrics import Metrics
 from provisioner.nodeapi import CreateFailed, CreateUncertain, NodeApiError, NodeGone
 from provisioner.policy import Decision, Observation, Policy
@@ -64,6 +74,8 @@ class LeaderConfig:
         redelete_after_s: DELETE again a node terminating for this long.
         max_creates_per_tick: cap on POSTs started in one tick.
         max_inflight: cap on Node API calls in flight.
+        max_create_backoff_s: longest pause of creates after repeated failures.
+        record_retry_s: how long to retry recording an API call's outcome in Redis.
         reconcile_every: run the reconcile every this many ticks.
     """
 
@@ -77,6 +89,8 @@ class LeaderConfig:
     redelete_after_s: float = 30.0
     max_creates_per_tick: int = 50
     max_inflight: int = 64
+    max_create_backoff_s: float = 30.0
+    record_retry_s: float = 30.0
     reconcile_every: int = 1
 
 
@@ -115,6 +129,9 @@ class Leader:
         self._sem = asyncio.Semaphore(config.max_inflight)
         self._deleting: dict[str, float] = {}
         self._ticks = 0
+        self._create_fail_streak = 0
+        self._create_paused_until = 0.0
+        self._limiter = LogLimiter(log)
 
     @property
     def is_leader(self) -> bool:
@@ -129,7 +146,9 @@ class Leader:
                     await self.step()
                 except FencedError:
                     self._lost("fenced")
-                except Exception:  # Redis down, etc.: keep the loop alive
+                except (RedisError, OSError) as e:  # Redis down: say so, briefly
+                    self._limiter.warn("step", "leader step skipped: %s: %s", type(e).__name__, e)
+                except Exception:  # a bug: keep the loop alive, with the traceback
                     log.exception("leader step failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.config.tick_s)
@@ -193,7 +212,8 @@ class Leader:
         spare = snap.spare - len(reap.stuck) - len(reap.idle)
         need = min(self.config.max_creates_per_tick, dec.target_spare + snap.waiting - spare)
         created = 0
-        if need > 0:
+        paused = time.monotonic() < self._create_paused_until
+        if need > 0 and not paused:
             ids = [uuid.uuid4().hex for _ in range(need)]
             await self.coord.create_intents(token, now, ids)
             for intent in ids:
@@ -215,6 +235,7 @@ class Leader:
             "waiting": snap.waiting,
             "active": snap.active,
             "created": created,
+            "creates_paused": int(paused),
             "reaped_idle": len(reap.idle),
             "reaped_stuck": len(reap.stuck),
             "token": token,
@@ -239,15 +260,15 @@ class Leader:
             old_intents = await self.coord.members_before(k.intents, grace, len(unknown))
             doomed: list[str] = []
             for node in unknown:
-                intent = old_intents.pop(0) if old_intents else ""
-                await self.coord.register_node(intent, node, now)
-                if intent:
+                if old_intents:
+                    intent = old_intents.pop(0)
+                    await self.coord.register_node(intent, node, now)
                     log.warning("reconcile: adopted unknown node %s into intent %s", node, intent)
                 else:
                     doomed.append(node)
-            for node in await self.coord.mark_terminating(token, now, doomed):
-                log.warning("reconcile: deleting unknown node %s", node)
-                self._spawn(self._delete(node))
+            for node in await self.coord.drop_unknown(token, now, doomed):
+                log.warning("reconcile: deleting unknown node %s (no open create intent)", node)
+                self._spawn(self._delete(node, known=False))
         stuck = await self.coord.members_before(
             k.nodes_terminating, now - int(c.redelete_after_s * 1000), 50
         )
@@ -261,23 +282,54 @@ class Leader:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _redis_retry(self, what: str, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Record the outcome of a Node API call in Redis, riding out a Redis outage:
+        the call was made, so forgetting its result would leak a node."""
+        try:
+            async for attempt in AsyncRetrying(
+                wait=wait_random_exponential(multiplier=0.2, max=5.0),
+                stop=stop_after_delay(self.config.record_retry_s),
+                retry=retry_if_exception_type((RedisError, OSError)),
+                reraise=True,
+            ):
+                with attempt:
+                    await fn()
+        except Exception:
+            log.exception("could not record %s in Redis; reconcile will catch up", what)
+
     async def _create(self, intent: str) -> None:
         async with self._sem:
             try:
                 node = await self.api.create()
             except CreateFailed as e:
                 self.metrics.node_api_calls.labels("create", "failed").inc()
-                log.warning("create failed (intent %s): %s", intent, e)
-                await self.coord.close_intent(intent, "failed")
+                self._create_failed()
+                self._limiter.warn("create", "create failed (intent %s): %s", intent, e)
+                await self._redis_retry(
+                    f"failed intent {intent}", lambda: self.coord.close_intent(intent, "failed")
+                )
                 return
             except CreateUncertain as e:
                 self.metrics.node_api_calls.labels("create", "uncertain").inc()
                 log.warning("create uncertain (intent %s stays open): %s", intent, e)
                 return
+            except Exception:
+                log.exception("create (intent %s) failed unexpectedly", intent)
+                return
             self.metrics.node_api_calls.labels("create", "ok").inc()
-            await self.coord.register_node(intent, node, self.clock.now_ms())
+            self._create_fail_streak = 0
+            await self._redis_retry(
+                f"node {node}",
+                lambda: self.coord.register_node(intent, node, self.clock.now_ms()),
+            )
 
-    async def _delete(self, node: str) -> None:
+    def _create_failed(self) -> None:
+        """Back off from a failing API: creates pause 2^k seconds (capped), with jitter."""
+        self._create_fail_streak += 1
+        pause = min(self.config.max_create_backoff_s, 2.0 ** min(self._create_fail_streak, 10))
+        self._create_paused_until = time.monotonic() + pause * random.uniform(0.5, 1.0)
+
+    async def _delete(self, node: str, known: bool = True) -> None:
         self._deleting[node] = time.monotonic()
         async with self._sem:
             try:
@@ -285,11 +337,17 @@ class Leader:
                 self.metrics.node_api_calls.labels("delete", "ok").inc()
             except NodeGone:
                 self.metrics.node_api_calls.labels("delete", "gone").inc()
-                await self.coord.node_status(node, "terminated", self.clock.now_ms())
                 self._deleting.pop(node, None)
+                if known:
+                    await self._redis_retry(
+                        f"gone node {node}",
+                        lambda: self.coord.node_status(node, "terminated", self.clock.now_ms()),
+                    )
             except NodeApiError as e:
                 self.metrics.node_api_calls.labels("delete", "failed").inc()
-                log.warning("delete %s failed (will retry): %s", node, e)
+                self._limiter.warn("delete", "delete %s failed (will retry): %s", node, e)
+            except Exception:
+                log.exception("delete %s failed unexpectedly", node)
 
     async def drain(self) -> None:
         """Wait for every Node API call in flight (the replay benchmark's step)."""

@@ -45,6 +45,7 @@ from provisioner.coordinator import Coordinator
 from provisioner.errors import Code, ScriptError
 from provisioner.keys import Channels
 from provisioner.leader import Leader, LeaderConfig
+from provisioner.logutil import LogLimiter
 from provisioner.messages import (
     BadInput,
     decode_activity,
@@ -108,25 +109,6 @@ class WorkerConfig:
     ingest_lag_s: float = 0.0
 
 
-class _LogLimiter:
-    """At most one log line per key per ``period_s``; counts what it suppressed."""
-
-    def __init__(self, period_s: float = 10.0) -> None:
-        self.period_s = period_s
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warn(self, key: str, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= self.period_s:
-            n = self._suppressed.pop(key, 0)
-            suffix = f" ({n} more suppressed)" if n else ""
-            log.warning(msg + suffix, *args)
-            self._last[key] = now
-        else:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-
-
 class Worker:
     """One replica.  ``await Worker(cfg).run(stop_event)``.
 
@@ -161,7 +143,7 @@ class Worker:
         self.subscribed = False
         self.applied = 0
         self._last_marker = time.monotonic()
-        self._limiter = _LogLimiter()
+        self._limiter = LogLimiter(log)
         self._dispatch = {
             self.channels.activity: self._on_activity,
             self.channels.connect: self._on_connect,

@@ -23,7 +23,7 @@ end
 local function on_ready(node, state, now_ms, channel, alpha_min)
   if state == 'booting' then
     local created = tonumber(redis.call('HGET', K.node_created, node))
-    if created and now_ms >= created then learn_boot(now_ms - created, alpha_min, now_ms) end
+    if created and now_ms > created then learn_boot(now_ms - created, alpha_min, now_ms) end
     redis.call('ZREM', K.nodes_booting, node)
     redis.call('HSET', K.node_ready_at, node, now_ms)
     stat('nodes_ready')

@@ -1,0 +1,34 @@
+"""Rate-limited logging: bad input and outages must not flood the logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+__all__ = ["LogLimiter"]
+
+
+class LogLimiter:
+    """At most one warning per key per ``period_s``; the next says how many it held back.
+
+    Args:
+        logger: where to log.
+        period_s: seconds between two lines of one key.
+    """
+
+    def __init__(self, logger: logging.Logger, period_s: float = 10.0) -> None:
+        self.logger = logger
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warn(self, key: str, msg: str, *args: object) -> None:
+        """Log ``msg % args`` as a warning unless ``key`` logged within the period."""
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) >= self.period_s:
+            n = self._suppressed.pop(key, 0)
+            suffix = f" ({n} more suppressed)" if n else ""
+            self.logger.warning(msg + suffix, *args)
+            self._last[key] = now
+        else:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
