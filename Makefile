@@ -25,5 +25,8 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/provisioner demo
 
+bench: $(STAMP)
+	$(VENV)/bin/provisioner bench policy --quick --out bench-out
+
 clean:
 	rm -rf $(VENV) build

@@ -393,7 +393,7 @@ async def _explain(obj: Ctx, count: int) -> list[dict[str, str]]:
 
 
 @cli.command()
-@click.option("-n", "count", type=int, default=10, help="How many decisions.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=10, help="How many decisions.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def explain(obj: Ctx, count: int, as_json: bool) -> None:

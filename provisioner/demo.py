@@ -103,7 +103,7 @@ class _Procs:
         return [n for n, p in self.procs if p.poll() is not None]
 
 
-async def _wait_http(url: str, timeout_s: float = 15.0) -> None:
+async def _wait_http(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as s:
         while True:

@@ -119,4 +119,4 @@ def test_learned_boot_time_follows_a_change_of_the_boot_delay(
             assert late is not None and 1.1 <= late <= 1.8, (early, late)
     finally:
         mock.terminate()
-        mock.wait(timeout=10)
+        mock.wait(timeout=30)

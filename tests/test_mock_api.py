@@ -445,7 +445,7 @@ def test_python_dash_m_serves_and_stops_on_sigterm(redis_url: str, pool: str) ->
 
         async def probe() -> tuple[int, str]:
             async with aiohttp.ClientSession() as http:
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 30
                 while True:
                     try:
                         async with http.post(f"http://127.0.0.1:{port}/api/nodes") as resp:
@@ -459,5 +459,5 @@ def test_python_dash_m_serves_and_stops_on_sigterm(redis_url: str, pool: str) ->
         assert status == 202 and NODE_ID.match(node_id)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
