@@ -77,6 +77,8 @@ class BenchRow:
     violations: int
     wall_s: float
     sessions: int
+    connects_premium: int
+    misses_premium: int
 
 
 def _points(policy: str, quick: bool) -> list[float]:
@@ -117,6 +119,8 @@ async def bench_scenario(
                 node_seconds=c.node_seconds, oracle_node_seconds=c.oracle_node_seconds,
                 cost_over_oracle=c.cost_over_oracle, violations=c.violations,
                 wall_s=res.wall_s, sessions=n_sessions,
+                connects_premium=res.extra["tiers"]["premium"]["connects"],
+                misses_premium=res.extra["tiers"]["premium"]["misses"],
             )  # fmt: skip
             rows.append(row)
             if echo:
@@ -131,7 +135,8 @@ def _format_row(r: BenchRow) -> str:
     return (
         f"{r.scenario:13s} {r.policy:10s}{mark} {r.knob}={r.value:<8g} "
         f"miss {r.miss_rate * 100:5.1f}% (pred {r.miss_rate_predictable * 100:5.1f}%, "
-        f"cold {r.misses_cold}/{r.connects_cold})  wait p95 {p95:>5s}  "
+        f"cold {r.misses_cold}/{r.connects_cold}, premium {r.misses_premium}/"
+        f"{r.connects_premium})  wait p95 {p95:>5s}  "
         f"idle {r.idle_node_seconds / 3600:8.1f}h  cost/oracle {cost:>6s}  "
         f"viol {r.violations}  ({r.wall_s:.0f}s)"
     )

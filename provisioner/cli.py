@@ -29,6 +29,8 @@ from provisioner.coordinator import Coordinator
 from provisioner.invariants import check_invariants
 from provisioner.keys import Channels, validate_pool_name
 from provisioner.leader import LeaderConfig
+from provisioner.messages import MAX_USER_ID
+from provisioner.policy import POLICY_NAMES
 from provisioner.worker import WorkerConfig, run_worker
 
 __all__ = ["cli", "main"]
@@ -123,8 +125,15 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
 @click.option(
     "--policy",
     envvar="PROVISIONER_POLICY",
-    default="basestock",
-    type=click.Choice(["basestock", "reactive", "static"]),
+    default="predictive",
+    type=click.Choice(list(POLICY_NAMES)),
+)
+@click.option(
+    "--miss-cost",
+    envvar="PROVISIONER_MISS_COST",
+    type=float,
+    default=1000.0,
+    help="predictive: what one miss is worth, node-seconds (its one knob).",
 )
 @click.option(
     "--z",
@@ -137,9 +146,10 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
 @click.option(
     "--min-spare",
     envvar="PROVISIONER_MIN_SPARE",
-    type=int,
-    default=1,
-    help="basestock: spare nodes kept whatever the forecast; static: the pool size.",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Spare nodes kept whatever the forecast (predictive 0, basestock 1); "
+    "static: the pool size (4).",
 )
 @click.option(
     "--keep-alive",
@@ -209,8 +219,9 @@ def run(
     metrics_host: str,
     replica_id: str | None,
     policy: str,
+    miss_cost: float,
     z: float,
-    min_spare: int,
+    min_spare: int | None,
     keep_alive: float,
     half_life: float,
     default_boot: float,
@@ -222,11 +233,22 @@ def run(
     lag: float,
 ) -> None:
     """Run one worker replica (any number may run at once)."""
-    knobs: dict[str, float] = {"keep_alive_s": keep_alive}
-    if policy == "basestock":
-        knobs |= {"z": z, "min_spare": min_spare, "half_life_s": half_life}
+    knobs: dict[str, float]
+    if policy == "predictive":
+        knobs = {"miss_cost_s": miss_cost, "min_spare": min_spare or 0}
+    elif policy == "basestock":
+        knobs = {
+            "z": z,
+            "min_spare": 1 if min_spare is None else min_spare,
+            "half_life_s": half_life,
+            "keep_alive_s": keep_alive,
+        }
     elif policy == "static":
-        knobs |= {"k": min_spare}
+        knobs = {"k": 4 if min_spare is None else min_spare, "keep_alive_s": keep_alive}
+    elif policy == "hybrid":
+        knobs = {"fixed_keep_alive_s": keep_alive}
+    else:
+        knobs = {"keep_alive_s": keep_alive}
     extra = {"replica_id": replica_id} if replica_id else {}
     cfg = WorkerConfig(
         redis_url=obj.redis_url,
@@ -410,6 +432,39 @@ def explain(obj: Ctx, count: int, as_json: bool) -> None:
             f"  lambda {r.get('lambda', '-')}  B {r.get('boot_s', '-')}s"
             f"  leader {r.get('leader')}"
         )
+
+
+async def _premium(obj: Ctx, action: str, users: tuple[str, ...]) -> list[str] | int:
+    coord = obj.coordinator()
+    try:
+        if action == "list":
+            members = await coord.client.smembers(coord.keys.users_premium)
+            return sorted(str(m) for m in members)
+        return await coord.set_premium(users, premium=action == "add")
+    finally:
+        await coord.client.aclose()
+
+
+@cli.command()
+@click.argument("action", type=click.Choice(["add", "remove", "list"]))
+@click.argument("users", nargs=-1)
+@click.pass_obj
+def premium(obj: Ctx, action: str, users: tuple[str, ...]) -> None:
+    """Mark users premium (served first; the policy keeps a margin for them).
+
+    provisioner premium add alice bob | remove alice | list
+    """
+    if action != "list":
+        if not users:
+            raise click.UsageError(f"premium {action} needs at least one user id")
+        for u in users:
+            if not u or len(u) > MAX_USER_ID or not u.isprintable():
+                raise click.BadParameter(f"invalid user id {u!r}", param_hint="USERS")
+    out = _run(_premium(obj, action, users))
+    if isinstance(out, list):
+        click.echo("\n".join(out))
+    else:
+        click.echo(f"{out} changed")
 
 
 def _add_lazy_commands() -> None:

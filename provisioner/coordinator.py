@@ -379,7 +379,7 @@ class Coordinator:
 
     async def active_by_class_recency(
         self, now_ms: int, edges_ms: Sequence[float], n_classes: int
-    ) -> list[list[int]]:
+    ) -> tuple[int, list[list[int]]]:
         """Read-only: active users per feature class and recency bucket (ZCOUNTs).
 
         Args:
@@ -389,12 +389,20 @@ class Coordinator:
             n_classes: feature classes (``users:active`` scores are class * 1e13 + ms).
 
         Returns:
-            ``counts[class][bucket]``; one script, O(classes * buckets * log N).
+            ``(premium_active, counts[class][bucket])``; one script,
+            O(classes * buckets * log N).
         """
         res = await self._run("countActive", now_ms, n_classes, *[int(e) for e in edges_ms])
-        flat = [int(x) for x in res[1:]]
+        flat = [int(x) for x in res[2:]]
         k = len(edges_ms) + 1
-        return [flat[c * k : (c + 1) * k] for c in range(n_classes)]
+        return int(res[1]), [flat[c * k : (c + 1) * k] for c in range(n_classes)]
+
+    async def set_premium(self, users: Sequence[str], premium: bool = True) -> int:
+        """Mark users premium (or not); returns how many changed."""
+        if not users:
+            return 0
+        res = await self._run("setPremium", "add" if premium else "remove", *users)
+        return int(res[1])
 
     async def hazard_counts(self) -> dict[str, int]:
         """Read-only: the connect counters of the hazard model (``P:hazard``)."""

@@ -32,6 +32,7 @@ import click
 
 from provisioner import scenarios
 from provisioner.localredis import RedisNotFound, free_port, local_redis
+from provisioner.policy import POLICY_NAMES
 from provisioner.scorecard import Scorecard, ScoreListener, format_scorecard
 from provisioner.simulate import run_simulation
 from provisioner.workload import Workload
@@ -62,7 +63,7 @@ class DemoConfig:
     time_scale: float = 10.0
     replicas: int = 2
     redis_url: str | None = None
-    policy: str = "basestock"
+    policy: str = "predictive"
     keep_alive_s: float = 60.0
     channel_prefix: str = ""
     logdir: str | None = None
@@ -229,8 +230,8 @@ def run_demo(cfg: DemoConfig) -> Scorecard:
 @click.option("--replicas", type=int, default=2, show_default=True)
 @click.option(
     "--policy",
-    type=click.Choice(["basestock", "reactive", "static"]),
-    default="basestock",
+    type=click.Choice(list(POLICY_NAMES)),
+    default="predictive",
     show_default=True,
 )
 @click.option(

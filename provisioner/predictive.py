@@ -78,6 +78,8 @@ class PredictiveConfig:
         rate_half_life_b: half-life of the background, arrival and disconnect rates, in B.
         release_credit: share of the expected node returns counted as supply, 0..1.
         keep_alive_b: idle time before a surplus ready node goes, in B.
+        premium_spare: extra spare nodes kept while premium users are active: their
+            safety margin, on top of the pooled forecast (they are also served first).
         hold_b: the reaper leaves the largest target of the last ``hold_b`` B (hysteresis:
             a dip of the forecast does not reap nodes that the next rise boots again).
         max_spare: cap on the target.
@@ -91,6 +93,7 @@ class PredictiveConfig:
     release_credit: float = 0.5
     keep_alive_b: float = 1.0
     hold_b: float = 4.0
+    premium_spare: int = 1
     max_spare: int = 1000
 
     def __post_init__(self) -> None:
@@ -166,10 +169,8 @@ class PredictivePolicy:
     async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
         """Read the active users by class and recency, and the connect counters."""
         edges = [e * boot_s * 1000 for e in RECENCY_EDGES_B]
-        return {
-            "n": await coord.active_by_class_recency(now_ms, edges, N_CLASSES),
-            "hazard": await coord.hazard_counts(),
-        }
+        premium, n = await coord.active_by_class_recency(now_ms, edges, N_CLASSES)
+        return {"n": n, "premium": premium, "hazard": await coord.hazard_counts()}
 
     # -- the model --------------------------------------------------------------------
     def _learn(
@@ -274,7 +275,8 @@ class PredictivePolicy:
         # the normal approximation overshoots for a handful of users: never plan for more
         # connects than there are candidates plus the Poisson part's own quantile
         cap = candidates + _poisson_quantile(poisson * cal, q)
-        target = min(normal, cap) + cfg.min_spare
+        premium = int(obs.features.get("premium") or 0)
+        target = min(normal, cap) + cfg.min_spare + (cfg.premium_spare if premium else 0)
         target = max(0, min(cfg.max_spare, target))
         self._ticks += 1
         inputs: dict[str, Any] = {
@@ -289,6 +291,7 @@ class PredictivePolicy:
             "z": round(z, 3),
             "miss_cost_s": cfg.miss_cost_s,
             "calibration": round(cal, 3),
+            "premium_active": premium,
         }
         if self._ticks % 30 == 1:
             inputs["state"] = json.dumps(

@@ -20,6 +20,7 @@ same :func:`provisioner.scorecard.score` as a live run.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import random
@@ -41,7 +42,7 @@ from provisioner.policy import Policy
 from provisioner.scorecard import Scorecard, score
 from provisioner.workload import Workload
 
-__all__ = ["ReplayConfig", "ReplayResult", "replay"]
+__all__ = ["ReplayConfig", "ReplayResult", "is_premium", "replay"]
 
 #: Virtual time of the workload's t = 0, unix ms (any fixed value works).
 T0_MS = 1_700_000_000_000
@@ -59,6 +60,8 @@ class ReplayConfig:
         user_ttl_s: inactivity before a user leaves the active set.
         seed: boot-time draws.
         batch: most script calls per pipeline.
+        premium_share: share of users marked premium (chosen by a hash of the id, so the
+            same users in every run); their misses are reported apart.
     """
 
     tick_s: float = 2.0
@@ -67,6 +70,7 @@ class ReplayConfig:
     seed: int = 1
     batch: int = 2000
     maintenance_every: int = 10
+    premium_share: float = 0.1
 
 
 @dataclass
@@ -87,6 +91,16 @@ class ReplayResult:
     ticks: int
     policy: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def is_premium(user: str, share: float) -> bool:
+    """Whether ``user`` is premium in a replay (a stable hash below ``share``)."""
+    h = int(hashlib.sha1(user.encode()).hexdigest()[:8], 16)
+    return h < share * 0xFFFFFFFF
+
+
+def _chunks(items: list[str], n: int) -> list[list[str]]:
+    return [items[i : i + n] for i in range(0, len(items), n)]
 
 
 class _World:
@@ -197,6 +211,9 @@ async def replay(
     user_ttl_ms = int(cfg.user_ttl_s * 1000)
     try:
         await coord.runner.load_all()
+        premium = {u for u in wl.users() if is_premium(u, cfg.premium_share)}
+        for chunk in _chunks(sorted(premium), 500):
+            await coord.set_premium(chunk)
         while next_tick <= end_ms:
             # 1. every event due before the next tick, in time order, one pipeline
             calls: list[tuple[str, list[Any]]] = []
@@ -276,7 +293,24 @@ async def replay(
             boot_time_s=mean_boot,
             start_ms=T0_MS, end_ms=end_ms,
         )  # fmt: skip
-        return ReplayResult(card, time.perf_counter() - started, applied, ticks, policy.name)
+        tiers = {}
+        for tier, members in (("premium", premium), ("standard", None)):
+
+            def keep(u: str, members: set[str] | None = members) -> bool:
+                return (u in premium) if members is not None else (u not in premium)
+
+            sub = score(
+                [c for c in connects if keep(c[1])],
+                [d for d in disconnects if keep(d[1])],
+                [a for a in assignments if keep(a[1])],  # type: ignore[misc]
+                [a for a in activity if keep(a[1])],
+                [], boot_time_s=mean_boot, start_ms=T0_MS, end_ms=end_ms,
+            )  # fmt: skip
+            wait95 = sub.wait_p95_ms
+            tiers[tier] = {"connects": sub.connects, "misses": sub.misses, "wait_p95_ms": wait95}
+        return ReplayResult(
+            card, time.perf_counter() - started, applied, ticks, policy.name, {"tiers": tiers}
+        )
     finally:
         keys = coord.keys.all()
         for i in range(0, len(keys), 50):

@@ -173,3 +173,19 @@ def test_malformed_url_or_pool_is_a_clear_error(redis_url: str, url: str | None,
     )
     assert result.exit_code != 0
     assert isinstance(result.exception, SystemExit)
+
+
+def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
+    def run(*args: str) -> str:
+        result = CliRunner(env=ENV).invoke(
+            cli, ["--redis-url", redis_url, "--pool", pool, "premium", *args]
+        )
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert run("add", "alice", "bob").strip() == "2 changed"
+    assert run("list").split() == ["alice", "bob"]
+    assert run("remove", "alice").strip() == "1 changed"
+    assert run("list").split() == ["bob"]
+    bad = CliRunner(env=ENV).invoke(cli, ["--redis-url", redis_url, "premium", "add"])
+    assert bad.exit_code != 0 and "at least one user" in bad.output

@@ -113,3 +113,14 @@ def test_every_scenario_has_a_bench_workload() -> None:
             continue
         wl = scenarios.bench_workload(name, min_sessions=50)
         assert len(wl.sessions()) >= 50
+
+
+def test_replay_reports_premium_misses_apart(redis_url: str) -> None:
+    wl = _workload(n=30)
+    res = asyncio.run(
+        replay(wl, make_policy("reactive"), redis_url, ReplayConfig(tick_s=1, premium_share=0.5))
+    )
+    tiers = res.extra["tiers"]
+    assert tiers["premium"]["connects"] + tiers["standard"]["connects"] == 30
+    assert tiers["premium"]["connects"] > 0 and tiers["standard"]["connects"] > 0
+    assert tiers["premium"]["misses"] + tiers["standard"]["misses"] == res.scorecard.misses

@@ -320,3 +320,27 @@ def test_decisions_are_fenced_and_capped(sc: SyncCoord, r: redis.Redis) -> None:
     assert r.xlen(sc.keys.decisions) == 10
     with pytest.raises(FencedError):
         sc.record_decision("bogus", 31, {"target": 1})
+
+
+def test_premium_users_are_served_first_from_the_waitlist(sc: SyncCoord, r: redis.Redis) -> None:
+    assert sc.set_premium(["vip"]) == 1
+    assert sc.set_premium(["vip"]) == 0
+    sc.connect("early", 100)
+    sc.connect("vip", 200)
+    assert r.zrange(sc.keys.users_waiting, 0, -1) == ["vip", "early"]
+    sc.register_node("", "n1", 0)
+    assert sc.node_status("n1", "ready", 1000) == (Code.OK, "vip")
+    assert sc.set_premium(["vip"], premium=False) == 1
+    assert r.scard(sc.keys.users_premium) == 0
+
+
+def test_count_active_by_class_recency_and_premium(sc: SyncCoord, r: redis.Redis) -> None:
+    sc.set_premium(["p1"])
+    for _ in range(5):
+        sc.record_activity("busy", 1000)  # 5 events: count class 2
+    sc.record_activity("p1", 9000)  # 1 event: class 0
+    premium, grid = sc.active_by_class_recency(10_000, [2000, 5000], 8)
+    assert premium == 1
+    assert grid[0] == [1, 0, 0]  # p1: 1 s ago
+    assert grid[2] == [0, 0, 1]  # busy: 9 s ago
+    assert sum(map(sum, grid)) == 2

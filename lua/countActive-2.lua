@@ -2,14 +2,15 @@
   countActive: read-only. Active users per feature class and recency bucket, for the
   predictive policy's tick: O(classes * buckets * log N), one round trip.
 
-  KEYS[1] users_active  zset  user -> class * 1e13 + last seen ms
+  KEYS[1] users_active   zset  user -> class * 1e13 + last seen ms
+  KEYS[2] users_premium  set   premium users
 
   ARGV[1] now_ms     integer, unix ms
   ARGV[2] n_classes  integer > 0
   ARGV[3..] inner bucket edges of the time since last activity, ms, ascending
 
-  Returns {code, counts...}: counts[class * (edges + 1) + bucket + 1] after the code;
-  OK | ERR_BAD_ARG.
+  Returns {code, premium_active, counts...}: the active premium users, then
+  counts[class * (edges + 1) + bucket + 1]; OK | ERR_BAD_ARG.
 ]]
 --- @include "codes"
 --- @include "util"
@@ -23,8 +24,10 @@ for i = 3, #ARGV do
   if e == nil or e < bounds[#bounds] then return {ERR_BAD_ARG} end
   bounds[#bounds + 1] = e
 end
-if not types_ok({[K.users_active] = 'zset'}) then return {ERR_WRONG_TYPE} end
-local out = {OK}
+if not types_ok({[K.users_active] = 'zset', [K.users_premium] = 'set'}) then
+  return {ERR_WRONG_TYPE}
+end
+local out = {OK, redis.call('ZINTERCARD', 2, K.users_active, K.users_premium)}
 for class = 0, n_classes - 1 do
   local base = class * CLASS
   for j = 1, #bounds do
