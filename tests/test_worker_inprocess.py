@@ -310,3 +310,52 @@ def test_healthz_while_running_and_stop_releases_the_lease(redis_url: str, pool:
                     await http.get(st.metrics_url + "/healthz")
 
     run(body)
+
+
+def test_forged_markers_do_not_jump_the_sequence(redis_url: str, pool: str) -> None:
+    """Break-test finding: one publish of a huge marker froze users for good (ids past
+    2**53 compared equal, later messages were stale).  Forged markers are ignored now."""
+
+    async def body() -> None:
+        async with stack(redis_url, pool, policy="static", policy_knobs={"k": 1.0}) as st:
+            for forged in ("100000000000:0", "100000000000:0:deadbeef", "99999999:1:x"):
+                await st.publish(st.channels.marker, forged)
+            await asyncio.sleep(0.3)
+            assert st.worker.seq.seq is not None and st.worker.seq.seq < 1_000_000
+            # connect -> disconnect -> connect still works: nothing is stale
+            await st.connect("m1")
+            first = await st.next_assigned("m1", 10)
+            await st.disconnect("m1")
+
+            async def released() -> bool:
+                return await st.r.hget(st.keys.user_node, "m1") is None
+
+            await eventually(released, 10, "the disconnect to be applied")
+            await st.connect("m1")
+            again = await st.next_assigned("m1", 10)
+            assert first["node_id"] and again["node_id"]
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(st.metrics_url + "/metrics") as resp,
+            ):
+                text = await resp.text()
+            assert "provisioner_bad_markers_total 3.0" in text
+
+    run(body)
+
+
+@pytest.mark.parametrize("user", ["{pool}", "a*b", "x:y:z", "with space", "ünï{c}ødé", "}{"])
+def test_user_ids_with_key_syntax_are_plain_data(redis_url: str, pool: str, user: str) -> None:
+    """User ids are hash fields and zset members, never parts of key names or patterns."""
+
+    async def body() -> None:
+        async with stack(redis_url, pool, policy="static", policy_knobs={"k": 1.0}) as st:
+            await st.publish(st.channels.activity, json.dumps({"user_id": user, "timestamp": 1}))
+            await st.connect(user)
+            got = await st.next_assigned(user, 10)
+            assert await st.r.hget(st.keys.user_node, user) == got["node_id"]
+            keys = await st.r.keys(f"prov:{{{pool}}}:*")
+            assert all(k.startswith(f"prov:{{{pool}}}:") and user not in k for k in keys)
+            assert await invariants(st) == []
+
+    run(body)
