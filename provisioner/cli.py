@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 import uuid
@@ -485,6 +486,15 @@ def _add_lazy_commands() -> None:
 _add_lazy_commands()
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
-    """Entry point of the ``provisioner`` script."""
+    """Entry point of the ``provisioner`` script.
+
+    SIGTERM exits through SystemExit, so the private redis-server and the child processes
+    of ``demo`` and ``bench`` are cleaned up (``run`` installs its own graceful handler).
+    """
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     cli(prog_name="provisioner")
