@@ -18,6 +18,7 @@
 --- @include "codes"
 --- @include "util"
 --- @include "fence"
+--- @include "terminate"
 
 local token = ARGV[1]
 local now_ms = int_arg(ARGV[2])
@@ -30,10 +31,7 @@ for i = 3, #ARGV do
   local node = ARGV[i]
   local state = redis.call('HGET', K.node_state, node)
   if state == 'booting' or state == 'ready' then
-    redis.call('ZREM', K.nodes_booting, node)
-    redis.call('ZREM', K.nodes_ready, node)
-    redis.call('HSET', K.node_state, node, 'terminating')
-    redis.call('ZADD', K.nodes_terminating, now_ms, node)
+    mark_terminating(node, now_ms)
     out[#out + 1] = node
   end
 end

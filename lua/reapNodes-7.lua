@@ -26,6 +26,7 @@
 --- @include "codes"
 --- @include "util"
 --- @include "fence"
+--- @include "terminate"
 
 local token = ARGV[1]
 local now_ms = int_arg(ARGV[2])
@@ -45,10 +46,7 @@ if not fence_ok(token, now_ms) then return {ERR_FENCED, 0} end
 
 local out = {OK, 0}
 local function mark(node)
-  redis.call('ZREM', K.nodes_booting, node)
-  redis.call('ZREM', K.nodes_ready, node)
-  redis.call('HSET', K.node_state, node, 'terminating')
-  redis.call('ZADD', K.nodes_terminating, now_ms, node)
+  mark_terminating(node, now_ms)
   out[#out + 1] = node
 end
 
