@@ -168,7 +168,7 @@ def plot(rows: list[BenchRow], out: Path) -> list[Path]:
         ax.set_xlabel("cost / oracle (node-seconds)")
         ax.set_ylabel("miss rate (%)")
         ax.set_title(f"{name}: miss rate vs cost (star: default knob)")
-        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1.0)  # linear below 1%, logarithmic above
         ax.grid(True, alpha=0.3)
         ax.legend()
         path = out / f"bench-{name}.png"
