@@ -296,6 +296,7 @@ async def _status(obj: Ctx) -> dict[str, Any]:
             "waitlist_head": waiting,
             "allocations": dict(list(allocations.items())[:20]),
             "allocations_total": len(allocations),
+            "connected": len(allocations),
             "leader": leader,
             "replicas": {str(r): int(ms) for r, ms in replicas},
             "boot_time": {

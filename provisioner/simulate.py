@@ -246,7 +246,8 @@ def _simulate(
     wl = scenarios.build_live(scenario, seed)
     click.echo(
         f"simulate {scenario} seed={seed}: {len(wl.events)} events over {wl.duration_s:.0f} s "
-        f"at x{time_scale:g} -> {wl.duration_s / time_scale:.1f} s wall",
+        f"at x{time_scale:g} -> {wl.duration_s / time_scale:.1f} s wall"
+        + (f" (stopping after {duration:g} s)" if duration else ""),
         err=True,
     )
     try:
