@@ -65,5 +65,11 @@ if redis.call('ZSCORE', K.users_waiting, user) then
   stat('never_served')
   return {OK, false, false}
 end
-stat('disconnects_unknown')
+-- no ordering record is kept for users we do not know (garbage would grow it), so count
+-- against a watermark instead: every replica sees the ids in the same order
+local last = tonumber(redis.call('HGET', K.stats, '_unknown_last') or '-1')
+if msg_id == 0 or msg_id > last then
+  if msg_id ~= 0 then redis.call('HSET', K.stats, '_unknown_last', msg_id) end
+  stat('disconnects_unknown')
+end
 return {UNKNOWN_USER, false, false}

@@ -357,7 +357,7 @@ class Coordinator:
             active=r[5],
             intents=r[6],
             unknown=r[7],
-            stats={a: int(b) for a, b in r[8].items()},
+            stats={a: int(b) for a, b in r[8].items() if not a.startswith("_")},
             boot=boot,
         )
 
