@@ -16,6 +16,7 @@ key                           type    content
 ``P:hazard``                  hash    connects by feature class and recency bucket, "bg"
 ``P:user:info``               hash    user -> packed ``first_ms|count|connects|last_disc``
 ``P:user:seq``                hash    user -> id of the last message applied for the user
+``P:user:seq:floor``          string  highest message id of user records that expiry deleted
 ``P:user:node``               hash    user -> node it holds (the allocations)
 ``P:users:waiting``           zset    user -> band*1e13 + since ms (FIFO per band)
 ``P:user:wait_since``         hash    user -> ms its current wait began
@@ -162,6 +163,10 @@ class PoolKeys:
     @property
     def user_seq(self) -> str:
         return self.k("user:seq")
+
+    @property
+    def user_seq_floor(self) -> str:
+        return self.k("user:seq:floor")
 
     @property
     def user_node(self) -> str:

@@ -12,10 +12,13 @@ end
 -- Message ordering (design-notes 3.1): a message id is seq * 1e6 + position, the same
 -- on every replica. 0 means "unordered" (direct calls: seeding, benchmarks).
 -- Returns true when msg_id is newer than the last one applied to `member`.
-local function seq_is_new(hash, member, msg_id)
+-- floor_key (optional): a member without a record is judged against this floor (the highest
+-- id of records that expiry deleted), so a very late replay cannot resurrect it.
+local function seq_is_new(hash, member, msg_id, floor_key)
   if msg_id == 0 then return true end
-  local last = tonumber(redis.call('HGET', hash, member) or '-1')
-  return msg_id > last
+  local last = redis.call('HGET', hash, member)
+  if not last and floor_key then last = redis.call('GET', floor_key) end
+  return msg_id > tonumber(last or '-1')
 end
 
 local function seq_mark(hash, member, msg_id)

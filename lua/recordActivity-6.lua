@@ -7,6 +7,7 @@
   KEYS[3] user_seq       hash  user -> last message id applied
   KEYS[4] user_node      hash  user -> node (a connected user's activity is counted only)
   KEYS[5] stats          hash  counters
+  KEYS[6] user_seq_floor string  highest message id of user records expiry deleted
 
   ARGV[1] user_id        string, validated by the caller (1-128 printable characters)
   ARGV[2] now_ms         integer, caller's clock, unix ms
@@ -22,8 +23,9 @@ local now_ms = int_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 if user == nil or user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG, 0} end
 if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_seq] = 'hash',
-  [K.user_node] = 'hash', [K.stats] = 'hash'}) then return {ERR_WRONG_TYPE, 0} end
-if not seq_is_new(K.user_seq, user, msg_id) then return {STALE, 0} end
+  [K.user_node] = 'hash', [K.stats] = 'hash',
+  [K.user_seq_floor] = 'string'}) then return {ERR_WRONG_TYPE, 0} end
+if not seq_is_new(K.user_seq, user, msg_id, K.user_seq_floor) then return {STALE, 0} end
 
 seq_mark(K.user_seq, user, msg_id)
 stat('activity')

@@ -19,6 +19,7 @@
   KEYS[14] hazard           hash  connects by feature class and recency bucket ("c<k>:r<j>"),
                                   "bg" for users not in the active set (the hazard model)
   KEYS[15] boot             hash  learned boot time (mean_ms sets the recency buckets)
+  KEYS[16] user_seq_floor   string highest message id of user records expiry deleted
 
   ARGV[1] user_id      string, validated by the caller
   ARGV[2] now_ms       integer, unix ms
@@ -45,10 +46,11 @@ if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_seq]
   [K.user_node] = 'hash', [K.users_waiting] = 'zset', [K.user_wait_since] = 'hash',
   [K.users_premium] = 'set', [K.node_state] = 'hash', [K.node_user] = 'hash',
   [K.nodes_ready] = 'zset', [K.nodes_allocated] = 'zset', [K.nodes_booting] = 'zset',
-  [K.stats] = 'hash', [K.hazard] = 'hash', [K.boot] = 'hash'}) then
+  [K.stats] = 'hash', [K.hazard] = 'hash', [K.boot] = 'hash',
+  [K.user_seq_floor] = 'string'}) then
   return {ERR_WRONG_TYPE, false}
 end
-if not seq_is_new(K.user_seq, user, msg_id) then return {STALE, false} end
+if not seq_is_new(K.user_seq, user, msg_id, K.user_seq_floor) then return {STALE, false} end
 local held = redis.call('HGET', K.user_node, user)
 if held or redis.call('ZSCORE', K.users_waiting, user) then
   seq_mark(K.user_seq, user, msg_id)

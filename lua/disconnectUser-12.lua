@@ -14,6 +14,7 @@
   KEYS[9]  nodes_booting    zset  node -> created ms
   KEYS[10] nodes_allocated  zset  node -> allocated ms
   KEYS[11] stats            hash  counters
+  KEYS[12] user_seq_floor   string highest message id of user records expiry deleted
 
   ARGV[1] user_id      string, validated by the caller
   ARGV[2] now_ms       integer, unix ms
@@ -37,8 +38,9 @@ end
 if not types_ok({[K.user_info] = 'hash', [K.user_seq] = 'hash', [K.user_node] = 'hash',
   [K.users_waiting] = 'zset', [K.user_wait_since] = 'hash', [K.node_state] = 'hash',
   [K.node_user] = 'hash', [K.nodes_ready] = 'zset', [K.nodes_booting] = 'zset',
-  [K.nodes_allocated] = 'zset', [K.stats] = 'hash'}) then return {ERR_WRONG_TYPE, false, false} end
-if not seq_is_new(K.user_seq, user, msg_id) then return {STALE, false, false} end
+  [K.nodes_allocated] = 'zset', [K.stats] = 'hash',
+  [K.user_seq_floor] = 'string'}) then return {ERR_WRONG_TYPE, false, false} end
+if not seq_is_new(K.user_seq, user, msg_id, K.user_seq_floor) then return {STALE, false, false} end
 
 local node = redis.call('HGET', K.user_node, user)
 if node then

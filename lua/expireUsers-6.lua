@@ -9,6 +9,7 @@
   KEYS[3] user_node        hash    user -> node
   KEYS[4] users_waiting    zset    user -> band * 1e13 + since ms
   KEYS[5] throttle_expire  string  ms this maintenance last ran
+  KEYS[6] user_seq_floor   string  highest message id of the records deleted here
 
   ARGV[1] now_ms           integer, unix ms
   ARGV[2] ttl_ms           integer > 0: inactivity before a user expires
@@ -29,7 +30,8 @@ if now_ms == nil or ttl == nil or ttl <= 0 or max_count == nil or max_count <= 0
   return {ERR_BAD_ARG, 0}
 end
 if not types_ok({[K.users_active] = 'zset', [K.user_seq] = 'hash', [K.user_node] = 'hash',
-  [K.users_waiting] = 'zset', [K.throttle_expire] = 'string'}) then
+  [K.users_waiting] = 'zset', [K.throttle_expire] = 'string',
+  [K.user_seq_floor] = 'string'}) then
   return {ERR_WRONG_TYPE, 0}
 end
 local last = tonumber(redis.call('GET', K.throttle_expire) or '-1')
@@ -43,10 +45,15 @@ for class = 0, N_CLASSES - 1 do
     'LIMIT', 0, max_count - #old)
   for _, user in ipairs(some) do old[#old + 1] = user end
 end
+local floor0 = tonumber(redis.call('GET', K.user_seq_floor) or '-1')
+local floor = floor0
 for _, user in ipairs(old) do
   redis.call('ZREM', K.users_active, user)
   if not redis.call('HGET', K.user_node, user) and not redis.call('ZSCORE', K.users_waiting, user) then
+    local seq = tonumber(redis.call('HGET', K.user_seq, user) or '-1')
+    if seq > floor then floor = seq end
     redis.call('HDEL', K.user_seq, user)
   end
 end
+if floor > floor0 then redis.call('SET', K.user_seq_floor, string.format('%.0f', floor)) end
 return {OK, #old}
