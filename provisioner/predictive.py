@@ -78,6 +78,9 @@ class PredictiveConfig:
         rate_half_life_b: half-life of the background, arrival and disconnect rates, in B.
         release_credit: share of the expected node returns counted as supply, 0..1.
         keep_alive_b: idle time before a surplus ready node goes, in B.
+        spike_ratio: a spike is declared when the short-term arrival rate (half-life a
+            quarter of the long one) exceeds the long-term one by this factor; the forecast
+            is then scaled by their ratio (at most 4).
         premium_spare: extra spare nodes kept while premium users are active: their
             safety margin, on top of the pooled forecast (they are also served first).
         hold_b: the reaper leaves the largest target of the last ``hold_b`` B (hysteresis:
@@ -94,6 +97,7 @@ class PredictiveConfig:
     keep_alive_b: float = 1.0
     hold_b: float = 4.0
     premium_spare: int = 1
+    spike_ratio: float = 1.5
     max_spare: int = 1000
 
     def __post_init__(self) -> None:
@@ -142,6 +146,7 @@ class PredictivePolicy:
         self._last_ms: int | None = None
         self._bg = _Rate(60.0)
         self._arrivals = _Rate(60.0)
+        self._arrivals_fast = _Rate(15.0)
         self._disconnects = _Rate(60.0)
         self._ticks = 0
         self._pending: list[tuple[int, float, int]] = []  # (due ms, forecast, connects then)
@@ -243,6 +248,13 @@ class PredictivePolicy:
         st = obs.snapshot.stats
         lam_bg = self._bg.update(counts.get("bg", 0), obs.now_ms)
         arrivals = self._arrivals.update(st.get("users_activated", 0), obs.now_ms)
+        self._arrivals_fast.half_life_s = hl / 4
+        fast = self._arrivals_fast.update(st.get("users_activated", 0), obs.now_ms)
+        # spike: new users arrive faster than the slow average says; the forecast (built
+        # on users already seen, calibrated over past windows) lags, so scale it up
+        spike = (
+            min(4.0, fast / arrivals) if arrivals > 0 and fast > cfg.spike_ratio * arrivals else 1.0
+        )
         releases = self._disconnects.update(st.get("disconnects", 0), obs.now_ms)
 
         connects_now = st.get("connects", 0)
@@ -266,8 +278,8 @@ class PredictivePolicy:
         mu += poisson
         var += poisson
         self._pending.append((obs.now_ms + int(boot_s * 1000), mu, connects_now))
-        mu *= cal
-        var *= cal
+        mu *= cal * spike
+        var *= cal * spike
         credit = cfg.release_credit * releases * boot_s
         q = cfg.miss_cost_s / (cfg.miss_cost_s + boot_s)
         z = NormalDist().inv_cdf(min(q, 1 - 1e-9))
@@ -291,6 +303,7 @@ class PredictivePolicy:
             "z": round(z, 3),
             "miss_cost_s": cfg.miss_cost_s,
             "calibration": round(cal, 3),
+            "spike": round(spike, 3),
             "premium_active": premium,
         }
         if self._ticks % 30 == 1:
