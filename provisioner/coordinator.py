@@ -367,10 +367,7 @@ class Coordinator:
         Raises:
             FencedError: the token is not the live lease's.
         """
-        if not nodes:
-            return []
-        res = await self._run("markTerminating", token, now_ms, *nodes)
-        return [_s(n) for n in res[1:]]
+        return await self._fenced_nodes("markTerminating", token, now_ms, nodes)
 
     async def members_before(self, key: str, before_ms: int, limit: int = 100) -> list[str]:
         """Read-only: members of sorted set ``key`` with score <= ``before_ms``, lowest first."""
@@ -415,7 +412,13 @@ class Coordinator:
         Raises:
             FencedError: the token is not the live lease's.
         """
+        return await self._fenced_nodes("dropUnknown", token, now_ms, nodes)
+
+    async def _fenced_nodes(
+        self, script: str, token: str, now_ms: int, nodes: Sequence[str]
+    ) -> list[str]:
+        """Run a fenced script over node ids; the ids it acted on."""
         if not nodes:
             return []
-        res = await self._run("dropUnknown", token, now_ms, *nodes)
+        res = await self._run(script, token, now_ms, *nodes)
         return [_s(n) for n in res[1:]]

@@ -36,7 +36,7 @@ async def check_invariants(client: aioredis.Redis, keys: PoolKeys) -> list[str]:
     pipe.hgetall(keys.node_user)
     pipe.hgetall(keys.user_node)
     for s in _SETS:
-        pipe.zrange(f"{keys.base}:nodes:{s}", 0, -1)
+        pipe.zrange(getattr(keys, f"nodes_{s}"), 0, -1)
     pipe.zrange(keys.users_waiting, 0, -1)
     r = await pipe.execute()
     state: dict[str, str] = r[0]
