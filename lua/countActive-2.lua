@@ -14,6 +14,7 @@
 ]]
 --- @include "codes"
 --- @include "util"
+--- @include "active"
 
 local now_ms = int_arg(ARGV[1])
 local n_classes = int_arg(ARGV[2])
@@ -27,14 +28,4 @@ end
 if not types_ok({[K.users_active] = 'zset', [K.users_premium] = 'set'}) then
   return {ERR_WRONG_TYPE}
 end
-local out = {OK, redis.call('ZINTERCARD', 2, K.users_active, K.users_premium)}
-for class = 0, n_classes - 1 do
-  local base = class * CLASS
-  for j = 1, #bounds do
-    local newest = base + now_ms - bounds[j]
-    local oldest = base
-    if j < #bounds then oldest = '(' .. (base + now_ms - bounds[j + 1]) end
-    out[#out + 1] = redis.call('ZCOUNT', K.users_active, oldest, newest)
-  end
-end
-return out
+return count_active({OK}, now_ms, n_classes, bounds)

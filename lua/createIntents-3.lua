@@ -16,6 +16,7 @@
 --- @include "codes"
 --- @include "util"
 --- @include "fence"
+--- @include "intents"
 
 local token = ARGV[1]
 local now_ms = int_arg(ARGV[2])
@@ -24,8 +25,5 @@ if not types_ok({[K.leader] = 'hash', [K.intents] = 'zset', [K.stats] = 'hash'})
   return {ERR_WRONG_TYPE, 0}
 end
 if not fence_ok(token, now_ms) then return {ERR_FENCED, 0} end
-for i = 3, #ARGV do
-  redis.call('ZADD', K.intents, 'NX', now_ms, ARGV[i])
-end
-stat('intents', #ARGV - 2)
+add_intents(now_ms, ARGV, 3, #ARGV)
 return {OK, #ARGV - 2}

@@ -27,6 +27,7 @@
 --- @include "util"
 --- @include "fence"
 --- @include "terminate"
+--- @include "reap"
 
 local token = ARGV[1]
 local now_ms = int_arg(ARGV[2])
@@ -44,29 +45,8 @@ if not types_ok({[K.leader] = 'hash', [K.node_state] = 'hash', [K.nodes_booting]
   [K.stats] = 'hash'}) then return {ERR_WRONG_TYPE, 0} end
 if not fence_ok(token, now_ms) then return {ERR_FENCED, 0} end
 
-local out = {OK, 0}
-local function mark(node)
-  mark_terminating(node, now_ms)
-  out[#out + 1] = node
-end
-
-local stuck = redis.call('ZRANGEBYSCORE', K.nodes_booting, '-inf', '(' .. (now_ms - boot_timeout),
-  'LIMIT', 0, max_count)
-for _, node in ipairs(stuck) do mark(node) end
-out[2] = #stuck
-if #stuck > 0 then stat('boot_timeouts', #stuck) end
-
--- Idle nodes go only when nobody waits and the spare count stays above the target.
-local budget = max_count - #stuck
-if budget > 0 and redis.call('ZCARD', K.users_waiting) == 0 then
-  local spare = redis.call('ZCARD', K.nodes_ready) + redis.call('ZCARD', K.nodes_booting)
-  local excess = spare - target
-  if excess > budget then excess = budget end
-  if excess > 0 then
-    local idle = redis.call('ZRANGEBYSCORE', K.nodes_ready, '-inf', now_ms - keep_alive,
-      'LIMIT', 0, excess)
-    for _, node in ipairs(idle) do mark(node) end
-    if #idle > 0 then stat('reaped_idle', #idle) end
-  end
-end
+local stuck, idle = reap_nodes(now_ms, keep_alive, target, boot_timeout, max_count)
+local out = {OK, #stuck}
+for _, node in ipairs(stuck) do out[#out + 1] = node end
+for _, node in ipairs(idle) do out[#out + 1] = node end
 return out

@@ -17,6 +17,7 @@
 --- @include "codes"
 --- @include "util"
 --- @include "fence"
+--- @include "decision"
 
 local token = ARGV[1]
 local now_ms = int_arg(ARGV[2])
@@ -28,8 +29,7 @@ if not types_ok({[K.leader] = 'hash', [K.policy] = 'hash', [K.decisions] = 'stre
   return {ERR_WRONG_TYPE}
 end
 if not fence_ok(token, now_ms) then return {ERR_FENCED} end
-local fields = {'now_ms', now_ms}
+local fields = {}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', K.policy, unpack(fields))
-redis.call('XADD', K.decisions, 'MAXLEN', maxlen, '*', unpack(fields))
+record_decision(now_ms, maxlen, fields)
 return {OK}

@@ -23,10 +23,8 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import Any
 
-from provisioner.coordinator import Coordinator
-from provisioner.policy import Decision, Observation
+from provisioner.policy import NO_FEATURES, Decision, Observation
 
 __all__ = ["HybridConfig", "HybridHistogramPolicy"]
 
@@ -58,6 +56,7 @@ class HybridHistogramPolicy:
     """Keep-alive and pre-warm windows from the pool's idle-time histogram."""
 
     name = "hybrid"
+    features = NO_FEATURES
 
     def __init__(self, config: HybridConfig | None = None) -> None:
         self.config = config or HybridConfig()
@@ -69,10 +68,6 @@ class HybridHistogramPolicy:
 
     def restore(self, last: dict[str, str]) -> None:
         """Nothing to restore (the histogram is relearned)."""
-
-    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
-        """Nothing beyond the snapshot."""
-        return {}
 
     def _add_gap(self, gap_s: float) -> None:
         bisect.insort(self._gaps, gap_s)

@@ -20,7 +20,15 @@ from provisioner.errors import Code, raise_for_code
 from provisioner.keys import Channels, PoolKeys
 from provisioner.scripts import ScriptRunner
 
-__all__ = ["BootStats", "Coordinator", "LeaseState", "PoolSnapshot", "ReapResult"]
+__all__ = [
+    "ApplyResult",
+    "BootStats",
+    "Coordinator",
+    "LeaseState",
+    "PoolSnapshot",
+    "ReapResult",
+    "TickView",
+]
 
 #: Width of one feature class's band of ``users:active`` scores (lua/includes/codes.lua).
 CLASS_BAND = 10**13
@@ -108,8 +116,100 @@ class PoolSnapshot:
         return self.ready + self.booting + self.intents
 
 
+@dataclass(frozen=True)
+class TickView:
+    """What :meth:`Coordinator.observe_tick` read, in one atomic step, as it renewed
+    the lease.
+
+    Attributes:
+        expires_ms: the renewed lease's expiry, unix ms.
+        snapshot: pool sizes, counters and the learned boot time.
+        hazard: the hazard model's connect counters (``P:hazard``; empty when no class
+            counts were asked for).
+        premium_active: active premium users (0 when no class counts were asked for).
+        active: active users per feature class and recency bucket,
+            ``active[class][bucket]`` (empty when no class counts were asked for).
+    """
+
+    expires_ms: int
+    snapshot: PoolSnapshot
+    hazard: dict[str, int]
+    premium_active: int
+    active: list[list[int]]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What :meth:`Coordinator.apply_decision` did.
+
+    Attributes:
+        stuck: nodes marked terminating because they stayed booting past the timeout
+            (DELETE and replace them).
+        idle: surplus ready nodes marked terminating after keep-alive (DELETE them).
+        intents: the create intents recorded (POST one node for each).
+        spare: ready + booting + open intents after the reap, before the new intents.
+    """
+
+    stuck: list[str]
+    idle: list[str]
+    intents: list[str]
+    spare: int
+
+
 def _s(v: Any) -> str:
     return v if isinstance(v, str) else str(v)
+
+
+#: The sorted sets whose sizes a :class:`PoolSnapshot` holds, in its field order (the
+#: order ``observeTick`` returns them in, too).
+_SNAPSHOT_SETS = (
+    "nodes_booting",
+    "nodes_ready",
+    "nodes_allocated",
+    "nodes_terminating",
+    "users_waiting",
+    "users_active",
+    "intents",
+    "nodes_unknown",
+)
+
+
+_Hash = Sequence[Any] | dict[Any, Any]
+
+
+def _pairs(flat: _Hash) -> dict[str, str]:
+    """A HGETALL answer (a dict, or a flat field/value list from a script) as a dict."""
+    if isinstance(flat, dict):
+        return {_s(a): _s(b) for a, b in flat.items()}
+    return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
+def _snapshot(sizes: Sequence[Any], stats: _Hash, boot: _Hash) -> PoolSnapshot:
+    """Build a snapshot from the set sizes (``_SNAPSHOT_SETS`` order) and the stats and
+    boot hashes."""
+    boot_h = _pairs(boot)
+    bs = BootStats()
+    if boot_h.get("n"):
+        var = max(0.0, float(boot_h.get("var_ms2", 0)))
+        bs = BootStats(
+            n=int(boot_h["n"]),
+            mean_s=float(boot_h["mean_ms"]) / 1000.0,
+            sd_s=var**0.5 / 1000.0,
+            last_s=float(boot_h.get("last_ms", 0)) / 1000.0,
+        )
+    n = [int(x) for x in sizes]
+    return PoolSnapshot(
+        booting=n[0],
+        ready=n[1],
+        allocated=n[2],
+        terminating=n[3],
+        waiting=n[4],
+        active=n[5],
+        intents=n[6],
+        unknown=n[7],
+        stats={a: int(b) for a, b in _pairs(stats).items() if not a.startswith("_")},
+        boot=bs,
+    )
 
 
 class Coordinator:
@@ -262,6 +362,98 @@ class Coordinator:
             flat += [k, v]
         await self._run("recordDecision", token, now_ms, maxlen, *flat)
 
+    async def observe_tick(
+        self,
+        holder: str,
+        token: str,
+        now_ms: int,
+        ttl_ms: int,
+        default_boot_s: float,
+        n_classes: int = 0,
+        edges_b: Sequence[float] = (),
+    ) -> TickView:
+        """Renew the lease and read what a tick decides from, in one script.
+
+        Args:
+            holder, token: the caller's replica id and fencing token.
+            now_ms: now, unix ms; ``ttl_ms``: the lease lapses this long after now.
+            default_boot_s: the boot time B planned with before one is learned, seconds.
+            n_classes: feature classes to count active users in (0: none, and no
+                hazard counters are read).
+            edges_b: inner recency-bucket edges in multiples of B, ascending
+                (``len(edges_b) + 1`` buckets); the script turns them into ms with the
+                same B as ``snapshot.boot.mean_s or default_boot_s``.
+
+        Returns:
+            The renewed expiry and the reads (:class:`TickView`).
+
+        Raises:
+            FencedError: the lease is not ours any more (nothing was read).
+        """
+        res = await self._run(
+            "observeTick", holder, token, now_ms, ttl_ms, repr(float(default_boot_s)),
+            n_classes, *[repr(float(e)) for e in edges_b],
+        )  # fmt: skip
+        snap = _snapshot(res[2], res[3], res[4])
+        hazard = {a: int(b) for a, b in _pairs(res[5]).items()}
+        flat = [int(x) for x in res[6]]
+        k = len(edges_b) + 1
+        premium = flat[0] if flat else 0
+        grid = [flat[1 + c * k : 1 + (c + 1) * k] for c in range(n_classes)] if flat else []
+        return TickView(int(res[1]), snap, hazard, premium, grid)
+
+    async def apply_decision(
+        self,
+        token: str,
+        now_ms: int,
+        *,
+        keep_alive_ms: int,
+        reap_floor: int,
+        boot_timeout_ms: int,
+        target_spare: int,
+        max_creates: int,
+        fields: dict[str, str | int | float],
+        max_reap: int = 50,
+        maxlen: int = 1000,
+    ) -> ApplyResult:
+        """Reap, record the create intents still needed and store the decision, in one
+        script (fenced; all or nothing).
+
+        Args:
+            token: the caller's fencing token; ``now_ms``: now, unix ms.
+            keep_alive_ms: idle time before a surplus ready node may be reaped, ms.
+            reap_floor: ready + booting nodes the reaper leaves.
+            boot_timeout_ms: a node booting longer is stuck and reaped, ms.
+            target_spare: spare nodes (ready + booting + intents) to hold; intents are
+                recorded for ``min(max_creates, target_spare + waiting - spare)``.
+            max_creates: most intents recorded (0 while creates are paused).
+            fields: the decision's inputs, stored in ``P:policy`` and the decisions
+                stream (with ``spare``, ``created``, ``reaped_idle``, ``reaped_stuck``).
+            max_reap: most nodes marked terminating; ``maxlen``: cap of the stream.
+
+        Returns:
+            The nodes to DELETE and the intents to POST for.
+
+        Raises:
+            FencedError: the token is not the live lease's (nothing written).
+        """
+        prefix = secrets.token_hex(8)
+        flat: list[str | int | float] = []
+        for name, value in fields.items():
+            flat += [name, value]
+        res = await self._run(
+            "applyDecision", token, now_ms, keep_alive_ms, reap_floor, boot_timeout_ms,
+            max_reap, target_spare, max_creates, prefix, maxlen, *flat,
+        )  # fmt: skip
+        n_stuck, n_idle, created = int(res[1]), int(res[2]), int(res[3])
+        nodes = [_s(n) for n in res[5:]]
+        return ApplyResult(
+            stuck=nodes[:n_stuck],
+            idle=nodes[n_stuck : n_stuck + n_idle],
+            intents=[f"{prefix}-{i}" for i in range(1, created + 1)],
+            spare=int(res[4]),
+        )
+
     # -- lease --------------------------------------------------------------------
     async def acquire_lease(self, holder: str, now_ms: int, ttl_ms: int) -> LeaseState:
         """Take the lease if free or expired (new token), or extend our own."""
@@ -324,42 +516,12 @@ class Coordinator:
         """Read the pool's sizes, counters and boot time in one MULTI (read-only)."""
         k = self.keys
         pipe = self.client.pipeline(transaction=True)
-        for z in (
-            k.nodes_booting,
-            k.nodes_ready,
-            k.nodes_allocated,
-            k.nodes_terminating,
-            k.users_waiting,
-            k.users_active,
-            k.intents,
-            k.nodes_unknown,
-        ):
-            pipe.zcard(z)
+        for z in _SNAPSHOT_SETS:
+            pipe.zcard(getattr(k, z))
         pipe.hgetall(k.stats)
         pipe.hgetall(k.boot)
         r = await pipe.execute()
-        boot_h: dict[str, str] = r[9]
-        boot = BootStats()
-        if boot_h.get("n"):
-            var = max(0.0, float(boot_h.get("var_ms2", 0)))
-            boot = BootStats(
-                n=int(boot_h["n"]),
-                mean_s=float(boot_h["mean_ms"]) / 1000.0,
-                sd_s=var**0.5 / 1000.0,
-                last_s=float(boot_h.get("last_ms", 0)) / 1000.0,
-            )
-        return PoolSnapshot(
-            booting=r[0],
-            ready=r[1],
-            allocated=r[2],
-            terminating=r[3],
-            waiting=r[4],
-            active=r[5],
-            intents=r[6],
-            unknown=r[7],
-            stats={a: int(b) for a, b in r[8].items() if not a.startswith("_")},
-            boot=boot,
-        )
+        return _snapshot(r[:8], r[8], r[9])
 
     async def mark_terminating(self, token: str, now_ms: int, nodes: Sequence[str]) -> list[str]:
         """Mark booting/ready nodes terminating (fenced); returns those marked.
@@ -373,6 +535,14 @@ class Coordinator:
         """Read-only: members of sorted set ``key`` with score <= ``before_ms``, lowest first."""
         res = await self.client.zrangebyscore(key, "-inf", before_ms, start=0, num=limit)
         return [_s(m) for m in res]
+
+    async def members_before_many(self, queries: Sequence[tuple[str, int, int]]) -> list[list[str]]:
+        """Read-only: :meth:`members_before` for several ``(key, before_ms, limit)`` in one
+        round trip (a pipeline); one list per query, in order."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, before_ms, limit in queries:
+            pipe.zrangebyscore(key, "-inf", before_ms, start=0, num=limit)
+        return [[_s(m) for m in res] for res in await pipe.execute()]
 
     async def active_by_class_recency(
         self, now_ms: int, edges_ms: Sequence[float], n_classes: int

@@ -1,10 +1,11 @@
 """The leader's job: hold the lease and scale the pool (design-notes 3.3).
 
-Only the replica holding the lease runs :meth:`Leader.tick`.  Each tick it asks the
-policy for a target, lets ``reapNodes`` mark stuck-booting and surplus idle nodes
-terminating (then DELETEs them), records create intents (``createIntents``) before
-it POSTs, and records the decision with its inputs.  Every write is fenced by the
-lease token, so a deposed leader's late writes are refused.
+Only the replica holding the lease runs :meth:`Leader.tick`, in two round trips:
+``observeTick`` renews the lease and reads the pool and the policy's features in one
+atomic step; the policy decides; ``applyDecision`` marks stuck-booting and surplus idle
+nodes terminating, records the create intents still needed and stores the decision
+with its inputs, in one atomic step, before the leader DELETEs and POSTs.  Every write
+is fenced by the lease token, so a deposed leader's late writes are refused.
 
 Reconcile, also each tick: open intents older than ``intent_timeout_s`` are closed;
 nodes that reported a status while unknown to us for ``unknown_grace_s`` are adopted
@@ -20,7 +21,6 @@ import contextlib
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -156,10 +156,10 @@ class Leader:
             await self.shutdown()
 
     async def step(self) -> None:
-        """One lease round and, when leading, one tick."""
+        """One lease round and, when leading, one tick (the tick renews the lease)."""
         now = self.clock.now_ms()
-        ttl_ms = int(self.config.lease_ttl_s * 1000)
         if self.token is None:
+            ttl_ms = int(self.config.lease_ttl_s * 1000)
             st = await self.coord.acquire_lease(self.replica_id, now, ttl_ms)
             if not st.held:
                 return
@@ -168,12 +168,6 @@ class Leader:
             last = await self.coord.client.hgetall(self.coord.keys.policy)
             self.policy.restore({str(a): str(b) for a, b in last.items()})
             log.info("leader: acquired lease, token %s", st.token)
-        else:
-            try:
-                await self.coord.renew_lease(self.replica_id, self.token, now, ttl_ms)
-            except FencedError:
-                self._lost("renewal refused")
-                return
         await self.tick(now)
 
     def _lost(self, why: str) -> None:
@@ -189,73 +183,84 @@ class Leader:
         timeout = max(c.min_boot_timeout_s, c.boot_timeout_factor * mean + 4 * snap.boot.sd_s)
         return int(timeout * 1000)
 
-    async def tick(self, now: int) -> Decision:
-        """Decide, reap, create and record once (fenced by the current token).
+    async def tick(self, now: int) -> Decision | None:
+        """Renew the lease and observe, decide, then reap, record create intents and
+        the decision (fenced by the current token): two scripts, ``observeTick`` and
+        ``applyDecision``.  Then start the DELETEs and POSTs.
+
+        Returns:
+            The decision, or None when the renewal was refused (the lease is lost).
 
         Raises:
-            FencedError: the lease was lost meanwhile.
+            FencedError: the lease was lost between observing and applying.
         """
         token = self.token
         assert token is not None
-        snap = await self.coord.snapshot()
+        want = self.policy.features
+        try:
+            view = await self.coord.observe_tick(
+                self.replica_id, token, now, int(self.config.lease_ttl_s * 1000),
+                self.config.default_boot_s, want.n_classes, want.recency_edges_b,
+            )  # fmt: skip
+        except FencedError:
+            self._lost("renewal refused")
+            return None
+        snap = view.snapshot
         boot_s = snap.boot.mean_s or self.config.default_boot_s
-        features = await self.policy.observe(self.coord, now, boot_s)
+        features: dict[str, Any] = {}
+        if want.n_classes:
+            features = {"n": view.active, "premium": view.premium_active, "hazard": view.hazard}
         dec = self.policy.decide(Observation(now, snap, boot_s, features))
         self.metrics.target.set(dec.target_spare)
         if snap.boot.mean_s:
             self.metrics.boot_time.set(snap.boot.mean_s)
-        reap = await self.coord.reap(
-            token, now, int(dec.keep_alive_s * 1000), dec.reap_floor, self.boot_timeout_ms(snap)
-        )
-        for node in reap.stuck + reap.idle:
-            self._spawn(self._delete(node))
-        spare = snap.spare - len(reap.stuck) - len(reap.idle)
-        need = min(self.config.max_creates_per_tick, dec.target_spare + snap.waiting - spare)
-        created = 0
         paused = time.monotonic() < self._create_paused_until
-        if need > 0 and not paused:
-            ids = [uuid.uuid4().hex for _ in range(need)]
-            await self.coord.create_intents(token, now, ids)
-            for intent in ids:
-                self._spawn(self._create(intent))
-            created = need
-        self._ticks += 1
-        if self._ticks % self.config.reconcile_every == 0:
-            await self.reconcile(token, now)
         fields: dict[str, str | int | float] = {
             "policy": self.policy.name,
             "target": dec.target_spare,
             "keep_spare": dec.reap_floor,
             "keep_alive_s": dec.keep_alive_s,
-            "spare": spare,
             "ready": snap.ready,
             "booting": snap.booting,
             "intents": snap.intents,
             "allocated": snap.allocated,
             "waiting": snap.waiting,
             "active": snap.active,
-            "created": created,
             "creates_paused": int(paused),
-            "reaped_idle": len(reap.idle),
-            "reaped_stuck": len(reap.stuck),
             "token": token,
             "leader": self.replica_id,
         }
         fields.update(dec.inputs)
-        await self.coord.record_decision(token, now, fields)
+        applied = await self.coord.apply_decision(
+            token, now,
+            keep_alive_ms=int(dec.keep_alive_s * 1000), reap_floor=dec.reap_floor,
+            boot_timeout_ms=self.boot_timeout_ms(snap), target_spare=dec.target_spare,
+            max_creates=0 if paused else self.config.max_creates_per_tick, fields=fields,
+        )  # fmt: skip
+        for node in applied.stuck + applied.idle:
+            self._spawn(self._delete(node))
+        for intent in applied.intents:
+            self._spawn(self._create(intent))
+        self._ticks += 1
+        if self._ticks % self.config.reconcile_every == 0:
+            await self.reconcile(token, now)
         return dec
 
     async def reconcile(self, token: str, now: int) -> None:
         """Close stale intents, adopt or delete unknown nodes, re-DELETE stuck ones."""
         c = self.config
         k = self.coord.keys
-        for intent in await self.coord.members_before(
-            k.intents, now - int(c.intent_timeout_s * 1000)
-        ):
+        grace = now - int(c.unknown_grace_s * 1000)
+        expired, unknown, stuck = await self.coord.members_before_many(
+            [
+                (k.intents, now - int(c.intent_timeout_s * 1000), 100),
+                (k.nodes_unknown, grace, 100),
+                (k.nodes_terminating, now - int(c.redelete_after_s * 1000), 50),
+            ]
+        )
+        for intent in expired:
             await self.coord.close_intent(intent, "expired")
             log.warning("reconcile: create intent %s expired without a node", intent)
-        grace = now - int(c.unknown_grace_s * 1000)
-        unknown = await self.coord.members_before(k.nodes_unknown, grace)
         if unknown:
             old_intents = await self.coord.members_before(k.intents, grace, len(unknown))
             doomed: list[str] = []
@@ -269,9 +274,6 @@ class Leader:
             for node in await self.coord.drop_unknown(token, now, doomed):
                 log.warning("reconcile: deleting unknown node %s (no open create intent)", node)
                 self._spawn(self._delete(node, known=False))
-        stuck = await self.coord.members_before(
-            k.nodes_terminating, now - int(c.redelete_after_s * 1000), 50
-        )
         mono = time.monotonic()
         for node in stuck:
             if mono - self._deleting.get(node, 0.0) > c.redelete_after_s:

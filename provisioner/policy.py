@@ -29,19 +29,43 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from provisioner.coordinator import Coordinator, PoolSnapshot
+from provisioner.coordinator import PoolSnapshot
 
 __all__ = [
     "POLICY_NAMES",
     "BaseStockConfig",
     "BaseStockPolicy",
     "Decision",
+    "Features",
     "Observation",
     "Policy",
     "ReactivePolicy",
     "StaticPoolPolicy",
     "make_policy",
 ]
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a policy reads each tick beyond the snapshot (the leader reads it in the
+    same script that renews the lease, ``observeTick``).
+
+    Attributes:
+        n_classes: feature classes of active users to count (0: none).
+        recency_edges_b: inner edges of the recency buckets (time since a user's last
+            activity), in multiples of the boot time B, ascending.
+
+    With ``n_classes > 0`` the observation's ``features`` hold ``n`` (active users,
+    ``n[class][bucket]``), ``premium`` (active premium users) and ``hazard`` (the
+    connect counters of ``P:hazard``); else they are empty.
+    """
+
+    n_classes: int = 0
+    recency_edges_b: tuple[float, ...] = ()
+
+
+#: A policy that decides from the snapshot alone.
+NO_FEATURES = Features()
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,8 @@ class Observation:
         now_ms: the tick's time, unix ms.
         snapshot: pool sizes and counters (one consistent read).
         boot_s: the boot time to plan with, seconds (learned mean, or the default).
-        features: what the policy's own :meth:`Policy.observe` read this tick.
+        features: what the policy's :attr:`Policy.features` asked for (see
+            :class:`Features`).
     """
 
     now_ms: int
@@ -88,10 +113,8 @@ class Policy(Protocol):
     """A scaling policy (see the module docstring)."""
 
     name: str
-
-    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
-        """Read-only Redis reads the policy needs this tick (passed as ``features``)."""
-        ...
+    #: What the policy reads beyond the snapshot each tick.
+    features: Features
 
     def decide(self, obs: Observation) -> Decision:
         """Return the decision for this tick."""
@@ -163,15 +186,12 @@ class BaseStockPolicy:
     """
 
     name = "basestock"
+    features = NO_FEATURES
 
     def __init__(self, config: BaseStockConfig | None = None) -> None:
         self.config = config or BaseStockConfig()
         self._connects = _Rate(self.config.half_life_s)
         self._activations = _Rate(self.config.half_life_s)
-
-    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
-        """Nothing beyond the snapshot."""
-        return {}
 
     def restore(self, last: dict[str, str]) -> None:
         """Start the rate EWMAs from the last leader's values (ignoring corrupt ones)."""
@@ -215,16 +235,13 @@ class ReactivePolicy:
     """Baseline: keep no spare nodes; boot one per waiting user (boot on connect)."""
 
     name = "reactive"
+    features = NO_FEATURES
 
     def __init__(self, keep_alive_s: float = 0.0) -> None:
         self.keep_alive_s = keep_alive_s
 
     def restore(self, last: dict[str, str]) -> None:
         """Nothing to restore."""
-
-    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
-        """Nothing beyond the snapshot."""
-        return {}
 
     def decide(self, obs: Observation) -> Decision:
         """Target 0 spare; idle nodes go after ``keep_alive_s``."""
@@ -240,6 +257,7 @@ class StaticPoolPolicy:
     """
 
     name = "static"
+    features = NO_FEATURES
 
     def __init__(self, k: int = 3, keep_alive_s: float = 60.0) -> None:
         if k < 0:
@@ -249,10 +267,6 @@ class StaticPoolPolicy:
 
     def restore(self, last: dict[str, str]) -> None:
         """Nothing to restore."""
-
-    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
-        """Nothing beyond the snapshot."""
-        return {}
 
     def decide(self, obs: Observation) -> Decision:
         """Target ``k`` spare nodes."""

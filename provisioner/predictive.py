@@ -52,8 +52,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from provisioner.coordinator import Coordinator
-from provisioner.policy import Decision, Observation, _Rate
+from provisioner.policy import Decision, Features, Observation, _Rate
 
 __all__ = ["N_CLASSES", "RECENCY_EDGES_B", "PredictiveConfig", "PredictivePolicy"]
 
@@ -62,6 +61,8 @@ RECENCY_EDGES_B = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 #: Feature classes (mirrors lua/includes/codes.lua).
 N_CLASSES = 8
 N_BUCKETS = len(RECENCY_EDGES_B) + 1
+#: Field of ``P:hazard`` counting the connects of class c, recency bucket b.
+_HAZARD_KEYS = [[f"c{c}:r{b}" for b in range(N_BUCKETS)] for c in range(N_CLASSES)]
 #: Where a user of the open last bucket is taken to be, in boot times.
 _LAST_MID_B = 6.0
 
@@ -136,6 +137,7 @@ class PredictivePolicy:
     """
 
     name = "predictive"
+    features = Features(N_CLASSES, RECENCY_EDGES_B)
 
     def __init__(self, config: PredictiveConfig | None = None) -> None:
         self.config = config or PredictiveConfig()
@@ -171,12 +173,6 @@ class PredictivePolicy:
         except (ValueError, TypeError):
             pass
 
-    async def observe(self, coord: Coordinator, now_ms: int, boot_s: float) -> dict[str, Any]:
-        """Read the active users by class and recency, and the connect counters."""
-        edges = [e * boot_s * 1000 for e in RECENCY_EDGES_B]
-        premium, n = await coord.active_by_class_recency(now_ms, edges, N_CLASSES)
-        return {"n": n, "premium": premium, "hazard": await coord.hazard_counts()}
-
     # -- the model --------------------------------------------------------------------
     def _learn(
         self, n: list[list[int]], counts: dict[str, int], now_ms: int, boot_s: float
@@ -190,7 +186,7 @@ class PredictivePolicy:
         decay = 0.5 ** (dt / (self.config.memory_b * boot_s))
         for c in range(N_CLASSES):
             for b in range(N_BUCKETS):
-                key = f"c{c}:r{b}"
+                key = _HAZARD_KEYS[c][b]
                 new = max(0, counts.get(key, 0) - self._last_counts.get(key, 0))
                 users = 0.5 * (n[c][b] + self._last_n[c][b])
                 self.connects[c][b] = self.connects[c][b] * decay + new

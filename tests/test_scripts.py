@@ -7,9 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from provisioner.errors import Code, FencedError, ScriptLoadError, WrongTypeError
+from provisioner.coordinator import CLASS_BAND
+from provisioner.errors import BadArgumentError, Code, FencedError, ScriptLoadError, WrongTypeError
 from provisioner.keys import PoolKeys
 from provisioner.scripts import REGISTRY, load_registry
 from provisioner.sequencer import Sequencer, marker_tag
@@ -344,3 +347,110 @@ def test_count_active_by_class_recency_and_premium(sc: SyncCoord, r: redis.Redis
     assert grid[0] == [1, 0, 0]  # p1: 1 s ago
     assert grid[2] == [0, 0, 1]  # busy: 9 s ago
     assert sum(map(sum, grid)) == 2
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    users=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 20_000)), min_size=0, max_size=30),
+    edges=st.lists(st.integers(0, 12_000), min_size=0, max_size=5).map(sorted),
+)
+def test_count_active_matches_a_brute_force_count(
+    sc: SyncCoord, r: redis.Redis, users: list[tuple[int, int]], edges: list[int]
+) -> None:
+    """The bucket counts (with their early stop once a class's total is reached) equal
+    a direct count: class c, bucket j holds users with edges[j-1] < age <= ... as the
+    script's ZCOUNT ranges say; users seen after now count nowhere."""
+    r.delete(sc.keys.users_active)
+    now = 15_000
+    for i, (cls, seen) in enumerate(users):
+        r.zadd(sc.keys.users_active, {f"u{i}": cls * CLASS_BAND + seen})
+    _, grid = sc.active_by_class_recency(now, edges, 8)
+    bounds = [0, *edges]
+    want = [[0] * len(bounds) for _ in range(8)]
+    for cls, seen in users:
+        age = now - seen
+        if age < 0:
+            continue
+        # bucket j: newest = now - bounds[j] (inclusive), oldest = now - bounds[j+1] (excl.)
+        j = max(
+            i
+            for i in range(len(bounds))
+            if bounds[i] <= age and (i == len(bounds) - 1 or age < bounds[i + 1])
+        )
+        want[cls][j] += 1
+    assert grid == want
+
+
+def test_observe_tick_renews_the_lease_and_reads_the_pool(sc: SyncCoord, r: redis.Redis) -> None:
+    sc.register_node("", "n1", 0)
+    sc.node_status("n1", "ready", 20_000)  # B = 20 s learned
+    sc.register_node("i1", "n2", 20_000)  # booting
+    sc.record_activity("u1", 21_500)
+    assert sc.connect("u2", 21_600)[0] == Code.HIT  # gets n1
+    token = sc.acquire_lease("me", 21_000, 5000).token
+    view = sc.observe_tick("me", token, 22_000, 5000, 30.0, 8, (0.125, 0.25))
+    assert view.expires_ms == 27_000
+    assert r.hget(sc.keys.leader, "expires_ms") == "27000"
+    s = view.snapshot
+    assert (s.booting, s.ready, s.allocated, s.active, s.waiting) == (1, 0, 1, 1, 0)
+    assert s.stats["hits"] == 1 and s.boot.mean_s == pytest.approx(20.0)
+    # edges at B/8 = 2500 and B/4 = 5000 ms; u1 was seen 500 ms ago, has 1 event: class 0
+    assert view.active[0] == [1, 0, 0] and sum(map(sum, view.active)) == 1
+    assert view.premium_active == 0
+    plain = sc.observe_tick("me", token, 22_100, 5000, 30.0)
+    assert plain.active == [] and plain.hazard == {} and plain.snapshot == s
+    with pytest.raises(FencedError):
+        sc.observe_tick("me", "not-the-token", 22_200, 5000, 30.0)
+    with pytest.raises(FencedError):  # lapsed: must acquire again
+        sc.observe_tick("me", token, 99_000, 5000, 30.0)
+    for bad in ({"default_boot_s": float("nan")}, {"default_boot_s": 0.0},
+                {"n_classes": 8, "edges_b": (0.5, 0.25)}):  # fmt: skip
+        args = {"default_boot_s": 30.0, **bad}
+        with pytest.raises(BadArgumentError):
+            sc.observe_tick("me", token, 22_300, 5000, **args)
+    assert r.hget(sc.keys.leader, "expires_ms") == "27100"  # refused calls wrote nothing
+
+
+def test_apply_decision_reaps_creates_and_records_in_one_step(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    token = sc.acquire_lease("me", 0, 10**9).token
+    for i in range(3):
+        ready_node(sc, f"r{i}", 1000 + i)  # idle since 1001..1003
+    sc.register_node("", "stuck", 0)  # booting since 0
+    res = sc.apply_decision(
+        token, 100_000, keep_alive_ms=10_000, reap_floor=1, boot_timeout_ms=50_000,
+        target_spare=4, max_creates=50, fields={"policy": "t", "target": 4},
+    )  # fmt: skip
+    assert res.stuck == ["stuck"]
+    assert res.idle == ["r0", "r1"]  # oldest idle first, down to the floor of 1
+    assert res.spare == 1 and len(res.intents) == 3  # 4 - 1
+    assert r.zcard(sc.keys.intents) == 3
+    assert set(r.zrange(sc.keys.intents, 0, -1)) == set(res.intents)
+    assert set(r.zrange(sc.keys.nodes_terminating, 0, -1)) == {"stuck", "r0", "r1"}
+    pol = r.hgetall(sc.keys.policy)
+    assert (pol["created"], pol["spare"], pol["reaped_idle"], pol["reaped_stuck"]) == (
+        "3", "1", "2", "1")  # fmt: skip
+    assert pol["now_ms"] == "100000" and pol["target"] == "4"
+    # paused creates: nothing recorded; a waiting user adds to the need otherwise
+    assert sc.connect("u", 100_400)[0] == Code.HIT  # takes r2
+    assert sc.connect("w", 100_500)[0] == Code.MISS
+    paused = sc.apply_decision(
+        token, 101_000, keep_alive_ms=10_000, reap_floor=1, boot_timeout_ms=50_000,
+        target_spare=4, max_creates=0, fields={},
+    )  # fmt: skip
+    assert paused.intents == [] and paused.idle == []  # nobody is reaped while users wait
+    capped = sc.apply_decision(
+        token, 102_000, keep_alive_ms=10_000, reap_floor=1, boot_timeout_ms=50_000,
+        target_spare=4, max_creates=1, fields={},
+    )  # fmt: skip
+    assert len(capped.intents) == 1 and capped.spare == 3  # need 4 + 1 waiting - 3
+    assert r.xlen(sc.keys.decisions) == 3
+    with pytest.raises(FencedError):
+        sc.apply_decision(
+            "bogus", 103_000, keep_alive_ms=0, reap_floor=0, boot_timeout_ms=1,
+            target_spare=9, max_creates=9, fields={},
+        )  # fmt: skip
+    assert r.zcard(sc.keys.intents) == 4 and r.xlen(sc.keys.decisions) == 3
