@@ -12,8 +12,10 @@ misses at cost 1.0.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator
@@ -28,8 +30,9 @@ from provisioner import scenarios
 from provisioner.localredis import RedisNotFound, local_redis
 from provisioner.policy import make_policy
 from provisioner.replay import ReplayConfig, replay
+from provisioner.workload import Workload
 
-__all__ = ["DEFAULTS", "SWEEPS", "BenchRow", "bench_scenario", "command"]
+__all__ = ["DEFAULTS", "SWEEPS", "BenchRow", "bench_one", "bench_scenario", "command"]
 
 #: Each policy's knob and the values swept (the default is marked in DEFAULTS).
 SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -89,43 +92,71 @@ def _points(policy: str, quick: bool) -> list[float]:
     return pts
 
 
+@functools.lru_cache(maxsize=2)
+def _workload(name: str, seed: int, sessions: int) -> Workload:
+    """The scenario's bench workload, built once per process (they are deterministic)."""
+    return scenarios.bench_workload(name, seed=seed, min_sessions=sessions)
+
+
+async def bench_one(
+    name: str, redis_url: str, policy: str, value: float, seed: int, sessions: int
+) -> BenchRow:
+    """Replay one policy at one knob value on one scenario and score it.
+
+    Args:
+        name: scenario name; ``policy``: policy name; ``value``: its knob's value.
+        redis_url: a real Redis (the replay uses a pool of its own).
+        seed: workload and boot-draw seed; ``sessions``: least sessions per workload.
+
+    Returns:
+        The row of figures (design-notes 2).
+    """
+    wl = _workload(name, seed, sessions)
+    knob, _ = SWEEPS[policy]
+    cfg = ReplayConfig(tick_s=TICK_S.get(name, 2.0), seed=seed)
+    res = await replay(wl, make_policy(policy, **{knob: value}), redis_url, cfg)
+    c = res.scorecard
+    pred = c.connects_predictable
+    return BenchRow(
+        scenario=name, policy=policy, knob=knob, value=value,
+        default=value == DEFAULTS[policy], connects=c.connects, misses=c.misses,
+        miss_rate=c.miss_rate, connects_cold=c.connects_cold, misses_cold=c.misses_cold,
+        misses_predictable=c.misses_predictable,
+        miss_rate_predictable=c.misses_predictable / pred if pred else 0.0,
+        wait_p50_ms=c.wait_p50_ms, wait_p95_ms=c.wait_p95_ms,
+        busy_node_seconds=c.busy_node_seconds, idle_node_seconds=c.idle_node_seconds,
+        node_seconds=c.node_seconds, oracle_node_seconds=c.oracle_node_seconds,
+        cost_over_oracle=c.cost_over_oracle, violations=c.violations,
+        wall_s=res.wall_s, sessions=len(wl.sessions()),
+        connects_premium=res.extra["tiers"]["premium"]["connects"],
+        misses_premium=res.extra["tiers"]["premium"]["misses"],
+    )  # fmt: skip
+
+
 async def bench_scenario(
     name: str, redis_url: str, policies: list[str], seed: int, sessions: int, quick: bool,
     echo: Any = None,
 ) -> list[BenchRow]:  # fmt: skip
-    """Replay every policy at every knob value on one scenario.
+    """Replay every policy at every knob value on one scenario, one after the other.
 
     Returns:
         One row per (policy, knob value).
     """
-    wl = scenarios.bench_workload(name, seed=seed, min_sessions=sessions)
-    n_sessions = len(wl.sessions())
-    cfg = ReplayConfig(tick_s=TICK_S.get(name, 2.0), seed=seed)
     rows = []
     for pol in policies:
-        knob, _ = SWEEPS[pol]
         for value in _points(pol, quick):
-            res = await replay(wl, make_policy(pol, **{knob: value}), redis_url, cfg)
-            c = res.scorecard
-            pred = c.connects_predictable
-            row = BenchRow(
-                scenario=name, policy=pol, knob=knob, value=value,
-                default=value == DEFAULTS[pol], connects=c.connects, misses=c.misses,
-                miss_rate=c.miss_rate, connects_cold=c.connects_cold, misses_cold=c.misses_cold,
-                misses_predictable=c.misses_predictable,
-                miss_rate_predictable=c.misses_predictable / pred if pred else 0.0,
-                wait_p50_ms=c.wait_p50_ms, wait_p95_ms=c.wait_p95_ms,
-                busy_node_seconds=c.busy_node_seconds, idle_node_seconds=c.idle_node_seconds,
-                node_seconds=c.node_seconds, oracle_node_seconds=c.oracle_node_seconds,
-                cost_over_oracle=c.cost_over_oracle, violations=c.violations,
-                wall_s=res.wall_s, sessions=n_sessions,
-                connects_premium=res.extra["tiers"]["premium"]["connects"],
-                misses_premium=res.extra["tiers"]["premium"]["misses"],
-            )  # fmt: skip
+            row = await bench_one(name, redis_url, pol, value, seed, sessions)
             rows.append(row)
             if echo:
                 echo(_format_row(row))
     return rows
+
+
+def _bench_task(args: tuple[str, str, str, float, int, int]) -> BenchRow:
+    """One replay in a worker process of ``--jobs`` (quiet logs, its own event loop)."""
+    logging.getLogger("provisioner").setLevel(logging.WARNING)
+    name, url, policy, value, seed, sessions = args
+    return asyncio.run(bench_one(name, url, policy, value, seed, sessions))
 
 
 def _format_row(r: BenchRow) -> str:
@@ -223,9 +254,16 @@ def command() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @click.option("--redis-url", default=None, help="Use this Redis instead of a private one.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Replays run at once, each in its own process (one Redis serves them all).",
+)
 def policy_cmd(
     names: tuple[str, ...], policies: tuple[str, ...], seed: int, sessions: int, quick: bool,
-    out: str, as_json: bool, redis_url: str | None,
+    out: str, as_json: bool, redis_url: str | None, jobs: int,
 ) -> None:  # fmt: skip
     """Replay every policy over its knob on every scenario; table, JSON and plots."""
     logging.getLogger("provisioner").setLevel(logging.WARNING)
@@ -239,10 +277,27 @@ def policy_cmd(
     rows: list[BenchRow] = []
     started = time.perf_counter()
     echo = None if as_json else click.echo
+    tasks = [(name, pol, value) for name in todo for pol in pols for value in _points(pol, quick)]
+    results = outdir / "results.json"
+
+    def done(row: BenchRow) -> None:
+        rows.append(row)
+        rows.sort(key=lambda r: (todo.index(r.scenario), pols.index(r.policy), r.value))
+        results.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        if echo:
+            echo(_format_row(row))
+
     with _redis(redis_url) as url:
-        for name in todo:
-            rows += asyncio.run(bench_scenario(name, url, pols, seed, sessions, quick, echo))
-            (outdir / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        if jobs == 1:
+            for name, pol, value in tasks:
+                done(asyncio.run(bench_one(name, url, pol, value, seed, sessions)))
+        else:
+            # a Pool, not a ProcessPoolExecutor: on SIGTERM or an error its workers are
+            # terminated at once instead of finishing their replays
+            with multiprocessing.Pool(jobs) as workers:
+                args = [(name, url, pol, value, seed, sessions) for name, pol, value in tasks]
+                for row in workers.imap_unordered(_bench_task, args):
+                    done(row)
     written = plot(rows, outdir)
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], indent=1))

@@ -124,3 +124,27 @@ def test_replay_reports_premium_misses_apart(redis_url: str) -> None:
     assert tiers["premium"]["connects"] + tiers["standard"]["connects"] == 30
     assert tiers["premium"]["connects"] > 0 and tiers["standard"]["connects"] > 0
     assert tiers["premium"]["misses"] + tiers["standard"]["misses"] == res.scorecard.misses
+
+
+def test_bench_jobs_run_replays_in_parallel_with_the_same_figures(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """``--jobs 2`` spreads the replays over two processes; replays are deterministic, so
+    every figure but the wall time equals the sequential run's, in the same row order."""
+    figures = []
+    for jobs in ("1", "2"):
+        out = tmp_path / jobs
+        res = CliRunner().invoke(
+            cli,
+            ["bench", "policy", "--scenario", "spike", "--policy", "static", "--policy",
+             "reactive", "--sessions", "60", "--quick", "--out", str(out), "--redis-url",
+             redis_url, "--jobs", jobs],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        rows = json.loads((out / "results.json").read_text())
+        figures.append([{k: v for k, v in r.items() if k != "wall_s"} for r in rows])
+    assert len(figures[0]) == 5  # static at 3 values, reactive at 2 (0 is its default)
+    assert [(r["policy"], r["value"]) for r in figures[0]] == sorted(
+        [(r["policy"], r["value"]) for r in figures[0]], key=lambda pv: (pv[0] != "static", pv[1])
+    )
+    assert figures[1] == figures[0]
