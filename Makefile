@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/provisioner demo
 
 bench: $(STAMP)
-	$(VENV)/bin/provisioner bench policy --quick --out bench-out
+	$(VENV)/bin/provisioner bench policy --quick --jobs 2 --out docs/bench
 
 clean:
 	rm -rf $(VENV) build

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import multiprocessing
@@ -32,7 +33,17 @@ from provisioner.policy import make_policy
 from provisioner.replay import ReplayConfig, replay
 from provisioner.workload import Workload
 
-__all__ = ["DEFAULTS", "SWEEPS", "BenchRow", "bench_one", "bench_scenario", "command"]
+__all__ = [
+    "DEFAULTS",
+    "SWEEPS",
+    "BenchRow",
+    "Verdict",
+    "bench_one",
+    "bench_scenario",
+    "command",
+    "format_verdicts",
+    "verdicts",
+]
 
 #: Each policy's knob and the values swept (the default is marked in DEFAULTS).
 SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -157,6 +168,104 @@ def _bench_task(args: tuple[str, str, str, float, int, int]) -> BenchRow:
     logging.getLogger("provisioner").setLevel(logging.WARNING)
     name, url, policy, value, seed, sessions = args
     return asyncio.run(bench_one(name, url, policy, value, seed, sessions))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one scenario's ``ours`` policy fares against the baselines (the targets of
+    the benchmark).
+
+    Attributes:
+        scenario: the scenario.
+        dominated_by: baseline points that dominate ours at its default knob: misses <=
+            and cost <= ours, one of them strictly (should be empty).
+        beaten_at_equal_cost: baseline points with fewer misses than our sweep's curve at
+            the same cost (our curve: miss rate linearly interpolated between our points
+            sorted by cost).
+        unjudged: baseline points outside our sweep's cost range: cheaper than our
+            cheapest point, or costlier than our costliest with fewer misses than it (a
+            costlier point that misses as often or more is dominated by our costliest and
+            counts as beaten by us).
+    """
+
+    scenario: str
+    dominated_by: list[str]
+    beaten_at_equal_cost: list[str]
+    unjudged: list[str]
+
+
+def _label(r: BenchRow) -> str:
+    cost = r.cost_over_oracle or 0.0
+    return f"{r.policy} {r.knob}={r.value:g} ({r.miss_rate * 100:.1f}% @ {cost:.2f}x)"
+
+
+def verdicts(rows: list[BenchRow], ours: str = "predictive") -> list[Verdict]:
+    """Judge ``ours`` against every other policy on each scenario (see :class:`Verdict`).
+
+    Misses are compared as miss rates, cost as cost / oracle.  Scenarios without a row of
+    ``ours`` at its default knob are left out.
+
+    Returns:
+        One verdict per scenario, in the order the scenarios first appear in ``rows``.
+    """
+    out = []
+    for name in dict.fromkeys(r.scenario for r in rows):
+        mine = sorted(
+            (r for r in rows if r.scenario == name and r.policy == ours and r.cost_over_oracle),
+            key=lambda r: r.cost_over_oracle or 0.0,
+        )
+        default = next((r for r in mine if r.default), None)
+        if default is None:
+            continue
+        d_miss, d_cost = default.miss_rate, default.cost_over_oracle or 0.0
+        dominated, beaten, unjudged = [], [], []
+        for b in rows:
+            if b.scenario != name or b.policy == ours or not b.cost_over_oracle:
+                continue
+            cost = b.cost_over_oracle
+            if b.miss_rate <= d_miss and cost <= d_cost and (b.miss_rate < d_miss or cost < d_cost):
+                dominated.append(_label(b))
+            lo, hi = mine[0].cost_over_oracle or 0.0, mine[-1].cost_over_oracle or 0.0
+            if cost > hi and b.miss_rate >= mine[-1].miss_rate:
+                continue  # our costliest point dominates it
+            if not lo <= cost <= hi:
+                unjudged.append(_label(b))
+                continue
+            curve = _interpolate([(m.cost_over_oracle or 0.0, m.miss_rate) for m in mine], cost)
+            if b.miss_rate < curve:
+                beaten.append(_label(b))
+        out.append(Verdict(name, dominated, beaten, unjudged))
+    return out
+
+
+def _interpolate(points: list[tuple[float, float]], x: float) -> float:
+    """The piecewise-linear curve through ``points`` (sorted by x) at ``x``; where
+    several points share an x, the lowest y counts (the best of them)."""
+    best: dict[float, float] = {}
+    for px, py in points:
+        best[px] = min(py, best.get(px, py))
+    xs = sorted(best)
+    for x0, x1 in itertools.pairwise(xs):
+        if x0 <= x <= x1:
+            y0, y1 = best[x0], best[x1]
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return best[xs[-1]] if x >= xs[-1] else best[xs[0]]
+
+
+def format_verdicts(vs: list[Verdict]) -> str:
+    """A few lines per scenario for the console."""
+    lines = []
+    for v in vs:
+        ok = not v.dominated_by and not v.beaten_at_equal_cost
+        lines.append(f"{v.scenario}: {'ok' if ok else 'TARGET MISSED'}")
+        for what, items in (
+            ("dominates our default", v.dominated_by),
+            ("below our curve at equal cost", v.beaten_at_equal_cost),
+            ("outside our cost range (not judged)", v.unjudged),
+        ):
+            if items:
+                lines.append(f"  {what}: {'; '.join(items)}")
+    return "\n".join(lines)
 
 
 def _format_row(r: BenchRow) -> str:
@@ -299,6 +408,7 @@ def policy_cmd(
                 for row in workers.imap_unordered(_bench_task, args):
                     done(row)
     written = plot(rows, outdir)
+    (outdir / "verdicts.json").write_text(json.dumps([asdict(v) for v in verdicts(rows)], indent=1))
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], indent=1))
     else:
@@ -306,3 +416,20 @@ def policy_cmd(
             f"{len(rows)} replays in {time.perf_counter() - started:.0f}s on "
             f"{os.cpu_count()} cores; plots: {', '.join(str(p) for p in written)}"
         )
+        click.echo(format_verdicts(verdicts(rows)))
+
+
+@command.command("judge")
+@click.argument("results", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+def judge_cmd(results: str, as_json: bool) -> None:
+    """Judge the predictive policy against the baselines in a results.json of
+    ``bench policy``; exit 1 when a target is missed."""
+    try:
+        rows = [BenchRow(**r) for r in json.loads(Path(results).read_text())]
+    except (ValueError, TypeError) as e:
+        raise click.ClickException(f"{results} is not a results.json of bench policy: {e}") from e
+    vs = verdicts(rows)
+    click.echo(json.dumps([asdict(v) for v in vs], indent=1) if as_json else format_verdicts(vs))
+    if any(v.dominated_by or v.beaten_at_equal_cost for v in vs):
+        raise SystemExit(1)

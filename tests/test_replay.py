@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from provisioner import scenarios
-from provisioner.bench import bench_scenario
+from provisioner.bench import BenchRow, bench_scenario, verdicts
 from provisioner.cli import cli
 from provisioner.policy import make_policy
 from provisioner.predictive import PredictivePolicy
@@ -148,3 +149,39 @@ def test_bench_jobs_run_replays_in_parallel_with_the_same_figures(
         [(r["policy"], r["value"]) for r in figures[0]], key=lambda pv: (pv[0] != "static", pv[1])
     )
     assert figures[1] == figures[0]
+
+
+def _row(policy: str, value: float, miss: float, cost: float, default: bool = False) -> BenchRow:
+    return BenchRow(
+        scenario="s", policy=policy, knob="k", value=value, default=default, connects=1000,
+        misses=int(miss * 1000), miss_rate=miss, connects_cold=0, misses_cold=0,
+        misses_predictable=int(miss * 1000), miss_rate_predictable=miss, wait_p50_ms=None,
+        wait_p95_ms=None, busy_node_seconds=1.0, idle_node_seconds=1.0, node_seconds=2.0,
+        oracle_node_seconds=1.0, cost_over_oracle=cost, violations=0, wall_s=1.0,
+        sessions=1000, connects_premium=0, misses_premium=0,
+    )  # fmt: skip
+
+
+def test_verdicts_find_dominating_and_better_baseline_points(tmp_path: Path) -> None:
+    ours = [_row("predictive", 30, 0.10, 1.0), _row("predictive", 1000, 0.02, 1.2, True),
+            _row("predictive", 10000, 0.005, 1.6)]  # fmt: skip
+    fine = [_row("static", 1, 0.30, 1.1), _row("static", 32, 0.0, 3.0),
+            _row("reactive", 0, 0.9, 0.9), _row("hybrid", 9, 0.01, 2.0)]  # fmt: skip
+    (v,) = verdicts(ours + fine)
+    assert v.dominated_by == [] and v.beaten_at_equal_cost == []
+    # cheaper than our cheapest point; costlier than our costliest with as few misses;
+    # hybrid at 2.0x misses more than our 1.6x point: judged, dominated by it
+    assert v.unjudged == ["static k=32 (0.0% @ 3.00x)", "reactive k=0 (90.0% @ 0.90x)"]
+    # at cost 1.1 our curve is at 6%: 5% beats it; 2% at 1.2x dominates our default
+    bad = [_row("hybrid", 1, 0.05, 1.1), _row("hybrid", 2, 0.02, 1.15)]
+    (v,) = verdicts(ours + bad)
+    assert v.dominated_by == ["hybrid k=2 (2.0% @ 1.15x)"]
+    assert v.beaten_at_equal_cost == ["hybrid k=1 (5.0% @ 1.10x)", "hybrid k=2 (2.0% @ 1.15x)"]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([asdict(r) for r in ours + fine]))
+    assert CliRunner().invoke(cli, ["bench", "judge", str(path)]).exit_code == 0
+    path.write_text(json.dumps([asdict(r) for r in ours + bad]))
+    res = CliRunner().invoke(cli, ["bench", "judge", str(path)])
+    assert res.exit_code == 1 and "TARGET MISSED" in res.output
+    path.write_text("[{}]")
+    assert "not a results.json" in CliRunner().invoke(cli, ["bench", "judge", str(path)]).output
