@@ -8,15 +8,24 @@ user simulator, which replays a scenario compressed by ``--time-scale``.  After
 the scorecard and stops everything it started.
 
 Every duration handed to the replicas (keep-alive, user TTL, default boot time, rate
-half-life) is the scenario's value divided by the time scale, so the policy sees the
-same world, only faster.
+half-life, and the predictive policy's miss cost, which is in node-seconds) is the
+scenario's value divided by the time scale, so the policy sees the same world, only
+faster.
+
+With ``--replay`` the same world minutes are then replayed by the fast replay benchmark
+(:mod:`provisioner.replay`: the same scripts and policy on a virtual clock, the same
+world-time knobs, the leader ticking as often in world time as the live one) and both
+scorecards are printed side by side: the live run should reproduce the replay's miss rate
+within a few points.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -32,12 +41,13 @@ import click
 
 from provisioner import scenarios
 from provisioner.localredis import RedisNotFound, free_port, local_redis
-from provisioner.policy import POLICY_NAMES
+from provisioner.policy import POLICY_NAMES, make_policy
+from provisioner.replay import ReplayConfig, replay
 from provisioner.scorecard import Scorecard, ScoreListener, format_scorecard
 from provisioner.simulate import run_simulation
 from provisioner.workload import Workload
 
-__all__ = ["DemoConfig", "command", "run_demo"]
+__all__ = ["DemoConfig", "command", "compare_lines", "live_tick_s", "replay_same", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class DemoConfig:
         redis_url: an existing Redis; None starts a private server.
         policy: the replicas' policy.
         keep_alive_s: world seconds a surplus idle node may stay.
+        miss_cost_s: the predictive policy's knob, world node-seconds per miss.
         channel_prefix: prefix of every channel name.
         logdir: where the processes' logs go (None: a temporary folder).
     """
@@ -65,6 +76,7 @@ class DemoConfig:
     redis_url: str | None = None
     policy: str = "predictive"
     keep_alive_s: float = 60.0
+    miss_cost_s: float = 1000.0
     channel_prefix: str = ""
     logdir: str | None = None
 
@@ -160,8 +172,8 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: _Procs, wl: Workload) -> 
              "--metrics-host", "127.0.0.1", "--replica-id", f"demo-replica-{i + 1}",
              "--policy", cfg.policy, "--keep-alive", str(cfg.keep_alive_s / scale),
              "--half-life", str(60.0 / scale), "--user-ttl", str(600.0 / scale),
-             "--default-boot", str(30.0 / scale), "--tick", str(max(0.1, min(1.0, 5.0 / scale))),
-             "--lease-ttl", "3"],
+             "--default-boot", str(30.0 / scale), "--tick", str(live_tick_s(scale)),
+             "--lease-ttl", "3", "--miss-cost", str(cfg.miss_cost_s / scale)],
             env,
         )  # fmt: skip
     for port in metrics_ports:
@@ -195,8 +207,43 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: _Procs, wl: Workload) -> 
     return card
 
 
-def run_demo(cfg: DemoConfig) -> Scorecard:
-    """Run the demo and return its scorecard (see the module docstring).
+def live_tick_s(time_scale: float) -> float:
+    """The replicas' leader tick in wall seconds at ``time_scale``: 5 world seconds,
+    within [0.1, 1] wall seconds."""
+    return max(0.1, min(1.0, 5.0 / time_scale))
+
+
+def replay_same(cfg: DemoConfig, redis_url: str, wl: Workload) -> Scorecard:
+    """The fast replay of the world minutes a live demo of ``cfg`` plays.
+
+    The workload is cut at ``duration_s * time_scale`` world seconds; the policy gets the
+    demo's knobs in world units; the leader ticks every ``live_tick_s * time_scale`` world
+    seconds; no user is premium (the live demo marks none).
+
+    Returns:
+        The replay's scorecard (node-seconds in world seconds).
+    """
+    world_s = min(wl.duration_s, cfg.duration_s * cfg.time_scale)
+    cut = dataclasses.replace(
+        wl, events=[e for e in wl.events if e.t_s < world_s], duration_s=world_s
+    )
+    knobs = {"predictive": {"miss_cost_s": cfg.miss_cost_s}, "static": {"k": 4.0}}.get(
+        cfg.policy, {}
+    )
+    if cfg.policy in ("basestock", "static", "reactive"):
+        knobs["keep_alive_s"] = cfg.keep_alive_s
+    elif cfg.policy == "hybrid":
+        knobs["fixed_keep_alive_s"] = cfg.keep_alive_s
+    rcfg = ReplayConfig(tick_s=live_tick_s(cfg.time_scale) * cfg.time_scale, premium_share=0.0)
+    logging.getLogger("provisioner").setLevel(logging.WARNING)  # the replay's leader is quiet
+    return asyncio.run(replay(cut, make_policy(cfg.policy, **knobs), redis_url, rcfg)).scorecard
+
+
+def run_demo(cfg: DemoConfig, with_replay: bool = False) -> tuple[Scorecard, Scorecard | None]:
+    """Run the demo (see the module docstring).
+
+    Returns:
+        The live scorecard and, with ``with_replay``, the replay's of the same minutes.
 
     Raises:
         click.ClickException: no redis-server, or a component did not start.
@@ -207,9 +254,30 @@ def run_demo(cfg: DemoConfig) -> Scorecard:
     procs = _Procs(logdir)
     with _redis(cfg.redis_url) as url:
         try:
-            return asyncio.run(_run(cfg, url, procs, wl))
+            live = asyncio.run(_run(cfg, url, procs, wl))
         finally:
             procs.stop_all()
+        if not with_replay:
+            return live, None
+        click.echo("demo: replaying the same world minutes on a virtual clock", err=True)
+        return live, replay_same(cfg, url, wl)
+
+
+def compare_lines(live: Scorecard, rep: Scorecard) -> str:
+    """Live and replay figures side by side."""
+
+    def cost(c: Scorecard) -> str:
+        return "-" if c.cost_over_oracle is None else f"{c.cost_over_oracle:.2f}x"
+
+    rows = [
+        ("connects", f"{live.connects}", f"{rep.connects}"),
+        ("misses", f"{live.misses} ({live.miss_rate:.1%})", f"{rep.misses} ({rep.miss_rate:.1%})"),
+        ("cost/oracle", cost(live), cost(rep)),
+        ("violations", f"{live.violations}", f"{rep.violations}"),
+    ]
+    out = [f"{'':14s} {'live':>14s} {'replay':>14s}"]
+    out += [f"{name:14s} {a:>14s} {b:>14s}" for name, a, b in rows]
+    return "\n".join(out)
 
 
 @click.command("demo")
@@ -247,6 +315,19 @@ def run_demo(cfg: DemoConfig) -> Scorecard:
     default=None,
     help="Where process logs go (default: a temporary folder).",
 )
+@click.option(
+    "--miss-cost",
+    type=float,
+    default=1000.0,
+    show_default=True,
+    help="predictive: what one miss is worth, world node-seconds.",
+)
+@click.option(
+    "--replay",
+    "with_replay",
+    is_flag=True,
+    help="Then replay the same world minutes on a virtual clock and compare.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
 @click.pass_context
 def command(
@@ -259,6 +340,8 @@ def command(
     policy: str,
     keep_alive: float,
     logdir: str | None,
+    miss_cost: float,
+    with_replay: bool,
     as_json: bool,
 ) -> None:
     """Run Redis, the mock Node API, the simulator and replicas; print the scorecard.
@@ -266,8 +349,10 @@ def command(
     With no --redis-url (on the group or in PROVISIONER_REDIS_URL) a private
     redis-server from PATH is started on a free port.
     """
-    if duration <= 0 or time_scale <= 0 or replicas < 1:
-        raise click.BadParameter("--duration and --time-scale must be > 0, --replicas >= 1")
+    if duration <= 0 or time_scale <= 0 or replicas < 1 or not miss_cost > 0:
+        raise click.BadParameter(
+            "--duration, --time-scale and --miss-cost must be > 0, --replicas >= 1"
+        )
     redis_url: str | None = None
     channel_prefix = ""
     parent = ctx.parent
@@ -285,11 +370,16 @@ def command(
         redis_url=redis_url,
         policy=policy,
         keep_alive_s=keep_alive,
+        miss_cost_s=miss_cost,
         channel_prefix=channel_prefix,
         logdir=logdir,
     )
-    card = run_demo(cfg)
+    card, rep = run_demo(cfg, with_replay)
     if as_json:
-        click.echo(json.dumps(card.to_dict(), indent=2))
+        out = card.to_dict() if rep is None else {"live": card.to_dict(), "replay": rep.to_dict()}
+        click.echo(json.dumps(out, indent=2))
     else:
         click.echo(format_scorecard(card))
+        if rep is not None:
+            click.echo("")
+            click.echo(compare_lines(card, rep))
