@@ -89,7 +89,7 @@ class PredictiveConfig:
         max_spare: cap on the target.
     """
 
-    miss_cost_s: float = 600.0
+    miss_cost_s: float = 1000.0
     min_spare: int = 0
     memory_b: float = 200.0
     prior_exposure_b: float = 20.0
