@@ -29,12 +29,14 @@
                           no hazard counters)
   ARGV[7..] recency edges, multiples of B, ascending (as RECENCY_EDGES_B)
 
-  Returns {code, expires_ms, sizes, stats, boot, hazard, active}:
+  Returns {code, expires_ms, sizes, stats, boot, hazard, active, oldest}:
     sizes  = ZCARD of KEYS[2..9], in that order;
     stats, boot, hazard = HGETALL of KEYS[10], KEYS[11], KEYS[13] (hazard {} when
              n_classes is 0);
     active = {} when n_classes is 0, else {premium_active, counts...} with
-             counts[class * (edges + 1) + bucket + 1] (as countActive).
+             counts[class * (edges + 1) + bucket + 1] (as countActive);
+    oldest = {created ms of the longest-booting node or '', idle-since ms of the
+             longest-idle ready node or ''} (what the reaper would look at).
   Codes: OK | ERR_FENCED (lease not ours: nothing read, nothing written) | ERR_BAD_ARG |
   ERR_WRONG_TYPE.
 ]]
@@ -90,5 +92,9 @@ if n_classes > 0 then
   for _, e in ipairs(edges_b) do bounds[#bounds + 1] = math.floor(e * boot_s * 1000) end
   count_active(active, now_ms, n_classes, bounds)
 end
+local function lowest(z)
+  local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+  return first[2] or ''
+end
 return {OK, now_ms + ttl, sizes, redis.call('HGETALL', K.stats), redis.call('HGETALL', K.boot),
-  hazard, active}
+  hazard, active, {lowest(K.nodes_booting), lowest(K.nodes_ready)}}

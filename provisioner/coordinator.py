@@ -129,6 +129,10 @@ class TickView:
         premium_active: active premium users (0 when no class counts were asked for).
         active: active users per feature class and recency bucket,
             ``active[class][bucket]`` (empty when no class counts were asked for).
+        oldest_booting_ms: when the longest-booting node was created, unix ms (None:
+            none boots).
+        oldest_ready_ms: since when the longest-idle ready node is idle, unix ms (None:
+            none is ready).
     """
 
     expires_ms: int
@@ -136,6 +140,8 @@ class TickView:
     hazard: dict[str, int]
     premium_active: int
     active: list[list[int]]
+    oldest_booting_ms: int | None = None
+    oldest_ready_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -400,7 +406,8 @@ class Coordinator:
         k = len(edges_b) + 1
         premium = flat[0] if flat else 0
         grid = [flat[1 + c * k : 1 + (c + 1) * k] for c in range(n_classes)] if flat else []
-        return TickView(int(res[1]), snap, hazard, premium, grid)
+        oldest = [int(float(x)) if x not in (None, "", False) else None for x in res[7]]
+        return TickView(int(res[1]), snap, hazard, premium, grid, oldest[0], oldest[1])
 
     async def apply_decision(
         self,

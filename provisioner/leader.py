@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,7 +33,7 @@ from tenacity import (
 )
 
 from provisioner.clock import Clock
-from provisioner.coordinator import Coordinator, PoolSnapshot
+from provisioner.coordinator import Coordinator, PoolSnapshot, TickView
 from provisioner.errors import FencedError
 from provisioner.logutil import LogLimiter
 from provisioner.metrics import Metrics
@@ -77,6 +76,8 @@ class LeaderConfig:
         max_create_backoff_s: longest pause of creates after repeated failures.
         record_retry_s: how long to retry recording an API call's outcome in Redis.
         reconcile_every: run the reconcile every this many ticks.
+        record_every_s: a tick that would change nothing still stores its decision when
+            the last stored one is this old (a changed decision is stored at once).
     """
 
     lease_ttl_s: float = 5.0
@@ -92,6 +93,7 @@ class LeaderConfig:
     max_create_backoff_s: float = 30.0
     record_retry_s: float = 30.0
     reconcile_every: int = 1
+    record_every_s: float = 60.0
 
 
 class Leader:
@@ -127,10 +129,12 @@ class Leader:
         self.token: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sem = asyncio.Semaphore(config.max_inflight)
-        self._deleting: dict[str, float] = {}
+        self._deleting: dict[str, int] = {}  # node -> clock ms of our last DELETE
         self._ticks = 0
         self._create_fail_streak = 0
-        self._create_paused_until = 0.0
+        self._create_paused_until_ms = 0  # clock ms
+        self._last_record: tuple[Any, ...] | None = None
+        self._last_record_ms = 0
         self._limiter = LogLimiter(log)
 
     @property
@@ -214,7 +218,15 @@ class Leader:
         self.metrics.target.set(dec.target_spare)
         if snap.boot.mean_s:
             self.metrics.boot_time.set(snap.boot.mean_s)
-        paused = time.monotonic() < self._create_paused_until
+        paused = now < self._create_paused_until_ms
+        max_creates = 0 if paused else self.config.max_creates_per_tick
+        keep_alive_ms = int(dec.keep_alive_s * 1000)
+        boot_timeout_ms = self.boot_timeout_ms(snap)
+        if not self._must_apply(
+            view, dec, now, keep_alive_ms, boot_timeout_ms, max_creates, paused
+        ):
+            self.metrics.ticks_skipped.inc()
+            return await self._after_tick(dec, token, now)
         fields: dict[str, str | int | float] = {
             "policy": self.policy.name,
             "target": dec.target_spare,
@@ -233,18 +245,59 @@ class Leader:
         fields.update(dec.inputs)
         applied = await self.coord.apply_decision(
             token, now,
-            keep_alive_ms=int(dec.keep_alive_s * 1000), reap_floor=dec.reap_floor,
-            boot_timeout_ms=self.boot_timeout_ms(snap), target_spare=dec.target_spare,
-            max_creates=0 if paused else self.config.max_creates_per_tick, fields=fields,
+            keep_alive_ms=keep_alive_ms, reap_floor=dec.reap_floor,
+            boot_timeout_ms=boot_timeout_ms, target_spare=dec.target_spare,
+            max_creates=max_creates, fields=fields,
         )  # fmt: skip
+        self._last_record = self._record_key(dec, paused)
+        self._last_record_ms = now
         for node in applied.stuck + applied.idle:
             self._spawn(self._delete(node))
         for intent in applied.intents:
             self._spawn(self._create(intent))
+        return await self._after_tick(dec, token, now)
+
+    async def _after_tick(self, dec: Decision, token: str, now: int) -> Decision:
         self._ticks += 1
         if self._ticks % self.config.reconcile_every == 0:
             await self.reconcile(token, now)
         return dec
+
+    @staticmethod
+    def _record_key(dec: Decision, paused: bool) -> tuple[Any, ...]:
+        """What a stored decision must show: a change of it is recorded at once."""
+        return (dec.target_spare, dec.reap_floor, round(dec.keep_alive_s, 1), paused)
+
+    def _must_apply(
+        self, view: TickView, dec: Decision, now: int, keep_alive_ms: int,
+        boot_timeout_ms: int, max_creates: int, paused: bool,
+    ) -> bool:  # fmt: skip
+        """Whether ``applyDecision`` would do anything this tick.
+
+        It acts when a node is stuck booting, when an idle ready node is past keep-alive
+        while ready + booting exceed the reap floor and nobody waits (the reaper's own
+        conditions, on this tick's atomic read), when intents are missing, or when the
+        decision must be recorded: it changed (:meth:`_record_key`), carries the policy's
+        state, or the last record is ``record_every_s`` old.  Otherwise the tick writes
+        nothing and is skipped: one round trip instead of two.
+        """
+        snap = view.snapshot
+        if view.oldest_booting_ms is not None and view.oldest_booting_ms < now - boot_timeout_ms:
+            return True
+        if (
+            snap.waiting == 0
+            and snap.ready + snap.booting > dec.reap_floor
+            and view.oldest_ready_ms is not None
+            and view.oldest_ready_ms <= now - keep_alive_ms
+        ):
+            return True
+        if min(max_creates, dec.target_spare + snap.waiting - snap.spare) > 0:
+            return True
+        return (
+            "state" in dec.inputs
+            or self._last_record != self._record_key(dec, paused)
+            or now - self._last_record_ms >= self.config.record_every_s * 1000
+        )
 
     async def reconcile(self, token: str, now: int) -> None:
         """Close stale intents, adopt or delete unknown nodes, re-DELETE stuck ones."""
@@ -274,9 +327,8 @@ class Leader:
             for node in await self.coord.drop_unknown(token, now, doomed):
                 log.warning("reconcile: deleting unknown node %s (no open create intent)", node)
                 self._spawn(self._delete(node, known=False))
-        mono = time.monotonic()
         for node in stuck:
-            if mono - self._deleting.get(node, 0.0) > c.redelete_after_s:
+            if now - self._deleting.get(node, 0) > c.redelete_after_s * 1000:
                 self._spawn(self._delete(node))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -329,10 +381,11 @@ class Leader:
         """Back off from a failing API: creates pause 2^k seconds (capped), with jitter."""
         self._create_fail_streak += 1
         pause = min(self.config.max_create_backoff_s, 2.0 ** min(self._create_fail_streak, 10))
-        self._create_paused_until = time.monotonic() + pause * random.uniform(0.5, 1.0)
+        pause_ms = int(pause * random.uniform(0.5, 1.0) * 1000)
+        self._create_paused_until_ms = self.clock.now_ms() + pause_ms
 
     async def _delete(self, node: str, known: bool = True) -> None:
-        self._deleting[node] = time.monotonic()
+        self._deleting[node] = self.clock.now_ms()
         async with self._sem:
             try:
                 await self.api.delete(node)

@@ -51,6 +51,11 @@ class Metrics:
             "Markers missed while resubscribing (each ~ one marker interval of lost messages)",
             registry=r,
         )
+        self.ticks_skipped = Counter(
+            "provisioner_leader_ticks_skipped",
+            "Leader ticks whose decision needed no write (applyDecision not called)",
+            registry=r,
+        )
         self.node_api_calls = Counter(
             "provisioner_node_api_calls",
             "Node API calls by verb and outcome",

@@ -83,6 +83,8 @@ class ReplayResult:
         events: inbound events applied.
         ticks: leader ticks.
         policy: the policy's name.
+        extra: ``tiers`` (connects, misses and wait p95 of premium and standard users)
+            and ``ticks_skipped`` (ticks whose decision needed no write).
     """
 
     scorecard: Scorecard
@@ -308,9 +310,11 @@ async def replay(
             )  # fmt: skip
             wait95 = sub.wait_p95_ms
             tiers[tier] = {"connects": sub.connects, "misses": sub.misses, "wait_p95_ms": wait95}
+        skipped = leader.metrics.registry.get_sample_value("provisioner_leader_ticks_skipped_total")
         return ReplayResult(
-            card, time.perf_counter() - started, applied, ticks, policy.name, {"tiers": tiers}
-        )
+            card, time.perf_counter() - started, applied, ticks, policy.name,
+            {"tiers": tiers, "ticks_skipped": int(skipped or 0)},
+        )  # fmt: skip
     finally:
         keys = coord.keys.all()
         for i in range(0, len(keys), 50):

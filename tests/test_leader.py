@@ -122,3 +122,48 @@ def test_seeded_nodes_do_not_teach_a_zero_boot_time(sc: SyncCoord, r: redis.Redi
     sc.register_node("", "s1", 5000)
     sc.node_status("s1", "ready", 5000)
     assert r.hget(sc.keys.boot, "n") is None
+
+
+def test_a_tick_that_would_change_nothing_writes_nothing(sc: SyncCoord, r: redis.Redis) -> None:
+    """Ticks with nothing to reap, create or newly record skip applyDecision; a change of
+    the decision, a node past keep-alive, a stuck boot or an old record make it run."""
+    clock = VirtualClock(1_000_000)
+    api = RecordingApi()
+    leader = _leader(sc, api, clock, k=1)
+
+    def tick_at(t: int) -> None:
+        clock.advance_to(t)
+        _step(sc, leader)
+
+    def skipped() -> float:
+        return (
+            leader.metrics.registry.get_sample_value("provisioner_leader_ticks_skipped_total")
+            or 0.0
+        )
+
+    tick_at(1_000_000)  # first tick: records, creates one intent
+    assert len(api.created) == 1 and r.xlen(sc.keys.decisions) == 1
+    sc.node_status(api.created[0], "ready", 1_000_500)
+    for t in range(1_001_000, 1_010_000, 1000):
+        tick_at(t)  # one ready node, target 1: nothing to do
+    assert skipped() == 9 and r.xlen(sc.keys.decisions) == 1
+    leader.policy.k = 0  # type: ignore[attr-defined]  # the decision changes: recorded
+    tick_at(1_010_000)
+    assert r.xlen(sc.keys.decisions) == 2 and r.hget(sc.keys.policy, "target") == "0"
+    assert api.deleted == []  # the node idles since 1_000_500 < keep-alive 60 s
+    for t in range(1_011_000, 1_060_000, 1000):
+        tick_at(t)
+    assert api.deleted == [] and skipped() == 9 + 49
+    tick_at(1_061_000)  # past keep-alive: the reaper must run
+    assert api.deleted == [api.created[0]] and skipped() == 58
+    for t in range(1_062_000, 1_121_000, 1000):
+        tick_at(t)  # pool empty, target 0: skipped again ...
+    assert skipped() == 58 + 59 and r.xlen(sc.keys.decisions) == 3
+    tick_at(1_121_000)  # ... until the last record (at 1_061_000) is record_every_s old
+    assert r.xlen(sc.keys.decisions) == 4 and skipped() == 117
+    sc.register_node("", "slow", 1_121_000)  # a boot that never ends: stuck after 10 s
+    for t in range(1_122_000, 1_132_000, 1000):
+        tick_at(t)
+    assert "slow" not in api.deleted
+    tick_at(1_132_000)
+    assert "slow" in api.deleted
