@@ -355,6 +355,14 @@ def command() -> None:
 )
 @click.option("--quick", is_flag=True, help="Three knob values per policy.")
 @click.option(
+    "--defaults", "defaults_only", is_flag=True, help="Only each policy's default knob value."
+)
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Keep the rows of an earlier results.json in --out that this run does not redo.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False),
     default="bench-out",
@@ -372,7 +380,8 @@ def command() -> None:
 )
 def policy_cmd(
     names: tuple[str, ...], policies: tuple[str, ...], seed: int, sessions: int, quick: bool,
-    out: str, as_json: bool, redis_url: str | None, jobs: int,
+    out: str, as_json: bool, redis_url: str | None, jobs: int, defaults_only: bool,
+    merge: bool,
 ) -> None:  # fmt: skip
     """Replay every policy over its knob on every scenario; table, JSON and plots."""
     logging.getLogger("provisioner").setLevel(logging.WARNING)
@@ -386,15 +395,33 @@ def policy_cmd(
     rows: list[BenchRow] = []
     started = time.perf_counter()
     echo = None if as_json else click.echo
-    tasks = [(name, pol, value) for name in todo for pol in pols for value in _points(pol, quick)]
+    tasks = [
+        (name, pol, value)
+        for name in todo
+        for pol in pols
+        for value in ([DEFAULTS[pol]] if defaults_only else _points(pol, quick))
+    ]
     results = outdir / "results.json"
+    if merge and results.is_file():
+        redo = set(tasks)
+        try:
+            old = [BenchRow(**r) for r in json.loads(results.read_text())]
+        except (ValueError, TypeError) as e:
+            raise click.ClickException(f"cannot merge {results}: {e}") from e
+        rows += [r for r in old if (r.scenario, r.policy, r.value) not in redo]
+    names_order, pols_order = list(scenarios.names()), list(SWEEPS)
 
-    def done(row: BenchRow) -> None:
-        rows.append(row)
-        rows.sort(key=lambda r: (todo.index(r.scenario), pols.index(r.policy), r.value))
+    def done(row: BenchRow | None) -> None:
+        if row is not None:
+            rows.append(row)
+        rows.sort(
+            key=lambda r: (names_order.index(r.scenario), pols_order.index(r.policy), r.value)
+        )
         results.write_text(json.dumps([asdict(r) for r in rows], indent=1))
-        if echo:
+        if echo and row is not None:
             echo(_format_row(row))
+
+    done(None)
 
     with _redis(redis_url) as url:
         if jobs == 1:

@@ -145,10 +145,31 @@ def test_bench_jobs_run_replays_in_parallel_with_the_same_figures(
         rows = json.loads((out / "results.json").read_text())
         figures.append([{k: v for k, v in r.items() if k != "wall_s"} for r in rows])
     assert len(figures[0]) == 5  # static at 3 values, reactive at 2 (0 is its default)
-    assert [(r["policy"], r["value"]) for r in figures[0]] == sorted(
-        [(r["policy"], r["value"]) for r in figures[0]], key=lambda pv: (pv[0] != "static", pv[1])
-    )
+    # rows in the order of SWEEPS (reactive before static), then by knob value
+    assert [(r["policy"], r["value"]) for r in figures[0]] == [
+        ("reactive", 0.0), ("reactive", 300.0), ("static", 1.0), ("static", 4.0),
+        ("static", 32.0)]  # fmt: skip
     assert figures[1] == figures[0]
+
+
+def test_bench_defaults_and_merge_keep_earlier_rows(redis_url: str, tmp_path: Path) -> None:
+    base = ["bench", "policy", "--scenario", "spike", "--sessions", "60", "--out",
+            str(tmp_path), "--redis-url", redis_url, "--defaults"]  # fmt: skip
+    assert CliRunner().invoke(cli, [*base, "--policy", "static"]).exit_code == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["policy"], r["value"], r["default"]) for r in first] == [("static", 4.0, True)]
+    res = CliRunner().invoke(cli, [*base, "--policy", "reactive", "--merge"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["policy"], r["value"]) for r in rows] == [("reactive", 0.0), ("static", 4.0)]
+    assert rows[1] == first[0]  # kept as it was
+    res = CliRunner().invoke(cli, [*base, "--policy", "reactive"])  # no --merge: replaced
+    assert [r["policy"] for r in json.loads((tmp_path / "results.json").read_text())] == [
+        "reactive"
+    ]
+    (tmp_path / "results.json").write_text("not json")
+    res = CliRunner().invoke(cli, [*base, "--policy", "reactive", "--merge"])
+    assert res.exit_code != 0 and "cannot merge" in res.output
 
 
 def _row(policy: str, value: float, miss: float, cost: float, default: bool = False) -> BenchRow:
