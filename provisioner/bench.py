@@ -405,9 +405,9 @@ def policy_cmd(
     if merge and results.is_file():
         redo = set(tasks)
         try:
-            old = [BenchRow(**r) for r in json.loads(results.read_text())]
-        except (ValueError, TypeError) as e:
-            raise click.ClickException(f"cannot merge {results}: {e}") from e
+            old = _load_rows(results)
+        except click.ClickException as e:
+            raise click.ClickException(f"cannot merge: {e.message}") from e
         rows += [r for r in old if (r.scenario, r.policy, r.value) not in redo]
     names_order, pols_order = list(scenarios.names()), list(SWEEPS)
 
@@ -446,17 +446,68 @@ def policy_cmd(
         click.echo(format_verdicts(verdicts(rows)))
 
 
+def _load_rows(path: Path) -> list[BenchRow]:
+    """The rows of a results.json of ``bench policy``.
+
+    Raises:
+        click.ClickException: the file does not hold such rows.
+    """
+    try:
+        return [BenchRow(**r) for r in json.loads(path.read_text())]
+    except (ValueError, TypeError) as e:
+        raise click.ClickException(f"{path} is not a results.json of bench policy: {e}") from e
+
+
 @command.command("judge")
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 def judge_cmd(results: str, as_json: bool) -> None:
     """Judge the predictive policy against the baselines in a results.json of
     ``bench policy``; exit 1 when a target is missed."""
-    try:
-        rows = [BenchRow(**r) for r in json.loads(Path(results).read_text())]
-    except (ValueError, TypeError) as e:
-        raise click.ClickException(f"{results} is not a results.json of bench policy: {e}") from e
+    rows = _load_rows(Path(results))
     vs = verdicts(rows)
     click.echo(json.dumps([asdict(v) for v in vs], indent=1) if as_json else format_verdicts(vs))
     if any(v.dominated_by or v.beaten_at_equal_cost for v in vs):
         raise SystemExit(1)
+
+
+def markdown_table(rows: list[BenchRow]) -> str:
+    """The README's results table: per scenario, every policy at its default knob, the
+    predictive sweep's two ends, premium misses and the wall time of the predictive
+    default's replay.  A cell with no row says "not run"."""
+
+    def cell(r: BenchRow | None) -> str:
+        if r is None or r.cost_over_oracle is None:
+            return "not run"
+        return f"{r.miss_rate * 100:.1f}% @ {r.cost_over_oracle:.2f}x"
+
+    pols = ["predictive", "static", "hybrid", "reactive", "basestock"]
+    head = [
+        "scenario (sessions)", *[f"{p}*" for p in pols],
+        "predictive sweep (lowest / highest miss cost)", "premium misses (predictive*)",
+        "replay wall s (predictive*)",
+    ]  # fmt: skip
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in dict.fromkeys(r.scenario for r in rows):
+        mine = [r for r in rows if r.scenario == name]
+        default = {r.policy: r for r in mine if r.default}
+        sweep = sorted((r for r in mine if r.policy == "predictive"), key=lambda r: r.value)
+        ends = f"{cell(sweep[0])} / {cell(sweep[-1])}" if len(sweep) > 1 else "not run"
+        d = default.get("predictive")
+        sessions = max(r.sessions for r in mine)
+        out.append(
+            "| " + " | ".join([
+                f"{name} ({sessions:,})", *[cell(default.get(p)) for p in pols], ends,
+                f"{d.misses_premium}/{d.connects_premium}" if d else "not run",
+                f"{d.wall_s:.0f}" if d else "not run",
+            ]) + " |"
+        )  # fmt: skip
+    return "\n".join(out)
+
+
+@command.command("table")
+@click.argument("results", type=click.Path(exists=True, dir_okay=False))
+def table_cmd(results: str) -> None:
+    """Print the README's markdown table of a results.json of ``bench policy``."""
+    rows = _load_rows(Path(results))
+    click.echo(markdown_table(rows))

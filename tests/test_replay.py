@@ -206,3 +206,18 @@ def test_verdicts_find_dominating_and_better_baseline_points(tmp_path: Path) -> 
     assert res.exit_code == 1 and "TARGET MISSED" in res.output
     path.write_text("[{}]")
     assert "not a results.json" in CliRunner().invoke(cli, ["bench", "judge", str(path)]).output
+
+
+def test_bench_table_has_a_row_per_scenario_and_says_what_was_not_run(tmp_path: Path) -> None:
+    rows = [_row("predictive", 30, 0.10, 1.0), _row("predictive", 1000, 0.02, 1.2, True),
+            _row("static", 4, 0.05, 1.1, True)]  # fmt: skip
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([asdict(r) for r in rows]))
+    out = CliRunner().invoke(cli, ["bench", "table", str(path)])
+    assert out.exit_code == 0, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("| scenario (sessions) | predictive* |")
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[:6] == ["s (1,000)", "2.0% @ 1.20x", "5.0% @ 1.10x", "not run", "not run",
+                         "not run"]  # fmt: skip
+    assert cells[6] == "10.0% @ 1.00x / 2.0% @ 1.20x" and cells[7] == "0/0"
