@@ -499,3 +499,25 @@ def main() -> None:
     """
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     cli(prog_name="provisioner")
+
+
+@cli.command("acl")
+@click.option("--user", default="provisioner", show_default=True, help="ACL user name.")
+@click.option(
+    "--password",
+    envvar="PROVISIONER_ACL_PASSWORD",
+    default="CHANGE-ME",
+    show_default=True,
+    help="The user's password.",
+)
+@click.pass_obj
+def acl_cmd(obj: Ctx, user: str, password: str) -> None:
+    """Print a least-privilege ACL SETUSER command for this pool and channel prefix
+    (paste it into redis-cli; nothing is sent)."""
+    from provisioner.acl import acl_setuser
+
+    try:
+        tokens = acl_setuser(user, password, obj.pool, obj.channel_prefix)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+    click.echo(" ".join(tokens))
