@@ -42,6 +42,7 @@ __all__ = [
     "bench_scenario",
     "command",
     "format_verdicts",
+    "private_redis",
     "verdicts",
 ]
 
@@ -320,7 +321,12 @@ def plot(rows: list[BenchRow], out: Path) -> list[Path]:
 
 
 @contextmanager
-def _redis(url: str | None) -> Iterator[str]:
+def private_redis(url: str | None) -> Iterator[str]:
+    """``url`` itself, or the URL of a private redis-server for the ``with`` block.
+
+    Raises:
+        click.ClickException: no redis-server on PATH (the message says how to get one).
+    """
     if url:
         yield url
         return
@@ -423,7 +429,7 @@ def policy_cmd(
 
     done(None)
 
-    with _redis(redis_url) as url:
+    with private_redis(redis_url) as url:
         if jobs == 1:
             for name, pol, value in tasks:
                 done(asyncio.run(bench_one(name, url, pol, value, seed, sessions)))

@@ -198,6 +198,13 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
     help="Inactivity before a user leaves the active set, seconds.",
 )
 @click.option(
+    "--history-ttl",
+    envvar="PROVISIONER_HISTORY_TTL",
+    type=click.FloatRange(min=0.001),
+    default=7 * 86_400.0,
+    help="A user's record (history, ordering) untouched this long is forgotten, seconds.",
+)
+@click.option(
     "--api-timeout",
     envvar="PROVISIONER_API_TIMEOUT",
     type=float,
@@ -230,6 +237,7 @@ def run(
     tick: float,
     marker_interval: float,
     user_ttl: float,
+    history_ttl: float,
     api_timeout: float,
     lag: float,
 ) -> None:
@@ -260,6 +268,7 @@ def run(
         metrics_port=metrics_port,
         marker_interval_s=marker_interval,
         user_ttl_s=user_ttl,
+        history_ttl_s=history_ttl,
         policy=policy,
         policy_knobs=knobs,
         leader=LeaderConfig(lease_ttl_s=lease_ttl, tick_s=tick, default_boot_s=default_boot),
@@ -471,9 +480,11 @@ def premium(obj: Ctx, action: str, users: tuple[str, ...]) -> None:
 
 def _add_lazy_commands() -> None:
     from provisioner.bench import command as bench_cmd
+    from provisioner.bench_throughput import command as throughput_cmd
     from provisioner.mock_api import command as mock_cmd
     from provisioner.simulate import command as sim_cmd
 
+    bench_cmd.add_command(throughput_cmd, "throughput")
     cli.add_command(bench_cmd, "bench")
     cli.add_command(mock_cmd, "mock-node-api")
     cli.add_command(sim_cmd, "simulate")

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from provisioner.errors import Code, raise_for_code
 from provisioner.keys import Channels, PoolKeys
-from provisioner.scripts import ScriptRunner
+from provisioner.scripts import Call, ScriptRunner
 
 __all__ = [
     "ApplyResult",
@@ -28,6 +28,7 @@ __all__ = [
     "PoolSnapshot",
     "ReapResult",
     "TickView",
+    "UserRecord",
 ]
 
 #: Width of one feature class's band of ``users:active`` scores (lua/includes/codes.lua).
@@ -162,6 +163,42 @@ class ApplyResult:
     spare: int
 
 
+@dataclass(frozen=True)
+class UserRecord:
+    """One user's packed record (``P:user:info``, lua/includes/userrec.lua), decoded.
+
+    Attributes:
+        seq: id of the last message applied to the user (0: none yet).
+        last_ms: latest time a message touched the user, unix ms (the history TTL's start).
+        first_ms: first time the user was seen, unix ms.
+        activity_count: ``user:activity`` events applied.
+        connects: connects applied.
+        last_disconnect_ms: time of the last disconnect, unix ms (0: none).
+    """
+
+    seq: int
+    last_ms: int
+    first_ms: int
+    activity_count: int
+    connects: int
+    last_disconnect_ms: int
+
+    @classmethod
+    def decode(cls, value: str | bytes | None) -> UserRecord | None:
+        """Parse a record (six base-36 integers joined by ``|``); None when absent or
+        malformed (the scripts then treat the user as new)."""
+        if value is None:
+            return None
+        text = value.decode() if isinstance(value, bytes) else value
+        parts = text.split("|")
+        if len(parts) != 6:
+            return None
+        try:
+            return cls(*(int(p, 36) for p in parts))
+        except ValueError:
+            return None
+
+
 def _s(v: Any) -> str:
     return v if isinstance(v, str) else str(v)
 
@@ -252,9 +289,41 @@ class Coordinator:
         return res
 
     # -- inbound messages -------------------------------------------------------
+    # Each inbound transition has a *call builder* (name and arguments, nothing run) so a
+    # replica can apply several buffered messages in one pipeline (``runner.call_many``),
+    # and a method that runs it alone.  Both paths build the same call.
+    def activity_call(self, user: str, now_ms: int, msg_id: int = 0) -> Call:
+        """The ``recordActivity`` call of one ``user:activity`` (result: ``[code, is_new]``)."""
+        return ("recordActivity", (user, now_ms, msg_id))
+
+    def connect_call(self, user: str, now_ms: int, msg_id: int = 0) -> Call:
+        """The ``connectUser`` call of one ``user:connect`` (result: ``[code, node]``)."""
+        return (
+            "connectUser",
+            (user, now_ms, msg_id, self.channels.assigned, self.default_boot_ms),
+        )
+
+    def disconnect_call(self, user: str, now_ms: int, msg_id: int = 0) -> Call:
+        """The ``disconnectUser`` call of one ``user:disconnect``."""
+        return ("disconnectUser", (user, now_ms, msg_id, self.channels.assigned))
+
+    def node_status_call(self, node: str, status: str, now_ms: int, msg_id: int = 0) -> Call:
+        """The ``recordNodeStatus`` call of one ``node:status``."""
+        return (
+            "recordNodeStatus",
+            (node, status, now_ms, msg_id, self.channels.assigned, self.boot_alpha),
+        )
+
+    def bad_input_call(self, kind: str, msg_id: int = 0) -> Call:
+        """The ``countBadInput`` call of one rejected message."""
+        return ("countBadInput", (kind, msg_id))
+
+    async def _run_call(self, call: Call) -> list[Any]:
+        return await self._run(call[0], *call[1])
+
     async def record_activity(self, user: str, now_ms: int, msg_id: int = 0) -> Code:
         """Apply one ``user:activity``: OK or STALE (already applied/older)."""
-        res = await self._run("recordActivity", user, now_ms, msg_id)
+        res = await self._run_call(self.activity_call(user, now_ms, msg_id))
         return Code(int(res[0]))
 
     async def connect(self, user: str, now_ms: int, msg_id: int = 0) -> tuple[Code, str | None]:
@@ -264,9 +333,7 @@ class Coordinator:
             ``(HIT, node)``, ``(MISS, None)``, ``(DUPLICATE, node_or_None)`` or
             ``(STALE, None)``.  A hit publishes ``user:assigned`` with ``wait_ms`` 0.
         """
-        res = await self._run(
-            "connectUser", user, now_ms, msg_id, self.channels.assigned, self.default_boot_ms
-        )
+        res = await self._run_call(self.connect_call(user, now_ms, msg_id))
         return Code(int(res[0])), res[1] or None
 
     async def disconnect(
@@ -277,7 +344,7 @@ class Coordinator:
         Returns:
             ``(code, node_released, user_it_went_to)``: code OK, UNKNOWN_USER or STALE.
         """
-        res = await self._run("disconnectUser", user, now_ms, msg_id, self.channels.assigned)
+        res = await self._run_call(self.disconnect_call(user, now_ms, msg_id))
         return Code(int(res[0])), res[1] or None, res[2] or None
 
     async def node_status(
@@ -300,20 +367,12 @@ class Coordinator:
     ) -> tuple[Code, str | None, str | None]:
         """Like :meth:`node_status`, also returning the replacement node a user whose
         node was terminated got at once (None when it waits)."""
-        res = await self._run(
-            "recordNodeStatus",
-            node,
-            status,
-            now_ms,
-            msg_id,
-            self.channels.assigned,
-            self.boot_alpha,
-        )
+        res = await self._run_call(self.node_status_call(node, status, now_ms, msg_id))
         return Code(int(res[0])), res[1] or None, res[2] or None
 
     async def count_bad_input(self, kind: str, msg_id: int = 0) -> Code:
         """Count one rejected message of ``kind`` (once across replicas)."""
-        res = await self._run("countBadInput", kind, msg_id)
+        res = await self._run_call(self.bad_input_call(kind, msg_id))
         return Code(int(res[0]))
 
     # -- node lifecycle (leader) ------------------------------------------------
@@ -507,9 +566,23 @@ class Coordinator:
     async def expire_users(
         self, now_ms: int, ttl_ms: int, max_count: int = 1000, min_interval_ms: int = 1000
     ) -> int:
-        """Drop users inactive for ``ttl_ms`` from the active set; returns how many."""
+        """Drop users inactive for ``ttl_ms`` from the active set; returns how many.
+
+        Their records stay until the history TTL (:meth:`forget_users`)."""
         res = await self._run("expireUsers", now_ms, ttl_ms, max_count, min_interval_ms)
         return int(res[1])
+
+    async def forget_users(
+        self, now_ms: int, history_ttl_ms: int, count: int = 1000
+    ) -> tuple[int, bool]:
+        """The history TTL: delete user records untouched for ``history_ttl_ms`` (users
+        neither active, connected nor waiting), walking ``count`` records per call.
+
+        Returns:
+            ``(records deleted, True when this call finished a full walk)``.
+        """
+        res = await self._run("forgetUsers", now_ms, history_ttl_ms, count)
+        return int(res[1]), bool(int(res[2]))
 
     async def prune_nodes(
         self, now_ms: int, retain_ms: int = 3_600_000, max_count: int = 500
@@ -577,6 +650,10 @@ class Coordinator:
             return 0
         res = await self._run("setPremium", "add" if premium else "remove", *users)
         return int(res[1])
+
+    async def user_record(self, user: str) -> UserRecord | None:
+        """Read-only: one user's decoded record (None when the pool has none)."""
+        return UserRecord.decode(await self.client.hget(self.keys.user_info, user))
 
     async def hazard_counts(self) -> dict[str, int]:
         """Read-only: the connect counters of the hazard model (``P:hazard``)."""

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,16 @@ from provisioner.scorecard import Scorecard, ScoreListener, format_scorecard
 from provisioner.simulate import run_simulation
 from provisioner.workload import Workload
 
-__all__ = ["DemoConfig", "command", "compare_lines", "live_tick_s", "replay_same", "run_demo"]
+__all__ = [
+    "DemoConfig",
+    "Procs",
+    "command",
+    "compare_lines",
+    "live_tick_s",
+    "replay_same",
+    "run_demo",
+    "wait_http",
+]
 
 
 @dataclass(frozen=True)
@@ -81,8 +90,9 @@ class DemoConfig:
     logdir: str | None = None
 
 
-class _Procs:
-    """Child processes, stopped with SIGTERM (then SIGKILL) in reverse order."""
+class Procs:
+    """Child ``provisioner`` processes, logging to ``logdir/<name>.log``, stopped with
+    SIGTERM (then SIGKILL) in reverse order (the demo's and ``bench throughput``'s)."""
 
     def __init__(self, logdir: Path) -> None:
         self.logdir = logdir
@@ -100,23 +110,26 @@ class _Procs:
         self.procs.append((name, proc))
         return proc
 
-    def stop_all(self) -> None:
-        for _, p in reversed(self.procs):
+    def stop_all(self, names: Collection[str] | None = None) -> None:
+        """Stop every child (or those named), wait for them, and forget them."""
+        todo = [(n, p) for n, p in reversed(self.procs) if names is None or n in names]
+        for _, p in todo:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for _, p in reversed(self.procs):
+        for _, p in todo:
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        self.procs = [np for np in self.procs if np not in todo]
 
     def dead(self) -> list[str]:
         return [n for n, p in self.procs if p.poll() is not None]
 
 
-async def _wait_http(url: str, timeout_s: float = 60.0) -> None:
+async def wait_http(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as s:
         while True:
@@ -143,7 +156,7 @@ def _redis(url: str | None) -> Iterator[str]:
         raise click.ClickException(str(e)) from e
 
 
-async def _run(cfg: DemoConfig, redis_url: str, procs: _Procs, wl: Workload) -> Scorecard:
+async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> Scorecard:
     scale = cfg.time_scale
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
@@ -161,7 +174,7 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: _Procs, wl: Workload) -> 
          "--time-scale", str(scale)],
         env,
     )  # fmt: skip
-    await _wait_http(f"{api_url}/healthz")
+    await wait_http(f"{api_url}/healthz")
     metrics_ports = []
     for i in range(cfg.replicas):
         port = free_port()
@@ -177,7 +190,7 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: _Procs, wl: Workload) -> 
             env,
         )  # fmt: skip
     for port in metrics_ports:
-        await _wait_http(f"http://127.0.0.1:{port}/healthz")
+        await wait_http(f"http://127.0.0.1:{port}/healthz")
     click.echo(
         f"demo: redis {redis_url}, mock API {api_url}, {cfg.replicas} replicas "
         f"(metrics {', '.join(str(p) for p in metrics_ports)}), logs in {procs.logdir}",
@@ -251,7 +264,7 @@ def run_demo(cfg: DemoConfig, with_replay: bool = False) -> tuple[Scorecard, Sco
     wl = scenarios.build_live(cfg.scenario, seed=cfg.seed)
     logdir = Path(cfg.logdir or tempfile.mkdtemp(prefix="provisioner-demo-"))
     logdir.mkdir(parents=True, exist_ok=True)
-    procs = _Procs(logdir)
+    procs = Procs(logdir)
     with _redis(cfg.redis_url) as url:
         try:
             live = asyncio.run(_run(cfg, url, procs, wl))

@@ -14,9 +14,10 @@ key                           type    content
 ============================  ======  ==================================================
 ``P:users:active``            zset    user -> class*1e13 + last activity ms (browsing users)
 ``P:hazard``                  hash    connects by feature class and recency bucket, "bg"
-``P:user:info``               hash    user -> packed ``first_ms|count|connects|last_disc``
-``P:user:seq``                hash    user -> id of the last message applied for the user
-``P:user:seq:floor``          string  highest message id of user records that expiry deleted
+``P:user:info``               hash    user -> packed record ``seq|last|first|count|connects|``
+                                      ``last_disc`` (base 36, lua/includes/userrec.lua)
+``P:user:info:cursor``        string  where forgetUsers' walk over ``P:user:info`` stands
+``P:user:seq:floor``          string  highest message id of user records forgetUsers deleted
 ``P:user:node``               hash    user -> node it holds (the allocations)
 ``P:users:waiting``           zset    user -> band*1e13 + since ms (FIFO per band)
 ``P:user:wait_since``         hash    user -> ms its current wait began
@@ -161,8 +162,8 @@ class PoolKeys:
         return self.k("user:info")
 
     @property
-    def user_seq(self) -> str:
-        return self.k("user:seq")
+    def forget_cursor(self) -> str:
+        return self.k("user:info:cursor")
 
     @property
     def user_seq_floor(self) -> str:

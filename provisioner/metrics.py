@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 __all__ = ["Metrics", "serve_metrics"]
@@ -74,6 +74,12 @@ class Metrics:
         )
         self.subscribed = Gauge(
             "provisioner_subscribed", "1 while the Pub/Sub subscription is live", registry=r
+        )
+        self.batch_size = Histogram(
+            "provisioner_ingest_batch_messages",
+            "Messages applied per ingest pipeline (what was buffered on the subscription)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -30,7 +30,7 @@ from redis.exceptions import NoScriptError
 from provisioner.errors import ScriptLoadError
 from provisioner.keys import PoolKeys
 
-__all__ = ["REGISTRY", "ScriptRunner", "ScriptSpec", "load_registry", "lua_dir"]
+__all__ = ["REGISTRY", "Call", "ScriptRunner", "ScriptSpec", "load_registry", "lua_dir"]
 
 _FILE_RE = re.compile(r"^(?P<name>[a-z][A-Za-z]+)-(?P<n>\d+)\.lua$")
 _KEY_RE = re.compile(r"^\s*KEYS\[(\d+)\]\s+(\w+)", re.MULTILINE)

@@ -29,6 +29,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -42,7 +43,7 @@ from tenacity import (
 
 from provisioner.clock import Clock, WallClock
 from provisioner.coordinator import Coordinator
-from provisioner.errors import Code, ScriptError
+from provisioner.errors import Code, ScriptError, raise_for_code
 from provisioner.keys import Channels
 from provisioner.leader import Leader, LeaderConfig
 from provisioner.logutil import LogLimiter
@@ -56,6 +57,7 @@ from provisioner.messages import (
 from provisioner.metrics import Metrics, serve_metrics
 from provisioner.nodeapi import NodeApi, NodeApiConfig
 from provisioner.policy import Policy, make_policy
+from provisioner.scripts import Call
 from provisioner.sequencer import Sequencer
 
 __all__ = ["Worker", "WorkerConfig", "run_worker"]
@@ -78,6 +80,9 @@ class WorkerConfig:
         marker_interval_s: period of the shared-sequence markers.
         marker_timeout_s: no marker for this long means the subscription is dead.
         user_ttl_s: inactivity after which a user leaves the active set.
+        history_ttl_s: a user record (what the policy keeps of a user's history, and the
+            user's ordering record) untouched this long is deleted, unless the user is
+            active, connected or waiting.
         health_check_interval_s: redis-py connection health-check period.
         policy: policy name (see :func:`provisioner.policy.make_policy`).
         policy_knobs: the policy's knobs.
@@ -85,7 +90,9 @@ class WorkerConfig:
         api_timeout_s: Node API request timeout.
         max_backoff_s: cap on the reconnect backoff.
         ingest_lag_s: sleep this long before applying each message: a deliberately
-            lagging replica, for the replica-duplication tests only.
+            lagging replica, for the replica-duplication tests only (it applies one
+            message per round trip).
+        max_batch: most buffered messages applied in one pipeline.
     """
 
     redis_url: str = "redis://localhost:6379/0"
@@ -100,6 +107,7 @@ class WorkerConfig:
     marker_interval_s: float = 0.1
     marker_timeout_s: float = 3.0
     user_ttl_s: float = 600.0
+    history_ttl_s: float = 7 * 86_400.0
     health_check_interval_s: float = 2.0
     policy: str = "basestock"
     policy_knobs: dict[str, float] = field(default_factory=dict)
@@ -107,6 +115,7 @@ class WorkerConfig:
     api_timeout_s: float = 5.0
     max_backoff_s: float = 5.0
     ingest_lag_s: float = 0.0
+    max_batch: int = 256
 
 
 class Worker:
@@ -144,11 +153,11 @@ class Worker:
         self.applied = 0
         self._last_marker = time.monotonic()
         self._limiter = LogLimiter(log)
-        self._dispatch = {
-            self.channels.activity: self._on_activity,
-            self.channels.connect: self._on_connect,
-            self.channels.disconnect: self._on_disconnect,
-            self.channels.node_status: self._on_status,
+        self._dispatch: dict[str, Callable[[str | bytes, int, int], Call]] = {
+            self.channels.activity: self._activity_call,
+            self.channels.connect: self._connect_call,
+            self.channels.disconnect: self._disconnect_call,
+            self.channels.node_status: self._status_call,
         }
         self.leader: Leader | None = None
         self._secret: str | None = None
@@ -257,90 +266,146 @@ class Worker:
         )
 
     async def _consume(self, pubsub: aioredis.client.PubSub, stop: asyncio.Event) -> None:
+        """Read the subscription in order; apply what is buffered in one pipeline.
+
+        After one message arrives, every message already buffered on the connection
+        (up to ``max_batch``) is taken with it and applied in one round trip
+        (:meth:`handle_batch`): the same calls, in the same order, as one by one.
+        """
         timeout = self.config.marker_timeout_s
+        lag = self.config.ingest_lag_s
+        max_batch = 1 if lag > 0 else self.config.max_batch
         while not stop.is_set():
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
             if msg is None:
                 if time.monotonic() - self._last_marker > timeout:
                     raise TimeoutError(f"no marker for {timeout}s: subscription presumed dead")
                 continue
-            if msg.get("type") != "message":
+            batch: list[tuple[str, str | bytes]] = []
+            while True:
+                if msg.get("type") == "message":
+                    batch.append((str(msg["channel"]), msg["data"]))
+                if len(batch) >= max_batch:
+                    break
+                # timeout 0: only what the connection already holds, never a wait
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+                if msg is None:
+                    break
+            if not batch:
                 continue
-            if self.config.ingest_lag_s > 0 and msg["channel"] != self.channels.marker:
-                await asyncio.sleep(self.config.ingest_lag_s)
-            await self.handle(str(msg["channel"]), msg["data"])
+            if lag > 0 and batch[0][0] != self.channels.marker:
+                await asyncio.sleep(lag)
+            self.metrics.batch_size.observe(len(batch))
+            await self.handle_batch(batch)
 
     async def handle(self, channel: str, data: str | bytes) -> Code | None:
         """Apply one inbound message (in subscription order).
 
         Returns:
             The script's code, or None when the message was a marker, could not be
-            named yet, or was bad input.
+            named yet, was bad input or was refused.
         """
-        if channel == self.channels.marker:
-            self._last_marker = time.monotonic()
+        return (await self.handle_batch([(channel, data)]))[0]
+
+    async def handle_batch(self, msgs: Sequence[tuple[str, str | bytes]]) -> list[Code | None]:
+        """Apply inbound messages, in subscription order, in one pipeline.
+
+        Each message is named from the shared sequence in order (markers in the batch
+        move the sequence where they stand), validated, and turned into its one script
+        call (bad input into its ``countBadInput`` call); the calls run in one
+        non-transactional pipeline, in order, so each user's and node's transitions keep
+        publish order and each message has one effect, exactly as when applied one by
+        one.
+
+        Args:
+            msgs: ``(channel, payload)`` pairs in the order received.
+
+        Returns:
+            One entry per message: the script's code, or None (marker, unnamed, bad
+            input, unknown channel, refused).
+
+        Raises:
+            redis.RedisError: the pipeline failed (the caller resubscribes).
+        """
+        out: list[Code | None] = [None] * len(msgs)
+        calls: list[Call] = []
+        todo: list[tuple[int, str, str, str | bytes]] = []  # (index, channel, name, data)
+        for i, (channel, data) in enumerate(msgs):
+            if channel == self.channels.marker:
+                await self._on_marker(data)
+                continue
+            msg_id = self.seq.name()
+            if msg_id is None:
+                self.metrics.unnamed.inc()
+                continue
+            build = self._dispatch.get(channel)
+            if build is None:
+                continue
+            name = channel.removeprefix(self.config.channel_prefix)
+            try:
+                calls.append(build(data, self.clock.now_ms(), msg_id))
+            except BadInput as e:
+                self.metrics.bad_input.labels(e.kind).inc()
+                self.metrics.messages.labels(name, "bad").inc()
+                self._limiter.warn(
+                    f"bad:{e.kind}", "bad input on %s (%s): %s", name, e.detail, truncate(data)
+                )
+                calls.append(self.coord.bad_input_call(e.kind, msg_id))
+                todo.append((i, "", name, data))
+                continue
+            todo.append((i, channel, name, data))
+        if not calls:
+            return out
+        results = await self.coord.runner.call_many(calls)
+        for (i, channel, name, data), call, res in zip(todo, calls, results, strict=True):
+            if not channel:  # the count of a bad input
+                continue
+            try:
+                code = raise_for_code(call[0], int(res[0]))
+            except ScriptError as e:
+                self.metrics.messages.labels(name, "refused").inc()
+                self._limiter.warn(f"script:{e.script}", "%s on %s: %s", e, name, truncate(data))
+                continue
+            self.applied += 1
+            self.metrics.messages.labels(name, code.name.lower()).inc()
+            if channel == self.channels.connect:
+                if code == Code.HIT:
+                    self.metrics.hits.inc()
+                elif code == Code.MISS:
+                    self.metrics.misses.inc()
+            out[i] = code
+        return out
+
+    async def _on_marker(self, data: str | bytes) -> None:
+        self._last_marker = time.monotonic()
+        if not self.seq.on_marker(str(data), self._secret):
+            # the secret may be new (a Redis without persistence restarted): re-read
+            # it once, then judge again; every replica reaches the same verdict
+            self._secret = await self.coord.marker_secret()
             if not self.seq.on_marker(str(data), self._secret):
-                # the secret may be new (a Redis without persistence restarted): re-read
-                # it once, then judge again; every replica reaches the same verdict
-                self._secret = await self.coord.marker_secret()
-                if not self.seq.on_marker(str(data), self._secret):
-                    self.metrics.bad_markers.inc()
-                    self._limiter.warn("marker", "ignored marker %s", truncate(data))
-            elif self._gap_from is not None and self.seq.seq is not None:
-                self.metrics.gap_markers.inc(max(0, self.seq.seq - self._gap_from - 1))
-                self._gap_from = None
-            if self.seq.seq is not None:
-                self._last_seq = self.seq.seq
-            return None
-        msg_id = self.seq.name()
-        if msg_id is None:
-            self.metrics.unnamed.inc()
-            return None
-        handler = self._dispatch.get(channel)
-        if handler is None:
-            return None
-        now = self.clock.now_ms()
-        name = channel.removeprefix(self.config.channel_prefix)
-        try:
-            code = await handler(data, now, msg_id)
-        except BadInput as e:
-            self.metrics.bad_input.labels(e.kind).inc()
-            self.metrics.messages.labels(name, "bad").inc()
-            self._limiter.warn(
-                f"bad:{e.kind}", "bad input on %s (%s): %s", name, e.detail, truncate(data)
-            )
-            await self.coord.count_bad_input(e.kind, msg_id)
-            return None
-        except ScriptError as e:
-            self.metrics.messages.labels(name, "refused").inc()
-            self._limiter.warn(f"script:{e.script}", "%s on %s: %s", e, name, truncate(data))
-            return None
-        self.applied += 1
-        self.metrics.messages.labels(name, code.name.lower()).inc()
-        return code
+                self.metrics.bad_markers.inc()
+                self._limiter.warn("marker", "ignored marker %s", truncate(data))
+        elif self._gap_from is not None and self.seq.seq is not None:
+            self.metrics.gap_markers.inc(max(0, self.seq.seq - self._gap_from - 1))
+            self._gap_from = None
+        if self.seq.seq is not None:
+            self._last_seq = self.seq.seq
 
-    async def _on_activity(self, data: str | bytes, now: int, msg_id: int) -> Code:
+    def _activity_call(self, data: str | bytes, now: int, msg_id: int) -> Call:
         m = decode_activity(data)
-        return await self.coord.record_activity(m.user_id, now, msg_id)
+        return self.coord.activity_call(m.user_id, now, msg_id)
 
-    async def _on_connect(self, data: str | bytes, now: int, msg_id: int) -> Code:
+    def _connect_call(self, data: str | bytes, now: int, msg_id: int) -> Call:
         m = decode_user(data)
-        code, _ = await self.coord.connect(m.user_id, now, msg_id)
-        if code == Code.HIT:
-            self.metrics.hits.inc()
-        elif code == Code.MISS:
-            self.metrics.misses.inc()
-        return code
+        return self.coord.connect_call(m.user_id, now, msg_id)
 
-    async def _on_disconnect(self, data: str | bytes, now: int, msg_id: int) -> Code:
+    def _disconnect_call(self, data: str | bytes, now: int, msg_id: int) -> Call:
         m = decode_user(data)
-        code, _, _ = await self.coord.disconnect(m.user_id, now, msg_id)
-        return code
+        return self.coord.disconnect_call(m.user_id, now, msg_id)
 
-    async def _on_status(self, data: str | bytes, now: int, msg_id: int) -> Code:
+    def _status_call(self, data: str | bytes, now: int, msg_id: int) -> Call:
         m = decode_node_status(data)
-        code, _ = await self.coord.node_status(m.node_id, m.status, now, msg_id)
-        return code
+        return self.coord.node_status_call(m.node_id, m.status, now, msg_id)
 
     # -- timers -------------------------------------------------------------------------
     async def _markers(self, stop: asyncio.Event) -> None:
@@ -355,12 +420,14 @@ class Worker:
 
     async def _maintenance(self, stop: asyncio.Event) -> None:
         ttl_ms = int(self.config.user_ttl_s * 1000)
+        history_ms = max(1, int(self.config.history_ttl_s * 1000))
         rounds = 0
         while not stop.is_set():
             now = self.clock.now_ms()
             try:
                 await self.coord.heartbeat(self.config.replica_id, now)
                 await self.coord.expire_users(now, ttl_ms)
+                await self.coord.forget_users(now, history_ms)
                 if rounds % 60 == 0:
                     await self.coord.prune_nodes(now)
                 snap = await self.coord.snapshot()

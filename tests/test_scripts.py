@@ -257,8 +257,10 @@ def test_activity_counts_and_predictable_connects(sc: SyncCoord, r: redis.Redis)
     sc.record_activity("u1", 20)
     sc.connect("u1", 30)
     sc.connect("cold", 40)
-    info = r.hget(sc.keys.user_info, "u1")
-    assert info == "10|2|1|0"
+    rec = sc.user_record("u1")
+    assert rec is not None
+    assert (rec.first_ms, rec.activity_count, rec.connects, rec.last_disconnect_ms) == (10, 2, 1, 0)
+    assert rec.last_ms == 30 and rec.seq == 0  # unordered calls leave no ordering record
     stats = r.hgetall(sc.keys.stats)
     assert stats["connects_predictable"] == "1" and stats["connects_cold"] == "1"
     assert stats["misses_predictable"] == "1" and stats["misses_cold"] == "1"

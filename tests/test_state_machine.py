@@ -1,8 +1,8 @@
 """A hypothesis state machine over the real Lua scripts (issue 4's model check).
 
 Random sequences of activity, connect, disconnect, node statuses (in and out of order,
-duplicated, for unknown nodes), registrations, reaping, lease changes and user expiry,
-with message ids from a shared sequence (sometimes replayed: a lagging replica).  After
+duplicated, for unknown nodes), registrations, reaping, lease changes, user expiry and the
+history TTL, with message ids from a shared sequence (sometimes replayed: a lagging replica).  After
 every step, in one atomic read: I1 (a node held by at most one user, a user holding at
 most one node, both allocation hashes agree), every node in exactly the set its state
 names, no user both waiting and holding; and I2: no allocated node was ever marked
@@ -105,6 +105,12 @@ class Coordinator(RuleBasedStateMachine):
     @rule()
     def expire(self) -> None:
         self.sc.expire_users(self.now, 5000, min_interval_ms=0)
+
+    @rule()
+    def forget(self) -> None:
+        """The history TTL: records untouched for 8 s go (a small slice per call), so
+        replays of forgotten users meet the floor."""
+        self.sc.forget_users(self.now, 8000, count=2)
 
     def _state(self) -> dict[str, Any]:
         k = self.sc.keys

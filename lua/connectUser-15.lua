@@ -4,22 +4,21 @@
   on a hit, in the same atomic step.
 
   KEYS[1]  users_active     zset  user -> class * 1e13 + last seen ms (it leaves: connected)
-  KEYS[2]  user_info        hash  user -> "first_ms|activity_count|connects|last_disconnect_ms"
-  KEYS[3]  user_seq         hash  user -> last message id applied
-  KEYS[4]  user_node        hash  user -> node
-  KEYS[5]  users_waiting    zset  user -> band * 1e13 + since ms
-  KEYS[6]  user_wait_since  hash  user -> ms its wait began
-  KEYS[7]  users_premium    set   premium users (served first)
-  KEYS[8]  node_state       hash  node -> state
-  KEYS[9]  node_user        hash  node -> user
-  KEYS[10] nodes_ready      zset  node -> idle-since ms
-  KEYS[11] nodes_allocated  zset  node -> allocated ms
-  KEYS[12] nodes_booting    zset  node -> created ms
-  KEYS[13] stats            hash  counters
-  KEYS[14] hazard           hash  connects by feature class and recency bucket ("c<k>:r<j>"),
+  KEYS[2]  user_info        hash  user -> packed record (userrec.lua: seq, last, first, count, ...)
+  KEYS[3]  user_node        hash  user -> node
+  KEYS[4]  users_waiting    zset  user -> band * 1e13 + since ms
+  KEYS[5]  user_wait_since  hash  user -> ms its wait began
+  KEYS[6]  users_premium    set   premium users (served first)
+  KEYS[7]  node_state       hash  node -> state
+  KEYS[8]  node_user        hash  node -> user
+  KEYS[9]  nodes_ready      zset  node -> idle-since ms
+  KEYS[10] nodes_allocated  zset  node -> allocated ms
+  KEYS[11] nodes_booting    zset  node -> created ms
+  KEYS[12] stats            hash  counters
+  KEYS[13] hazard           hash  connects by feature class and recency bucket ("c<k>:r<j>"),
                                   "bg" for users not in the active set (the hazard model)
-  KEYS[15] boot             hash  learned boot time (mean_ms sets the recency buckets)
-  KEYS[16] user_seq_floor   string highest message id of user records expiry deleted
+  KEYS[14] boot             hash  learned boot time (mean_ms sets the recency buckets)
+  KEYS[15] user_seq_floor   string highest message id of the user records forgetUsers deleted
 
   ARGV[1] user_id      string, validated by the caller
   ARGV[2] now_ms       integer, unix ms
@@ -32,6 +31,7 @@
 --- @include "codes"
 --- @include "util"
 --- @include "assign"
+--- @include "userrec"
 
 local user = ARGV[1]
 local now_ms = int_arg(ARGV[2])
@@ -42,7 +42,7 @@ if user == nil or user == '' or now_ms == nil or msg_id == nil or not channel
   or default_boot == nil or default_boot <= 0 then
   return {ERR_BAD_ARG, false}
 end
-if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_seq] = 'hash',
+if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash',
   [K.user_node] = 'hash', [K.users_waiting] = 'zset', [K.user_wait_since] = 'hash',
   [K.users_premium] = 'set', [K.node_state] = 'hash', [K.node_user] = 'hash',
   [K.nodes_ready] = 'zset', [K.nodes_allocated] = 'zset', [K.nodes_booting] = 'zset',
@@ -50,28 +50,27 @@ if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_seq]
   [K.user_seq_floor] = 'string'}) then
   return {ERR_WRONG_TYPE, false}
 end
-if not seq_is_new(K.user_seq, user, msg_id, K.user_seq_floor) then return {STALE, false} end
+local rec = rec_get(user)
+if not rec_is_new(rec, msg_id) then return {STALE, false} end
 local held = redis.call('HGET', K.user_node, user)
 if held or redis.call('ZSCORE', K.users_waiting, user) then
-  seq_mark(K.user_seq, user, msg_id)
+  rec = rec or rec_new(now_ms)
+  rec_touch(rec, msg_id, now_ms)
+  rec_put(user, rec)
   stat('connects_duplicate')
   return {DUPLICATE, held or false}
 end
 
-seq_mark(K.user_seq, user, msg_id)
 stat('connects')
-local info = redis.call('HGET', K.user_info, user)
 local kind = 'cold'
-if info then
+if rec then
   kind = 'predictable'
-  local first, count, connects, last_disc = string.match(info, '^(%-?%d+)|(%d+)|(%d+)|(%-?%d+)$')
-  if first then
-    redis.call('HSET', K.user_info, user,
-      first .. '|' .. count .. '|' .. (tonumber(connects) + 1) .. '|' .. last_disc)
-  end
 else
-  redis.call('HSET', K.user_info, user, now_ms .. '|0|1|0')
+  rec = rec_new(now_ms)
 end
+rec.connects = rec.connects + 1
+rec_touch(rec, msg_id, now_ms)
+rec_put(user, rec)
 stat('connects_' .. kind)
 -- the hazard model learns which class and recency bucket this connect came from
 local score = tonumber(redis.call('ZSCORE', K.users_active, user))

@@ -3,18 +3,17 @@
   waiting user (published on user:assigned) or back to the warm pool, idle since now.
   A user still on the waitlist leaves it (counted as never served).
 
-  KEYS[1]  user_info        hash  user -> "first_ms|activity_count|connects|last_disconnect_ms"
-  KEYS[2]  user_seq         hash  user -> last message id applied
-  KEYS[3]  user_node        hash  user -> node
-  KEYS[4]  users_waiting    zset  user -> band * 1e13 + since ms
-  KEYS[5]  user_wait_since  hash  user -> ms its wait began
-  KEYS[6]  node_state       hash  node -> state
-  KEYS[7]  node_user        hash  node -> user
-  KEYS[8]  nodes_ready      zset  node -> idle-since ms
-  KEYS[9]  nodes_booting    zset  node -> created ms
-  KEYS[10] nodes_allocated  zset  node -> allocated ms
-  KEYS[11] stats            hash  counters
-  KEYS[12] user_seq_floor   string highest message id of user records expiry deleted
+  KEYS[1]  user_info        hash  user -> packed record (userrec.lua: seq, last, first, count, ...)
+  KEYS[2]  user_node        hash  user -> node
+  KEYS[3]  users_waiting    zset  user -> band * 1e13 + since ms
+  KEYS[4]  user_wait_since  hash  user -> ms its wait began
+  KEYS[5]  node_state       hash  node -> state
+  KEYS[6]  node_user        hash  node -> user
+  KEYS[7]  nodes_ready      zset  node -> idle-since ms
+  KEYS[8]  nodes_booting    zset  node -> created ms
+  KEYS[9]  nodes_allocated  zset  node -> allocated ms
+  KEYS[10] stats            hash  counters
+  KEYS[11] user_seq_floor   string highest message id of the user records forgetUsers deleted
 
   ARGV[1] user_id      string, validated by the caller
   ARGV[2] now_ms       integer, unix ms
@@ -27,6 +26,7 @@
 --- @include "codes"
 --- @include "util"
 --- @include "assign"
+--- @include "userrec"
 
 local user = ARGV[1]
 local now_ms = int_arg(ARGV[2])
@@ -35,24 +35,21 @@ local channel = ARGV[4]
 if user == nil or user == '' or now_ms == nil or msg_id == nil or not channel then
   return {ERR_BAD_ARG, false, false}
 end
-if not types_ok({[K.user_info] = 'hash', [K.user_seq] = 'hash', [K.user_node] = 'hash',
+if not types_ok({[K.user_info] = 'hash', [K.user_node] = 'hash',
   [K.users_waiting] = 'zset', [K.user_wait_since] = 'hash', [K.node_state] = 'hash',
   [K.node_user] = 'hash', [K.nodes_ready] = 'zset', [K.nodes_booting] = 'zset',
   [K.nodes_allocated] = 'zset', [K.stats] = 'hash',
   [K.user_seq_floor] = 'string'}) then return {ERR_WRONG_TYPE, false, false} end
-if not seq_is_new(K.user_seq, user, msg_id, K.user_seq_floor) then return {STALE, false, false} end
+local rec = rec_get(user)
+if not rec_is_new(rec, msg_id) then return {STALE, false, false} end
 
 local node = redis.call('HGET', K.user_node, user)
 if node then
-  seq_mark(K.user_seq, user, msg_id)
+  rec = rec or rec_new(now_ms)
+  rec_touch(rec, msg_id, now_ms)
+  rec.last_disc = now_ms
+  rec_put(user, rec)
   stat('disconnects')
-  local info = redis.call('HGET', K.user_info, user)
-  if info then
-    local first, count, connects = string.match(info, '^(%-?%d+)|(%d+)|(%d+)|')
-    if first then
-      redis.call('HSET', K.user_info, user, first .. '|' .. count .. '|' .. connects .. '|' .. now_ms)
-    end
-  end
   redis.call('HDEL', K.user_node, user)
   redis.call('HDEL', K.node_user, node)
   redis.call('ZREM', K.nodes_allocated, node)
@@ -60,7 +57,9 @@ if node then
   return {OK, node, to or false}
 end
 if redis.call('ZSCORE', K.users_waiting, user) then
-  seq_mark(K.user_seq, user, msg_id)
+  rec = rec or rec_new(now_ms)
+  rec_touch(rec, msg_id, now_ms)
+  rec_put(user, rec)
   redis.call('ZREM', K.users_waiting, user)
   redis.call('HDEL', K.user_wait_since, user)
   stat('disconnects')

@@ -1,0 +1,45 @@
+--[[
+  expireUsers: users not seen for ttl_ms leave the active set (the policy stops counting
+  them); their packed record stays, for the history TTL (forgetUsers). Maintenance that
+  touches only Redis: any replica may run it; the throttle key makes concurrent calls cheap
+  (design-notes 3.3, style 9). Bounded: at most max_count users per call.
+
+  KEYS[1] users_active     zset    user -> class * 1e13 + last seen ms
+  KEYS[2] throttle_expire  string  ms this maintenance last ran
+
+  ARGV[1] now_ms           integer, unix ms
+  ARGV[2] ttl_ms           integer > 0: inactivity before a user expires
+  ARGV[3] max_count        integer > 0
+  ARGV[4] min_interval_ms  integer >= 0: skip when the last run is more recent
+
+  Returns {code, expired}: OK | IGNORED (throttled) | ERR_BAD_ARG.
+]]
+--- @include "codes"
+--- @include "util"
+
+local now_ms = int_arg(ARGV[1])
+local ttl = int_arg(ARGV[2])
+local max_count = int_arg(ARGV[3])
+local min_interval = int_arg(ARGV[4])
+if now_ms == nil or ttl == nil or ttl <= 0 or max_count == nil or max_count <= 0
+  or min_interval == nil or min_interval < 0 then
+  return {ERR_BAD_ARG, 0}
+end
+if not types_ok({[K.users_active] = 'zset', [K.throttle_expire] = 'string'}) then
+  return {ERR_WRONG_TYPE, 0}
+end
+local last = tonumber(redis.call('GET', K.throttle_expire) or '-1')
+if last >= 0 and now_ms >= last and now_ms - last < min_interval then return {IGNORED, 0} end
+redis.call('SET', K.throttle_expire, now_ms)
+local old = {}
+for class = 0, N_CLASSES - 1 do
+  if #old >= max_count then break end
+  local base = class * CLASS
+  local some = redis.call('ZRANGEBYSCORE', K.users_active, base, '(' .. (base + now_ms - ttl),
+    'LIMIT', 0, max_count - #old)
+  for _, user in ipairs(some) do old[#old + 1] = user end
+end
+for i = 1, #old, 500 do
+  redis.call('ZREM', K.users_active, unpack(old, i, math.min(#old, i + 499)))
+end
+return {OK, #old}

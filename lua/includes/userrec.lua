@@ -1,0 +1,69 @@
+-- The packed per-user record: one field of KEYS user_info per known user,
+--   "seq|last_ms|first_ms|activity_count|connects|last_disconnect_ms"
+-- every number in base 36 ('-' before a negative one), e.g. "3j2b1s0g9|lh1x2k8w|lh1x2k8w|1|0|0".
+-- seq is the id of the last message applied to the user (once-only and order, design-notes
+-- 3.1; 0 = none yet), last_ms the latest time a message touched the user (the history TTL
+-- of forgetUsers counts from it). One field instead of two hashes (info and seq) and base 36
+-- instead of decimal keep the record in 48 bytes of memory (README, Throughput and scale).
+
+local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+
+-- n (an integer, |n| < 2^53) in base 36.
+local function b36(n)
+  if n == 0 then return '0' end
+  local sign = ''
+  if n < 0 then sign, n = '-', -n end
+  local s = ''
+  while n > 0 do
+    local d = n % 36
+    s = string.sub(B36, d + 1, d + 1) .. s
+    n = (n - d) / 36
+  end
+  return sign .. s
+end
+
+local function unb36(s)
+  if string.sub(s, 1, 1) == '-' then return -tonumber(string.sub(s, 2), 36) end
+  return tonumber(s, 36)
+end
+
+local REC_RE = '^(%-?%w+)|(%-?%w+)|(%-?%w+)|(%w+)|(%w+)|(%-?%w+)$'
+
+-- The user's record as a table {seq, last, first, count, connects, last_disc}; nil when
+-- the user has none (or it is malformed: then it is rewritten as new).
+local function rec_get(user)
+  local v = redis.call('HGET', K.user_info, user)
+  if not v then return nil end
+  local a, b, c, d, e, f = string.match(v, REC_RE)
+  if not a then return nil end
+  return {seq = unb36(a), last = unb36(b), first = unb36(c), count = unb36(d),
+    connects = unb36(e), last_disc = unb36(f)}
+end
+
+local function rec_new(now_ms)
+  return {seq = 0, last = now_ms, first = now_ms, count = 0, connects = 0, last_disc = 0}
+end
+
+-- Record that message msg_id (0: unordered, not recorded) touched the user at now_ms.
+local function rec_touch(r, msg_id, now_ms)
+  if msg_id ~= 0 then r.seq = msg_id end
+  if now_ms > r.last then r.last = now_ms end
+end
+
+local function rec_put(user, r)
+  redis.call('HSET', K.user_info, user, b36(r.seq) .. '|' .. b36(r.last) .. '|' .. b36(r.first)
+    .. '|' .. b36(r.count) .. '|' .. b36(r.connects) .. '|' .. b36(r.last_disc))
+end
+
+-- Once-only and order for users: msg_id must be above the record's seq; a user without one
+-- (never ordered, or forgotten) is judged against the floor of forgotten ids.
+local function rec_is_new(r, msg_id)
+  if msg_id == 0 then return true end
+  local last = -1
+  if r and r.seq > 0 then
+    last = r.seq
+  else
+    last = tonumber(redis.call('GET', K.user_seq_floor) or '-1')
+  end
+  return msg_id > last
+end

@@ -1,0 +1,45 @@
+--[[
+  recordActivity: a user made a request (user:activity). Marks the user active and
+  updates what the policy learns from (design-notes 4).
+
+  KEYS[1] users_active   zset  user -> class * 1e13 + last activity ms (codes.lua: CLASS)
+  KEYS[2] user_info      hash  user -> packed record (userrec.lua: seq, last, first, count, ...)
+  KEYS[3] user_node      hash  user -> node (a connected user's activity is counted only)
+  KEYS[4] stats          hash  counters
+  KEYS[5] user_seq_floor string  highest message id of the user records forgetUsers deleted
+
+  ARGV[1] user_id        string, validated by the caller (1-128 printable characters)
+  ARGV[2] now_ms         integer, caller's clock, unix ms
+  ARGV[3] msg_id         integer, seq * 1e6 + position (0 = unordered)
+
+  Returns {code, is_new_user}: OK | STALE | ERR_BAD_ARG.
+]]
+--- @include "codes"
+--- @include "util"
+--- @include "userrec"
+
+local user = ARGV[1]
+local now_ms = int_arg(ARGV[2])
+local msg_id = int_arg(ARGV[3])
+if user == nil or user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG, 0} end
+if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
+  [K.stats] = 'hash', [K.user_seq_floor] = 'string'}) then return {ERR_WRONG_TYPE, 0} end
+local rec = rec_get(user)
+if not rec_is_new(rec, msg_id) then return {STALE, 0} end
+
+stat('activity')
+local is_new = 0
+if not rec then
+  is_new = 1
+  stat('users_new')
+  rec = rec_new(now_ms)
+end
+rec.count = rec.count + 1
+rec_touch(rec, msg_id, now_ms)
+rec_put(user, rec)
+if not redis.call('HGET', K.user_node, user) then
+  local prev = redis.call('ZSCORE', K.users_active, user)
+  if not prev then stat('users_activated') end
+  redis.call('ZADD', K.users_active, user_class(rec.count, rec.connects) * CLASS + now_ms, user)
+end
+return {OK, is_new}

@@ -1,0 +1,290 @@
+"""Issue 5: batched ingest, the packed user record and its history TTL, and the
+``bench throughput`` command.
+
+Batching must not change what a message does: the same messages applied in one
+pipeline or one by one give the same state, a second replica's copy of a batch changes
+nothing, markers inside a batch name the messages after them, and NOSCRIPT inside a
+batch is recovered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from provisioner.clock import VirtualClock
+from provisioner.coordinator import UserRecord
+from provisioner.errors import Code
+from provisioner.keys import Channels, PoolKeys
+from provisioner.sequencer import POSITIONS_PER_MARKER
+from provisioner.worker import Worker, WorkerConfig
+from tests.helpers import SyncCoord
+from tests.test_worker_inprocess import eventually, stack
+
+
+def _worker(redis_url: str, pool: str) -> Worker:
+    """A worker not running its loops: messages go in through handle/handle_batch, on a
+    clock that stands still (so two pools can be compared field by field)."""
+    cfg = WorkerConfig(redis_url=redis_url, pool=pool, channel_prefix=pool + ".")
+    return Worker(cfg, clock=VirtualClock(1_000_000))
+
+
+def _feed(ch: Channels, seq: int) -> list[tuple[str, str | bytes]]:
+    """One replica's view of a stretch of the subscription: a marker, then a user that
+    connects, disconnects and connects again, activity, bad input, node statuses."""
+
+    def user(u: str) -> str:
+        return json.dumps({"user_id": u})
+
+    return [
+        (ch.marker, f"{seq}:1000"),
+        (ch.node_status, json.dumps({"node_id": "n1", "status": "booting"})),
+        (ch.activity, json.dumps({"user_id": "alice", "timestamp": 1})),
+        (ch.activity, json.dumps({"user_id": "bob", "timestamp": 1})),
+        (ch.connect, user("alice")),
+        (ch.disconnect, user("alice")),
+        (ch.connect, user("alice")),
+        (ch.activity, b"\xff not json"),
+        (ch.marker, f"{seq + 1}:1100"),
+        (ch.activity, json.dumps({"user_id": "bob", "timestamp": 2})),
+        (ch.connect, user("bob")),
+        (ch.disconnect, user("carol")),
+    ]
+
+
+async def _state(client: aioredis.Redis, keys: PoolKeys) -> dict[str, Any]:
+    pipe = client.pipeline(transaction=True)
+    for h in (keys.user_node, keys.node_user, keys.stats, keys.bad, keys.user_info):
+        pipe.hgetall(h)
+    for z in (keys.users_waiting, keys.users_active, keys.nodes_ready, keys.nodes_allocated):
+        pipe.zrange(z, 0, -1, withscores=True)
+    names = ["user_node", "node_user", "stats", "bad", "records", "waiting", "active", "ready",
+             "allocated"]  # fmt: skip
+    return dict(zip(names, await pipe.execute(), strict=True))
+
+
+async def _prepare(w: Worker) -> None:
+    await w.coord.runner.load_all()
+    now = 500
+    for node in ("r1", "r2"):
+        await w.coord.register_node("", node, now)
+        await w.coord.node_status(node, "ready", now)
+
+
+def test_a_batch_does_what_one_by_one_does_and_a_second_copy_changes_nothing(
+    redis_url: str, pool: str
+) -> None:
+    async def go() -> None:
+        one, batched, again = (_worker(redis_url, p) for p in (pool + "a", pool + "b", pool + "b"))
+        for w in (one, batched):
+            await _prepare(w)
+        feed_a = _feed(one.channels, 7)
+        feed_b = _feed(batched.channels, 7)
+        codes_one = [await one.handle(c, d) for c, d in feed_a]
+        codes_batch = await batched.handle_batch(feed_b)
+        assert codes_one == codes_batch
+        assert codes_batch[4] == Code.HIT and codes_batch[5] == Code.OK  # connect, disconnect
+        assert codes_batch[7] is None  # bad input: counted, no code
+        sa = await _state(one.client, one.coord.keys)
+        sb = await _state(batched.client, batched.coord.keys)
+        assert sa == sb
+        assert sb["stats"]["connects"] == "3" and sb["stats"]["activity"] == "3"
+        assert sb["bad"]["not_json"] == "1"
+        # a second replica sees the same stretch: every message is a no-op
+        codes_again = await again.handle_batch(_feed(again.channels, 7))
+        assert all(c in (None, Code.STALE) for c in codes_again[:-1])
+        assert codes_again[-1] == Code.UNKNOWN_USER  # not counted twice (the state says so)
+        assert await _state(again.client, again.coord.keys) == sb
+        for w in (one, batched, again):
+            await w.client.aclose()
+
+    asyncio.run(go())
+
+
+def test_markers_inside_a_batch_name_the_messages_after_them(redis_url: str, pool: str) -> None:
+    async def go() -> None:
+        w = _worker(redis_url, pool)
+        await w.coord.runner.load_all()
+        ch = w.channels
+        act = json.dumps({"user_id": "dora", "timestamp": 1})
+        await w.handle_batch(
+            [(ch.marker, "3:1"), (ch.activity, act), (ch.activity, act), (ch.marker, "4:2"),
+             (ch.activity, act)]
+        )  # fmt: skip
+        rec = await w.coord.user_record("dora")
+        assert rec is not None and rec.activity_count == 3
+        assert rec.seq == 4 * POSITIONS_PER_MARKER + 1
+        await w.client.aclose()
+
+    asyncio.run(go())
+
+
+def test_batch_recovers_from_noscript(redis_url: str, pool: str, r: redis.Redis) -> None:
+    async def go() -> None:
+        w = _worker(redis_url, pool)
+        await w.coord.runner.load_all()
+        ch = w.channels
+        r.script_flush()
+        act = [(ch.activity, json.dumps({"user_id": f"u{i}", "timestamp": 1})) for i in range(5)]
+        codes = await w.handle_batch([(ch.marker, "9:1"), *act])
+        assert codes[1:] == [Code.OK] * 5
+        assert r.hget(w.coord.keys.stats, "activity") == "5"
+        await w.client.aclose()
+
+    asyncio.run(go())
+
+
+def test_live_subscription_is_applied_in_batches_in_order(redis_url: str, pool: str) -> None:
+    """A burst published in one pipeline reaches the replica faster than one round trip per
+    message: it is applied in batches, every event once, each user's events in order."""
+
+    async def go() -> None:
+        async with stack(redis_url, pool) as st:
+            pipe = st.r.pipeline(transaction=False)
+            n = 3000
+            for i in range(n):
+                pipe.publish(
+                    st.channels.activity, json.dumps({"user_id": f"u{i % 50}", "timestamp": 1})
+                )
+            await pipe.execute()
+
+            async def done() -> bool:
+                return int(await st.r.hget(st.keys.stats, "activity") or 0) >= n
+
+            await eventually(done, 20, "the burst applied")
+            await asyncio.sleep(0.2)
+            assert int(await st.r.hget(st.keys.stats, "activity") or 0) == n
+            reg = st.worker.metrics.registry
+            batches = reg.get_sample_value("provisioner_ingest_batch_messages_count") or 0.0
+            msgs = reg.get_sample_value("provisioner_ingest_batch_messages_sum") or 0.0
+            assert msgs >= n and batches < msgs / 2, (batches, msgs)
+            counts = [
+                (await st.worker.coord.user_record(f"u{k}")) for k in range(50)
+            ]  # each user's 60 events, counted once each
+            assert all(c is not None and c.activity_count == n // 50 for c in counts)
+
+    asyncio.run(go())
+
+
+# -- the packed record and the history TTL ---------------------------------------------
+
+
+def test_record_round_trips_large_ids_and_negative_times(sc: SyncCoord) -> None:
+    big = (2**53 // POSITIONS_PER_MARKER - 1) * POSITIONS_PER_MARKER + 999_999
+    assert sc.record_activity("u", -5, big) == Code.OK
+    rec = sc.user_record("u")
+    assert rec == UserRecord(big, -5, -5, 1, 0, 0)
+    assert sc.record_activity("u", 10, big) == Code.STALE
+    assert sc.record_activity("u", 10, big - 1) == Code.STALE
+
+
+def test_history_outlives_the_active_set_and_is_forgotten_after_its_ttl(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    k = sc.keys
+    sc.record_activity("quiet", 1_000, 1_000_001)
+    sc.record_activity("quiet", 2_000, 1_000_002)
+    sc.record_activity("holder", 1_000, 1_000_003)
+    sc.register_node("", "n1", 0)
+    sc.node_status("n1", "ready", 0)
+    assert sc.connect("holder", 1_500, 1_000_004)[0] == Code.HIT
+    sc.connect("waiter", 1_600, 1_000_005)  # no node left: waits
+    assert sc.expire_users(700_000, 600_000, min_interval_ms=0) == 1
+    assert r.zscore(k.users_active, "quiet") is None
+    rec = sc.user_record("quiet")
+    assert rec is not None and rec.activity_count == 2 and rec.last_ms == 2_000
+    # before the history TTL: kept; after it: forgotten, but never a user who holds a
+    # node or waits
+    assert sc.forget_users(50_000, 60_000) == (0, True)
+    forgotten, done = sc.forget_users(100_000, 60_000)
+    assert (forgotten, done) == (1, True)
+    assert sc.user_record("quiet") is None
+    assert sc.user_record("holder") is not None and sc.user_record("waiter") is not None
+    assert r.get(k.user_seq_floor) == "1000002"
+    # a very late replay of the forgotten user's message cannot resurrect it
+    assert sc.record_activity("quiet", 200_000, 1_000_002) == Code.STALE
+    assert sc.user_record("quiet") is None
+    # a new message makes it a new user
+    assert sc.record_activity("quiet", 200_000, 2_000_001) == Code.OK
+    rec = sc.user_record("quiet")
+    assert rec is not None and rec.activity_count == 1
+    assert sc.invariants() == []
+
+
+def test_a_returning_user_keeps_its_history_within_the_ttl(sc: SyncCoord, r: redis.Redis) -> None:
+    for i in range(4):
+        sc.record_activity("back", 1_000 + i, 1_000_001 + i)
+    assert sc.expire_users(700_000, 600_000, min_interval_ms=0) == 1
+    sc.record_activity("back", 800_000, 2_000_001)
+    score = r.zscore(sc.keys.users_active, "back")
+    assert score is not None and int(score) // 10**13 == 2  # 5 events: the class of 4-7
+    assert sc.user_record("back").activity_count == 5  # type: ignore[union-attr]
+
+
+def test_forget_walks_every_record_in_slices(sc: SyncCoord, r: redis.Redis) -> None:
+    calls = [("recordActivity", [f"user-{i}", 1_000, 0]) for i in range(3000)]
+    sc.runner_call_many(calls)
+    assert sc.forget_users(10**9, 1_000, count=5000) == (0, True)  # all still active
+    assert sc.expire_users(10**9, 600_000, max_count=5000, min_interval_ms=0) == 3000
+    seen_done = False
+    total = 0
+    for _ in range(100):
+        n, done = sc.forget_users(10**9, 1_000, count=500)
+        total += n
+        if done:
+            seen_done = True
+            break
+    assert seen_done and total == 3000
+    assert r.hlen(sc.keys.user_info) == 0
+
+
+# -- the benchmark --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bench_throughput_quick_gives_sane_figures(redis_url: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "provisioner", "bench", "throughput", "--quick", "--json",
+         "--redis-url", redis_url, "--replicas", "1,2"],
+        capture_output=True, text=True, timeout=240, check=True,
+    )  # fmt: skip
+    res = json.loads(out.stdout)
+    lim = res["limit"]
+    assert lim["redis_py"] > 0 and lim["limit"] >= lim["redis_py"]
+    assert res["machine"]["nproc"] >= 1 and res["machine"]["redis_version"]
+    rows = res["rates"]
+    assert [(r["replicas"], r["rate"]) for r in rows] == [(1, 500), (1, 2000), (2, 500), (2, 2000)]
+    for row in rows:
+        # the flood paced itself to the rate
+        assert abs(row["published"] - row["rate"] * row["publish_s"]) <= 0.1 * row["published"]
+        assert row["applied"] + row["lost"] == row["published"]
+        assert row["ratio"] == pytest.approx(row["applied_per_s"] / lim["limit"], abs=1e-3)
+        assert len(row["cpu_pct"]) == row["replicas"] and all(c > 0 for c in row["cpu_pct"])
+        assert row["connects"] > 0 and 0 < row["assigned"] <= row["connects"]
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+    # at these low rates nothing may be lost
+    assert all(row["lost"] == 0 for row in rows)
+    for s in res["scale"]:
+        assert s["tick_ms"] > 0
+        assert 100 < s["bytes_per_user"] < 2000
+        assert s["known_left"] == s["users"] and s["left_after_history_ttl"] == 0
+    assert set(res["targets"]) >= {"one_replica_ratio", "two_replicas_no_loss", "tick_le_2x"}
+
+
+@pytest.fixture
+def sc(redis_url: str, pool: str) -> Any:
+    c = SyncCoord(redis_url, pool)
+
+    def call_many(calls: list[tuple[str, list[Any]]]) -> Any:
+        return c.run(c.coord.runner.call_many(calls))
+
+    c.runner_call_many = call_many  # type: ignore[attr-defined]
+    yield c
+    c.close()
