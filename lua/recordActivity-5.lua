@@ -17,6 +17,7 @@
 --- @include "codes"
 --- @include "util"
 --- @include "userrec"
+--- @include "activity"
 
 local user = ARGV[1]
 local now_ms = int_arg(ARGV[2])
@@ -24,22 +25,5 @@ local msg_id = int_arg(ARGV[3])
 if user == nil or user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG, 0} end
 if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
   [K.stats] = 'hash', [K.user_seq_floor] = 'string'}) then return {ERR_WRONG_TYPE, 0} end
-local rec = rec_get(user)
-if not rec_is_new(rec, msg_id) then return {STALE, 0} end
-
-stat('activity')
-local is_new = 0
-if not rec then
-  is_new = 1
-  stat('users_new')
-  rec = rec_new(now_ms)
-end
-rec.count = rec.count + 1
-rec_touch(rec, msg_id, now_ms)
-rec_put(user, rec)
-if not redis.call('HGET', K.user_node, user) then
-  local prev = redis.call('ZSCORE', K.users_active, user)
-  if not prev then stat('users_activated') end
-  redis.call('ZADD', K.users_active, user_class(rec.count, rec.connects) * CLASS + now_ms, user)
-end
-return {OK, is_new}
+local code, is_new = apply_activity(user, now_ms, msg_id)
+return {code, is_new}

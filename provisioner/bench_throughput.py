@@ -97,6 +97,7 @@ class ThroughputConfig:
         limit_events: events of the redis-py limit run.
         ticks: leader steps timed per scale size.
         history_ttl_s: the replicas' and expiry's history TTL (per-user records).
+        parts: which parts to run: ``replicas`` and/or ``scale`` (the limit always runs).
     """
 
     rates: tuple[int, ...] = (2500, 5000, 10000, 20000, 40000)
@@ -107,6 +108,7 @@ class ThroughputConfig:
     limit_events: int = 200_000
     ticks: int = 30
     history_ttl_s: float = 86_400.0
+    parts: tuple[str, ...] = ("replicas", "scale")
 
 
 @dataclass
@@ -139,6 +141,8 @@ class RateRow:
         applied_per_s: applied / (publish_s + drain), events/s.
         ratio: applied_per_s / limit.
         cpu_pct: CPU of each replica over the step, % of one core.
+        cpu_us_per_event: replica CPU (all replicas) per applied event, microseconds: the
+            ingest cost, less sensitive to other load on the machine than the rates.
         redis_cpu_pct: CPU of redis-server over the step, % of one core.
         connects: connects the probe published; assigned: answers it got.
         p50_ms, p99_ms, max_ms: connect -> user:assigned latency (None: no answer).
@@ -154,6 +158,7 @@ class RateRow:
     applied_per_s: float
     ratio: float
     cpu_pct: list[float]
+    cpu_us_per_event: float | None
     redis_cpu_pct: float | None
     connects: int
     assigned: int
@@ -575,10 +580,12 @@ def run_replicas(
             wall = time.monotonic() - wall0
             tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
             cpu = []
+            cpu_s = 0.0
             for p, c0 in zip(procs, cpu0, strict=True):
                 c1 = _cpu_ticks(p.pid)
                 if c0 is not None and c1 is not None:
                     cpu.append(round(100.0 * (c1 - c0) / tick / wall, 1))
+                    cpu_s += (c1 - c0) / tick
             rcpu = 100.0 * (_redis_cpu_s(r) - rcpu0) / wall
             span = float(fres["seconds"]) + (
                 drain if drain is not None else time.monotonic() - flood_end
@@ -591,7 +598,9 @@ def run_replicas(
                 lost=published - applied,
                 drain_s=None if drain is None else round(drain, 3),
                 applied_per_s=round(per_s, 1), ratio=round(per_s / limit, 4) if limit else 0.0,
-                cpu_pct=cpu, redis_cpu_pct=round(rcpu, 1), connects=int(pres["connects"]),
+                cpu_pct=cpu,
+                cpu_us_per_event=round(1e6 * cpu_s / applied, 1) if cpu and applied else None,
+                redis_cpu_pct=round(rcpu, 1), connects=int(pres["connects"]),
                 assigned=len(lat), p50_ms=_round(_pct(lat, 50)), p99_ms=_round(_pct(lat, 99)),
                 max_ms=_round(max(lat) if lat else None),
             )  # fmt: skip
@@ -770,6 +779,16 @@ def run_throughput(redis_url: str, cfg: ThroughputConfig, echo: Any = None) -> T
     if echo:
         echo(_format_limit(limit))
     res = ThroughputResult(machine=machine, limit=limit)
+    if "replicas" in cfg.parts:
+        res.rates = _run_stack(redis_url, cfg, limit.limit, echo)
+    if "scale" in cfg.parts:
+        res.scale = measure_scale(redis_url, cfg.sizes, cfg.ticks, cfg.history_ttl_s, echo)
+    res.targets = evaluate_targets(res)
+    return res
+
+
+def _run_stack(redis_url: str, cfg: ThroughputConfig, limit: float, echo: Any) -> list[RateRow]:
+    rows: list[RateRow] = []
     logdir = Path(tempfile.mkdtemp(prefix="provisioner-tput-"))
     stack = Procs(logdir)
     try:
@@ -778,12 +797,11 @@ def run_throughput(redis_url: str, cfg: ThroughputConfig, echo: Any = None) -> T
         api_url = f"http://127.0.0.1:{api_port}"
         _wait_http(f"{api_url}/healthz")
         for n in cfg.replicas:
-            res.rates += run_replicas(redis_url, n, cfg, limit.limit, api_url, stack, echo)
+            rows += run_replicas(redis_url, n, cfg, limit, api_url, stack, echo)
     finally:
         stack.stop_all()
-    res.scale = measure_scale(redis_url, cfg.sizes, cfg.ticks, cfg.history_ttl_s, echo)
-    res.targets = evaluate_targets(res)
-    return res
+    shutil.rmtree(logdir, ignore_errors=True)
+    return rows
 
 
 def evaluate_targets(res: ThroughputResult) -> dict[str, Any]:
@@ -833,6 +851,7 @@ def _format_rate(r: RateRow) -> str:
         f"{r.replicas} repl  rate {r.rate:>6,}/s  published {r.published:>7,}  applied "
         f"{r.applied:>7,}  lost {r.lost:>6,}  drain {drain:>6s}  {r.applied_per_s:>8,.0f}/s "
         f"({r.ratio * 100:5.1f}% of limit)  cpu {'+'.join(f'{c:.0f}' for c in r.cpu_pct)}% "
+        f"({r.cpu_us_per_event or 0:.0f} us/event) "
         f"redis {r.redis_cpu_pct or 0:.0f}%  connect->assigned p50 {_ms(r.p50_ms)} p99 "
         f"{_ms(r.p99_ms)} max {_ms(r.max_ms)} ms ({r.assigned}/{r.connects})"
     )
@@ -863,6 +882,16 @@ def format_result(res: ThroughputResult) -> str:
     return "\n".join(lines)
 
 
+def _parts(text: str) -> tuple[str, ...]:
+    vals = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = set(vals) - {"replicas", "scale"}
+    if bad:
+        raise click.BadParameter(
+            f"unknown parts {sorted(bad)}: replicas, scale", param_hint="--parts"
+        )
+    return vals
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(float(x)) for x in text.split(",") if x.strip())
@@ -879,11 +908,17 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--duration", type=float, default=None, help="Seconds of flood per rate.")
 @click.option("--replicas", "replica_counts", default=None, help="Replica counts, e.g. 1,2.")
 @click.option("--sizes", default=None, help="Active users of the scale runs, e.g. 1000,1e6.")
+@click.option(
+    "--parts",
+    default="replicas,scale",
+    show_default=True,
+    help="What to run besides the limit: replicas, scale (comma-separated).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--redis-url", default=None, help="Use this Redis instead of a private one.")
 def command(
     quick: bool, rates: str | None, duration: float | None, replica_counts: str | None,
-    sizes: str | None, as_json: bool, redis_url: str | None,
+    sizes: str | None, parts: str, as_json: bool, redis_url: str | None,
 ) -> None:  # fmt: skip
     """Ingest rate and connect latency of 1 and 2 replicas against Redis's own limit;
     tick cost and memory per user at 1k, 100k and 1M users."""
@@ -902,6 +937,7 @@ def command(
         limit_events=base.limit_events,
         ticks=base.ticks,
         history_ttl_s=base.history_ttl_s,
+        parts=_parts(parts),
     )
     logging.getLogger("provisioner").setLevel(logging.WARNING)
     echo = None if as_json else click.echo

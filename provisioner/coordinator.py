@@ -296,6 +296,20 @@ class Coordinator:
         """The ``recordActivity`` call of one ``user:activity`` (result: ``[code, is_new]``)."""
         return ("recordActivity", (user, now_ms, msg_id))
 
+    def activities_call(self, items: Sequence[tuple[str, int, int]]) -> Call:
+        """One ``recordActivities`` call for a run of ``(user, now_ms, msg_id)`` activity
+        messages, applied in order, each as :meth:`activity_call` would (result:
+        ``[OK, code_1, ..., code_n]``)."""
+        args: list[str | int | float] = []
+        for user, now_ms, msg_id in items:
+            args += [user, now_ms, msg_id]
+        return ("recordActivities", args)
+
+    async def record_activities(self, items: Sequence[tuple[str, int, int]]) -> list[Code]:
+        """Apply a run of ``user:activity`` messages in one call; one code per message."""
+        res = await self._run_call(self.activities_call(items))
+        return [Code(int(c)) for c in res[1:]]
+
     def connect_call(self, user: str, now_ms: int, msg_id: int = 0) -> Call:
         """The ``connectUser`` call of one ``user:connect`` (result: ``[code, node]``)."""
         return (

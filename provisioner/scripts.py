@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from provisioner.errors import ScriptLoadError
 from provisioner.keys import PoolKeys
@@ -161,6 +161,10 @@ class ScriptRunner:
         self.keys = keys
         self.registry = registry or REGISTRY
         self._keys_cache = {n: s.keys_for(keys) for n, s in self.registry.items()}
+        self._heads: dict[str, tuple[bytes, int]] = {}
+        enc = client.connection_pool.get_encoder()  # type: ignore[no-untyped-call]
+        self._encoding: str = enc.encoding
+        self._errors: str = enc.encoding_errors
 
     async def load_all(self) -> None:
         """SCRIPT LOAD every script (call on every (re)connect)."""
@@ -182,11 +186,80 @@ class ScriptRunner:
             await self.load_all()
             return await self.client.evalsha(spec.sha, spec.num_keys, *keys, *args)
 
-    async def call_many(self, calls: Sequence[Call]) -> list[Any]:
-        """Run several scripts in one round trip (a non-transactional pipeline).
+    def _head(self, name: str) -> tuple[bytes, int]:
+        """The RESP bytes of ``EVALSHA sha numkeys key...`` of one script (cached), and
+        how many bulk strings they hold."""
+        head = self._heads.get(name)
+        if head is None:
+            spec = self.registry[name]
+            parts = [b"EVALSHA", spec.sha.encode(), str(spec.num_keys).encode()]
+            parts += [self._enc(k) for k in self._keys_cache[name]]
+            head = (b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts), len(parts))
+            self._heads[name] = head
+        return head
 
-        Calls that failed with NOSCRIPT are re-run one by one after a reload; the
-        others are not repeated.
+    def _enc(self, value: str | int | float) -> bytes:
+        if isinstance(value, str):
+            return value.encode(self._encoding, self._errors)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return repr(value).encode()  # as redis-py's Encoder does
+        raise TypeError(f"script argument {value!r}: str, int or float expected")
+
+    def pack(self, calls: Sequence[Call]) -> bytes:
+        """The RESP bytes of EVALSHA calls, one after the other (what a pipeline sends).
+
+        Each script's fixed part (sha, key count, key names) is encoded once per runner;
+        per call only the arguments are encoded.
+        """
+        out: list[bytes] = []
+        for name, args in calls:
+            head, n = self._head(name)
+            out.append(b"*%d\r\n" % (n + len(args)))
+            out.append(head)
+            for a in args:
+                b = self._enc(a)
+                out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        return b"".join(out)
+
+    async def _send_many(self, payload: bytes, n: int) -> list[Any]:
+        """Send packed calls on one pooled connection and read ``n`` replies in order.
+
+        Connection errors are retried by the connection's own policy (as redis-py's
+        pipelines are): re-running a partly applied batch is safe, as every message
+        carries its id and a second application is a no-op (STALE).  Error replies are
+        returned in place, not raised.
+        """
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+        async def once() -> list[Any]:
+            await conn.send_packed_command(payload, check_health=False)
+            out: list[Any] = []
+            for _ in range(n):
+                try:
+                    out.append(await conn.read_response())
+                except ResponseError as e:
+                    out.append(e)
+            return out
+
+        async def failed(error: Exception) -> None:
+            await conn.disconnect()
+
+        try:
+            results: list[Any] = await conn.retry.call_with_retry(once, failed)
+            return results
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+
+    async def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run several scripts in one round trip (pipelined on one connection).
+
+        The calls are packed by :meth:`pack` and sent in one write; the replies are read
+        in order.  Calls that failed with NOSCRIPT are re-run one by one after a reload;
+        the others are not repeated.
 
         Returns:
             One result per call, in order.
@@ -194,11 +267,9 @@ class ScriptRunner:
         Raises:
             redis.RedisError: the first other error of the batch.
         """
-        pipe = self.client.pipeline(transaction=False)
-        for name, args in calls:
-            spec = self.registry[name]
-            pipe.evalsha(spec.sha, spec.num_keys, *self._keys_cache[name], *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
+        if not calls:
+            return []
+        results = await self._send_many(self.pack(calls), len(calls))
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             await self.load_all()

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from provisioner.clock import VirtualClock
 from provisioner.coordinator import UserRecord
-from provisioner.errors import Code
+from provisioner.errors import BadArgumentError, Code
 from provisioner.keys import Channels, PoolKeys
 from provisioner.sequencer import POSITIONS_PER_MARKER
 from provisioner.worker import Worker, WorkerConfig
@@ -288,3 +288,27 @@ def sc(redis_url: str, pool: str) -> Any:
     c.runner_call_many = call_many  # type: ignore[attr-defined]
     yield c
     c.close()
+
+
+def test_record_activities_is_a_run_of_record_activity(redis_url: str, pool: str) -> None:
+    one, run = SyncCoord(redis_url, pool + "a"), SyncCoord(redis_url, pool + "b")
+    try:
+        items = [("ann", 1_000, 5_000_001), ("ben", 1_001, 5_000_002), ("ann", 1_002, 5_000_003),
+                 ("ann", 1_003, 5_000_002), ("cid", 1_004, 0), ("ben", 1_005, 5_000_005)]  # fmt: skip
+        codes_one = [one.record_activity(*it) for it in items]
+        codes_run = run.record_activities(items)
+        assert codes_one == codes_run and codes_run[3] == Code.STALE
+        for attr in ("user_info", "stats"):
+            assert one.run(one.client.hgetall(getattr(one.keys, attr))) == run.run(
+                run.client.hgetall(getattr(run.keys, attr))
+            )
+        za = one.run(one.client.zrange(one.keys.users_active, 0, -1, withscores=True))
+        assert za == run.run(run.client.zrange(run.keys.users_active, 0, -1, withscores=True))
+        # one bad item refuses the whole run before any write
+        before = run.run(run.client.hgetall(run.keys.user_info))
+        with pytest.raises(BadArgumentError):
+            run.record_activities([("dan", 2_000, 6_000_001), ("", 2_000, 6_000_002)])
+        assert run.run(run.client.hgetall(run.keys.user_info)) == before
+    finally:
+        one.close()
+        run.close()

@@ -1,0 +1,24 @@
+-- One user:activity (design-notes 4): the user's record counts the event, and a user that
+-- holds no node is (re)marked active with its feature class. Used by recordActivity (one
+-- message) and recordActivities (a run of them, in order). Needs KEYS users_active,
+-- user_info, user_node, stats, user_seq_floor; arguments validated by the caller.
+-- Returns code (OK | STALE), is_new_user (0 | 1).
+local function apply_activity(user, now_ms, msg_id)
+  local rec = rec_get(user)
+  if not rec_is_new(rec, msg_id) then return STALE, 0 end
+  stat('activity')
+  local is_new = 0
+  if not rec then
+    is_new = 1
+    stat('users_new')
+    rec = rec_new(now_ms)
+  end
+  rec.count = rec.count + 1
+  rec_touch(rec, msg_id, now_ms)
+  rec_put(user, rec)
+  if not redis.call('HGET', K.user_node, user) then
+    if not redis.call('ZSCORE', K.users_active, user) then stat('users_activated') end
+    redis.call('ZADD', K.users_active, user_class(rec.count, rec.connects) * CLASS + now_ms, user)
+  end
+  return OK, is_new
+end

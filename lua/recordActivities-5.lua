@@ -1,0 +1,38 @@
+--[[
+  recordActivities: a run of consecutive user:activity messages, applied in order, each
+  exactly as recordActivity applies it (one effect per message, its own now_ms and id), in
+  one call: a replica batches what is buffered on its subscription (README, Throughput).
+
+  KEYS[1] users_active   zset  user -> class * 1e13 + last activity ms (codes.lua: CLASS)
+  KEYS[2] user_info      hash  user -> packed record (userrec.lua: seq, last, first, count, ...)
+  KEYS[3] user_node      hash  user -> node (a connected user's activity is counted only)
+  KEYS[4] stats          hash  counters
+  KEYS[5] user_seq_floor string  highest message id of the user records forgetUsers deleted
+
+  ARGV    n >= 1 triples, in message order:
+  ARGV[3i-2] user_id     string, validated by the caller (1-128 printable characters)
+  ARGV[3i-1] now_ms      integer, caller's clock, unix ms
+  ARGV[3i]   msg_id      integer, seq * 1e6 + position (0 = unordered)
+
+  Returns {OK, code_1, ..., code_n} (each OK | STALE) | {ERR_BAD_ARG} | {ERR_WRONG_TYPE};
+  a refusal writes nothing.
+]]
+--- @include "codes"
+--- @include "util"
+--- @include "userrec"
+--- @include "activity"
+
+if #ARGV == 0 or #ARGV % 3 ~= 0 then return {ERR_BAD_ARG} end
+local items = {}
+for i = 1, #ARGV, 3 do
+  local user, now_ms, msg_id = ARGV[i], int_arg(ARGV[i + 1]), int_arg(ARGV[i + 2])
+  if user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG} end
+  items[#items + 1] = {user, now_ms, msg_id}
+end
+if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
+  [K.stats] = 'hash', [K.user_seq_floor] = 'string'}) then return {ERR_WRONG_TYPE} end
+local out = {OK}
+for _, it in ipairs(items) do
+  out[#out + 1] = (apply_activity(it[1], it[2], it[3]))
+end
+return out
