@@ -621,10 +621,15 @@ def _round(x: float | None, nd: int = 2) -> float | None:
 
 
 def _drain(r: redis.Redis, keys: PoolKeys, before: int, published: int) -> tuple[int, float | None]:
-    """Wait until the replicas applied ``published`` events or stopped progressing.
+    """Wait until the replicas applied ``published`` events, or until nothing is left for
+    them to read and they stopped progressing (what is missing then is lost: a subscription
+    Redis cut, or messages that could not be named).
+
+    A replica that is only slow (its subscription's output buffer in Redis still holds
+    messages: ``omem`` of CLIENT LIST) is waited for, up to two minutes.
 
     Returns:
-        ``(applied, seconds_to_drain or None)``.
+        ``(applied, seconds_to_drain or None when never all applied)``.
     """
     started = time.monotonic()
     last, last_change = -1, started
@@ -635,9 +640,14 @@ def _drain(r: redis.Redis, keys: PoolKeys, before: int, published: int) -> tuple
             return applied, now - started
         if applied != last:
             last, last_change = applied, now
-        elif now - last_change > 3.0:
+        elif (now - last_change > 5.0 and not _pending_pubsub(r)) or now - started > 120:
             return applied, None
         time.sleep(0.01)
+
+
+def _pending_pubsub(r: redis.Redis) -> bool:
+    """True while some subscriber still has output waiting in Redis."""
+    return any(int(c.get("omem", 0)) > 0 for c in r.client_list(_type="pubsub"))
 
 
 # -- scale ---------------------------------------------------------------------------------
@@ -696,9 +706,12 @@ async def _scale_one(redis_url: str, users: int, ticks: int, history_ttl_ms: int
     sync = redis.Redis.from_url(redis_url)
     try:
         await coord.runner.load_all()
+        seeder = Coordinator(client2, pool)
+        await client2.ping()  # its connection's buffers exist before the first reading
+        await client.memory_purge()
         mem0 = int((await client.info("memory"))["used_memory"])
         t0 = time.perf_counter()
-        await _seed_users(Coordinator(client2, pool), users, T0_MS)
+        await _seed_users(seeder, users, T0_MS)
         seed_s = time.perf_counter() - t0
         mem1 = int((await client.info("memory"))["used_memory"])
         per_key: dict[str, float] = {}

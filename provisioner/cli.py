@@ -32,7 +32,7 @@ from provisioner.keys import Channels, validate_pool_name
 from provisioner.leader import LeaderConfig
 from provisioner.messages import MAX_USER_ID
 from provisioner.policy import POLICY_NAMES
-from provisioner.worker import WorkerConfig, run_replica
+from provisioner.worker import WorkerConfig, run_worker
 
 __all__ = ["cli", "main"]
 
@@ -276,7 +276,7 @@ def run(
         ingest_lag_s=lag,
         **extra,  # type: ignore[arg-type]
     )
-    run_replica(cfg)
+    asyncio.run(run_worker(cfg))
 
 
 async def _status(obj: Ctx) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from provisioner.policy import Policy, make_policy
 from provisioner.scripts import Call
 from provisioner.sequencer import Sequencer
 
-__all__ = ["Worker", "WorkerConfig", "run_replica", "run_worker"]
+__all__ = ["Worker", "WorkerConfig", "run_worker"]
 
 log = logging.getLogger("provisioner.worker")
 
@@ -488,18 +488,6 @@ def _redact(url: str) -> str:
         return url
     scheme, _, rest = url.partition("://")
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
-
-
-def run_replica(config: WorkerConfig) -> None:
-    """Run one replica (blocking) on uvloop's event loop when it is installed (faster
-    ingest, see README "Throughput and scale"), else on asyncio's own."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        asyncio.run(run_worker(config))
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run_worker(config))
 
 
 async def run_worker(config: WorkerConfig) -> None:

@@ -293,8 +293,10 @@ def sc(redis_url: str, pool: str) -> Any:
 def test_record_activities_is_a_run_of_record_activity(redis_url: str, pool: str) -> None:
     one, run = SyncCoord(redis_url, pool + "a"), SyncCoord(redis_url, pool + "b")
     try:
-        items = [("ann", 1_000, 5_000_001), ("ben", 1_001, 5_000_002), ("ann", 1_002, 5_000_003),
-                 ("ann", 1_003, 5_000_002), ("cid", 1_004, 0), ("ben", 1_005, 5_000_005)]  # fmt: skip
+        items = [
+            ("ann", 1_000, 5_000_001), ("ben", 1_001, 5_000_002), ("ann", 1_002, 5_000_003),
+            ("ann", 1_003, 5_000_002), ("cid", 1_004, 0), ("ben", 1_005, 5_000_005),
+        ]  # fmt: skip
         codes_one = [one.record_activity(*it) for it in items]
         codes_run = run.record_activities(items)
         assert codes_one == codes_run and codes_run[3] == Code.STALE
