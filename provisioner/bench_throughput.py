@@ -82,6 +82,9 @@ __all__ = [
 T0_MS = 1_700_000_000_000
 #: Users the flood and the limit draw from.
 FLOOD_USERS = 10_000
+#: Socket timeout of the benchmark's own clients, seconds (redis-py's default is 5 s; a
+#: machine shared with other work can stall Redis for longer).
+_SLOW_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,7 @@ def measure_limit(redis_url: str, events: int, batch: int = 1000) -> LimitResult
     keys = PoolKeys("bench-limit")
     spec = REGISTRY["recordActivity"]
     args_keys = spec.keys_for(keys)
-    r = redis.Redis.from_url(redis_url)
+    r = redis.Redis.from_url(redis_url, socket_timeout=_SLOW_S)
     try:
         _wipe(r, keys)
         r.script_load(spec.source)
@@ -410,8 +413,9 @@ async def probe(
         ``{"connects": n, "latencies_ms": [...]}``.
     """
     ch = Channels(prefix=prefix)
-    pub = aioredis.Redis.from_url(redis_url)
-    sub_client = aioredis.Redis.from_url(redis_url)
+    # a loaded machine can stall Redis for seconds: the probe waits (and records it)
+    pub = aioredis.Redis.from_url(redis_url, socket_timeout=_SLOW_S)
+    sub_client = aioredis.Redis.from_url(redis_url, socket_timeout=_SLOW_S)
     sub = sub_client.pubsub(ignore_subscribe_messages=True)
     await sub.subscribe(ch.assigned)
     sent_at: dict[str, float] = {}
@@ -537,7 +541,7 @@ def run_replicas(
     prefix = f"tput-{run_id}:"
     keys = PoolKeys(pool)
     ch = Channels(prefix, pool)
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=_SLOW_S)
     names = [f"replica-{n_replicas}-{i + 1}" for i in range(n_replicas)]
     rows: list[RateRow] = []
     try:
@@ -699,11 +703,13 @@ async def _seed_users(coord: Coordinator, n: int, now_ms: int, batch: int = 5000
 
 async def _scale_one(redis_url: str, users: int, ticks: int, history_ttl_ms: int) -> ScaleRow:
     pool = f"scale-{users}-{uuid.uuid4().hex[:4]}"
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    client2 = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    # seeding 1M users on a loaded machine can hold a reply for longer than redis-py's
+    # default 5 s socket timeout: wait instead
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=_SLOW_S)
+    client2 = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=_SLOW_S)
     coord = Coordinator(client, pool)
     keys = coord.keys
-    sync = redis.Redis.from_url(redis_url)
+    sync = redis.Redis.from_url(redis_url, socket_timeout=_SLOW_S)
     try:
         await coord.runner.load_all()
         seeder = Coordinator(client2, pool)
