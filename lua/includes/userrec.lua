@@ -59,7 +59,7 @@ end
 -- (never ordered, or forgotten) is judged against the floor of forgotten ids.
 local function rec_is_new(r, msg_id)
   if msg_id == 0 then return true end
-  local last = -1
+  local last
   if r and r.seq > 0 then
     last = r.seq
   else
