@@ -40,7 +40,8 @@ from provisioner.metrics import Metrics
 from provisioner.nodeapi import NodeGone
 from provisioner.policy import Policy
 from provisioner.scorecard import Scorecard, score
-from provisioner.workload import Workload
+from provisioner.scripts import Call
+from provisioner.workload import Event, Workload
 
 __all__ = ["ReplayConfig", "ReplayResult", "is_premium", "replay"]
 
@@ -58,6 +59,8 @@ class ReplayConfig:
         maintenance_every: reconcile and user expiry every this many ticks.
         terminate_delay_s: DELETE -> ``terminated`` delay.
         user_ttl_s: inactivity before a user leaves the active set.
+        history_ttl_s: a user record untouched this long is forgotten (``forgetUsers``,
+            as live: ``run --history-ttl``, 7 days by default).
         seed: boot-time draws.
         batch: most script calls per pipeline.
         premium_share: share of users marked premium (chosen by a hash of the id, so the
@@ -67,6 +70,7 @@ class ReplayConfig:
     tick_s: float = 2.0
     terminate_delay_s: float = 0.5
     user_ttl_s: float = 600.0
+    history_ttl_s: float = 7 * 86_400.0
     seed: int = 1
     batch: int = 2000
     maintenance_every: int = 10
@@ -84,7 +88,8 @@ class ReplayResult:
         ticks: leader ticks.
         policy: the policy's name.
         extra: ``tiers`` (connects, misses and wait p95 of premium and standard users)
-            and ``ticks_skipped`` (ticks whose decision needed no write).
+            ``ticks_skipped`` (ticks whose decision needed no write) and
+            ``users_forgotten`` (user records the history TTL deleted).
     """
 
     scorecard: Scorecard
@@ -163,6 +168,58 @@ class _World:
             rec["status"] = "ready"
 
 
+_Meta = tuple[str, str, int]  # (event kind or node status, user or node, t ms)
+_MAX_RUN = 1000  # most activity events in one recordActivities call
+_FORGET_EVERY_MS = 3_600_000  # virtual time between two full walks of the history TTL
+
+
+def _due_calls(
+    coord: Coordinator,
+    events: list[Event],
+    ei: int,
+    heap: list[tuple[int, int, str, str]],
+    next_tick: int,
+) -> tuple[list[Call], list[list[_Meta]], int]:
+    """The script calls of every event and node status due before ``next_tick``, in
+    time order (statuses popped from ``heap``); a run of consecutive activity events is
+    one ``recordActivities`` call, as a live replica sends it.
+
+    Returns:
+        ``(calls, metas, ei)``: per call the events it applies, and the next event index.
+    """
+    calls: list[Call] = []
+    metas: list[list[_Meta]] = []
+    run: list[tuple[str, int, int]] = []
+    while True:
+        t_ev = T0_MS + int(events[ei].t_s * 1000) if ei < len(events) else None
+        t_node = heap[0][0] if heap else None
+        due_ev = t_ev is not None and t_ev < next_tick and (t_node is None or t_ev <= t_node)
+        if due_ev and events[ei].kind == "activity" and len(run) < _MAX_RUN:
+            assert t_ev is not None
+            run.append((events[ei].user_id, t_ev, 0))
+            ei += 1
+            continue
+        if run:
+            calls.append(coord.activities_call(run))
+            metas.append([("activity", u, t) for u, t, _ in run])
+            run = []
+        if due_ev:
+            assert t_ev is not None
+            ev = events[ei]
+            ei += 1
+            if ev.kind == "connect":
+                calls.append(coord.connect_call(ev.user_id, t_ev))
+            else:
+                calls.append(coord.disconnect_call(ev.user_id, t_ev))
+            metas.append([(ev.kind, ev.user_id, t_ev)])
+        elif t_node is not None and t_node < next_tick:
+            t_st, _, node, status = heapq.heappop(heap)
+            calls.append(coord.node_status_call(node, status, t_st))
+            metas.append([(status, node, t_st)])
+        else:
+            return calls, metas, ei
+
+
 async def replay(
     wl: Workload,
     policy: Policy,
@@ -211,76 +268,59 @@ async def replay(
     ticks = 0
     applied = 0
     user_ttl_ms = int(cfg.user_ttl_s * 1000)
+    history_ttl_ms = int(cfg.history_ttl_s * 1000)
+    last_forget = T0_MS
+    forgotten = 0
     try:
         await coord.runner.load_all()
         premium = {u for u in wl.users() if is_premium(u, cfg.premium_share)}
         for chunk in _chunks(sorted(premium), 500):
             await coord.set_premium(chunk)
         while next_tick <= end_ms:
-            # 1. every event due before the next tick, in time order, one pipeline
-            calls: list[tuple[str, list[Any]]] = []
-            meta: list[tuple[str, str, int]] = []
-            while True:
-                t_ev = T0_MS + int(events[ei].t_s * 1000) if ei < len(events) else None
-                t_node = world.heap[0][0] if world.heap else None
-                if t_ev is not None and t_ev < next_tick and (t_node is None or t_ev <= t_node):
-                    ev = events[ei]
-                    ei += 1
-                    if ev.kind == "activity":
-                        calls.append(("recordActivity", [ev.user_id, t_ev, 0]))
-                    elif ev.kind == "connect":
-                        calls.append(
-                            ("connectUser", [ev.user_id, t_ev, 0, channels.assigned,
-                                             coord.default_boot_ms])
-                        )  # fmt: skip
-                    else:
-                        calls.append(("disconnectUser", [ev.user_id, t_ev, 0, channels.assigned]))
-                    meta.append((ev.kind, ev.user_id, t_ev))
-                elif t_node is not None and t_node < next_tick:
-                    t_st, _, node, status = heapq.heappop(world.heap)
-                    calls.append(
-                        ("recordNodeStatus", [node, status, t_st, 0, channels.assigned,
-                                              coord.boot_alpha])
-                    )  # fmt: skip
-                    meta.append((status, node, t_st))
-                else:
-                    break
+            # 1. every event due before the next tick, in time order, one pipeline; a run
+            # of consecutive activity events is one recordActivities call (as live)
+            calls, metas, ei = _due_calls(coord, events, ei, world.heap, next_tick)
             for i in range(0, len(calls), cfg.batch):
                 results = await coord.runner.call_many(calls[i : i + cfg.batch])
-                for (kind, who, t_int), res in zip(meta[i : i + cfg.batch], results, strict=True):
-                    # records in processing order get strictly increasing times, as the
-                    # live listener's do, so a handover sorts after its disconnect
-                    t = max(float(t_int), last_t + 0.001)
-                    last_t = t
-                    code = int(res[0])
-                    applied += 1
-                    if kind == "activity":
-                        activity.append((t, who))
-                    elif kind == "connect":
-                        connects.append((t, who))
-                        if code == Code.HIT:
-                            assignments.append((t, who, str(res[1]), 0))
-                        elif code == Code.MISS:
-                            waiting_since[who] = t
-                    elif kind == "disconnect":
-                        disconnects.append((t, who))
-                        waiting_since.pop(who, None)
-                        if res[2]:
-                            to = str(res[2])
-                            since = waiting_since.pop(to, t)
-                            t_hand = t + 0.0005  # after the disconnect, before the next record
-                            assignments.append((t_hand, to, str(res[1]), max(1.0, t - since)))
-                    else:  # a node status: who is the node
-                        world.applied(who, kind, t_int)
-                        user = res[1] or None
-                        if kind == "ready" and user:
-                            since = waiting_since.pop(str(user), t)
-                            assignments.append((t, str(user), who, max(1.0, t - since)))
-                        elif kind == "terminated" and user and code == Code.OK:
+                for meta, res in zip(metas[i : i + cfg.batch], results, strict=True):
+                    if meta[0][0] == "activity":
+                        codes = [int(c) for c in res[1:]]
+                        assert len(codes) == len(meta) and int(res[0]) == Code.OK, res
+                    else:
+                        codes = [int(res[0])]
+                    for (kind, who, t_int), code in zip(meta, codes, strict=True):
+                        # records in processing order get strictly increasing times, as
+                        # the live listener's do, so a handover sorts after its disconnect
+                        t = max(float(t_int), last_t + 0.001)
+                        last_t = t
+                        applied += 1
+                        if kind == "activity":
+                            activity.append((t, who))
+                        elif kind == "connect":
+                            connects.append((t, who))
+                            if code == Code.HIT:
+                                assignments.append((t, who, str(res[1]), 0))
+                            elif code == Code.MISS:
+                                waiting_since[who] = t
+                        elif kind == "disconnect":
+                            disconnects.append((t, who))
+                            waiting_since.pop(who, None)
                             if res[2]:
-                                assignments.append((t, str(user), str(res[2]), 1.0))
-                            else:
-                                waiting_since[str(user)] = t
+                                to = str(res[2])
+                                since = waiting_since.pop(to, t)
+                                t_hand = t + 0.0005  # after the disconnect, before the next
+                                assignments.append((t_hand, to, str(res[1]), max(1.0, t - since)))
+                        else:  # a node status: who is the node
+                            world.applied(who, kind, t_int)
+                            user = res[1] or None
+                            if kind == "ready" and user:
+                                since = waiting_since.pop(str(user), t)
+                                assignments.append((t, str(user), who, max(1.0, t - since)))
+                            elif kind == "terminated" and user and code == Code.OK:
+                                if res[2]:
+                                    assignments.append((t, str(user), str(res[2]), 1.0))
+                                else:
+                                    waiting_since[str(user)] = t
             # 2. the tick: the real leader with the policy under test
             clock.advance_to(next_tick)
             await leader.step()
@@ -288,6 +328,15 @@ async def replay(
             ticks += 1
             if ticks % cfg.maintenance_every == 0:
                 await coord.expire_users(next_tick, user_ttl_ms, min_interval_ms=0)
+            if next_tick - last_forget >= _FORGET_EVERY_MS:
+                # the history TTL, one full walk an hour of virtual time (live: a slice a
+                # second per replica); a record outlives its TTL by at most that hour
+                last_forget = next_tick
+                for _ in range(10_000):
+                    gone, walked = await coord.forget_users(next_tick, history_ttl_ms, count=5000)
+                    forgotten += gone
+                    if walked:
+                        break
             next_tick += tick_ms
         nodes = list(world.ledger.values())
         card = score(
@@ -313,7 +362,7 @@ async def replay(
         skipped = leader.metrics.registry.get_sample_value("provisioner_leader_ticks_skipped_total")
         return ReplayResult(
             card, time.perf_counter() - started, applied, ticks, policy.name,
-            {"tiers": tiers, "ticks_skipped": int(skipped or 0)},
+            {"tiers": tiers, "ticks_skipped": int(skipped or 0), "users_forgotten": forgotten},
         )  # fmt: skip
     finally:
         keys = coord.keys.all()

@@ -221,3 +221,20 @@ def test_bench_table_has_a_row_per_scenario_and_says_what_was_not_run(tmp_path: 
     assert cells[:6] == ["s (1,000)", "2.0% @ 1.20x", "5.0% @ 1.10x", "not run", "not run",
                          "not run"]  # fmt: skip
     assert cells[6] == "10.0% @ 1.00x / 2.0% @ 1.20x" and cells[7] == "0/0"
+
+
+def test_replay_runs_the_history_ttl_and_batches_activity_like_a_replica(redis_url: str) -> None:
+    """Records of users quiet past the history TTL are forgotten during the replay (as live
+    maintenance does); runs of activity go as recordActivities calls and still count one
+    activity each in the scorecard."""
+    wl = _workload(n=6, gap_s=1500)  # users 25 min apart; the run lasts 2.5 h
+    cfg = ReplayConfig(tick_s=5, history_ttl_s=1200)
+    res = asyncio.run(replay(wl, make_policy("static", k=1), redis_url, cfg))
+    # every user but the last went quiet > 20 min before some hourly walk
+    assert 4 <= res.extra["users_forgotten"] <= 6
+    assert res.scorecard.connects == 6 and res.scorecard.violations == 0
+    # every user event applied once (18 of them activity, in runs), plus node statuses
+    assert res.events >= len(wl.events) and res.scorecard.connects_predictable == 6
+    keep = asyncio.run(replay(wl, make_policy("static", k=1), redis_url, ReplayConfig(tick_s=5)))
+    assert keep.extra["users_forgotten"] == 0  # 7 days by default
+    assert keep.scorecard == res.scorecard  # static decides from the snapshot alone
