@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from redis.exceptions import RedisError
 
 from provisioner import scenarios
-from provisioner.localredis import RedisNotFound, local_redis
+from provisioner.localredis import RedisNotFound, local_redis, wait_ready
 from provisioner.policy import make_policy
 from provisioner.replay import ReplayConfig, replay
 from provisioner.workload import Workload
@@ -183,6 +184,7 @@ class Verdict:
         beaten_at_equal_cost: baseline points with fewer misses than our sweep's curve at
             the same cost (our curve: miss rate linearly interpolated between our points
             sorted by cost).
+        judged: baseline points looked at (0: the scenario has no baseline rows).
         unjudged: baseline points outside our sweep's cost range: cheaper than our
             cheapest point, or costlier than our costliest with fewer misses than it (a
             costlier point that misses as often or more is dominated by our costliest and
@@ -193,6 +195,7 @@ class Verdict:
     dominated_by: list[str]
     beaten_at_equal_cost: list[str]
     unjudged: list[str]
+    judged: int = 0
 
 
 def _label(r: BenchRow) -> str:
@@ -220,12 +223,15 @@ def verdicts(rows: list[BenchRow], ours: str = "predictive") -> list[Verdict]:
             continue
         d_miss, d_cost = default.miss_rate, default.cost_over_oracle or 0.0
         dominated, beaten, unjudged = [], [], []
+        judged = 0
         for b in rows:
             if b.scenario != name or b.policy == ours or not b.cost_over_oracle:
                 continue
+            judged += 1
             cost = b.cost_over_oracle
             if b.miss_rate <= d_miss and cost <= d_cost and (b.miss_rate < d_miss or cost < d_cost):
                 dominated.append(_label(b))
+                continue  # a target missed already; its place on our curve adds nothing
             lo, hi = mine[0].cost_over_oracle or 0.0, mine[-1].cost_over_oracle or 0.0
             if cost > hi and b.miss_rate >= mine[-1].miss_rate:
                 continue  # our costliest point dominates it
@@ -235,7 +241,7 @@ def verdicts(rows: list[BenchRow], ours: str = "predictive") -> list[Verdict]:
             curve = _interpolate([(m.cost_over_oracle or 0.0, m.miss_rate) for m in mine], cost)
             if b.miss_rate < curve:
                 beaten.append(_label(b))
-        out.append(Verdict(name, dominated, beaten, unjudged))
+        out.append(Verdict(name, dominated, beaten, unjudged, judged))
     return out
 
 
@@ -258,6 +264,9 @@ def format_verdicts(vs: list[Verdict]) -> str:
     lines = []
     for v in vs:
         ok = not v.dominated_by and not v.beaten_at_equal_cost
+        if not v.judged:
+            lines.append(f"{v.scenario}: no baseline rows to judge against")
+            continue
         lines.append(f"{v.scenario}: {'ok' if ok else 'TARGET MISSED'}")
         for what, items in (
             ("dominates our default", v.dominated_by),
@@ -322,12 +331,18 @@ def plot(rows: list[BenchRow], out: Path) -> list[Path]:
 
 @contextmanager
 def private_redis(url: str | None) -> Iterator[str]:
-    """``url`` itself, or the URL of a private redis-server for the ``with`` block.
+    """``url`` itself (once it answers a PING), or the URL of a private redis-server for
+    the ``with`` block.
 
     Raises:
-        click.ClickException: no redis-server on PATH (the message says how to get one).
+        click.ClickException: ``url`` does not answer within 5 s, or no redis-server on
+            PATH (the message says how to get one).
     """
     if url:
+        try:
+            wait_ready(url, timeout_s=5.0)
+        except RedisError as e:
+            raise click.ClickException(f"Redis at {url} does not answer: {e}") from e
         yield url
         return
     try:
@@ -354,7 +369,7 @@ def command() -> None:
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option(
     "--sessions",
-    type=int,
+    type=click.IntRange(min=1),
     default=10_000,
     show_default=True,
     help="Least sessions per workload (the trace has 6,606).",
@@ -458,21 +473,37 @@ def _load_rows(path: Path) -> list[BenchRow]:
     Raises:
         click.ClickException: the file does not hold such rows.
     """
+    what = f"{path} is not a results.json of bench policy"
     try:
-        return [BenchRow(**r) for r in json.loads(path.read_text())]
-    except (ValueError, TypeError) as e:
-        raise click.ClickException(f"{path} is not a results.json of bench policy: {e}") from e
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise click.ClickException(f"{what}: {e}") from e
+    if not isinstance(data, list):
+        raise click.ClickException(f"{what}: expected a JSON list of rows")
+    names = set(BenchRow.__dataclass_fields__)
+    rows = []
+    for i, r in enumerate(data, 1):
+        if not isinstance(r, dict) or names - r.keys():
+            lacks = sorted(names - r.keys()) if isinstance(r, dict) else "not an object"
+            raise click.ClickException(f"{what}: row {i}: {lacks}")
+        rows.append(BenchRow(**{k: r[k] for k in names}))
+    return rows
 
 
 @command.command("judge")
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 def judge_cmd(results: str, as_json: bool) -> None:
-    """Judge the predictive policy against the baselines in a results.json of
-    ``bench policy``; exit 1 when a target is missed."""
+    """Judge the predictive policy against the baselines in a results.json of bench
+    policy; exit 1 when a baseline point dominates its default or lies below its curve."""
     rows = _load_rows(Path(results))
     vs = verdicts(rows)
-    click.echo(json.dumps([asdict(v) for v in vs], indent=1) if as_json else format_verdicts(vs))
+    if not vs and not as_json:
+        click.echo("no scenario has a row of the predictive policy at its default knob")
+    else:
+        click.echo(
+            json.dumps([asdict(v) for v in vs], indent=1) if as_json else format_verdicts(vs)
+        )
     if any(v.dominated_by or v.beaten_at_equal_cost for v in vs):
         raise SystemExit(1)
 
@@ -514,6 +545,6 @@ def markdown_table(rows: list[BenchRow]) -> str:
 @command.command("table")
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
 def table_cmd(results: str) -> None:
-    """Print the README's markdown table of a results.json of ``bench policy``."""
+    """Print the README's markdown table of a results.json of bench policy."""
     rows = _load_rows(Path(results))
     click.echo(markdown_table(rows))

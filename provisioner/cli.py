@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import click
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from provisioner import __version__
 from provisioner.coordinator import Coordinator
@@ -59,6 +59,14 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise click.ClickException(f"Redis: {type(e).__name__}: {e}") from e
 
 
+def _secs(v: Any) -> str:
+    """A stored duration in seconds, rounded for people ('-' when absent)."""
+    try:
+        return f"{float(v):.1f}s"
+    except (TypeError, ValueError):
+        return "-"
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
@@ -82,7 +90,12 @@ def _setup_logging(level: str) -> None:
     default="",
     help="Prefix of every channel name (one deployment per pool).",
 )
-@click.option("--log-level", envvar="PROVISIONER_LOG_LEVEL", default="info")
+@click.option(
+    "--log-level",
+    envvar="PROVISIONER_LOG_LEVEL",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
 @click.pass_context
 def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_level: str) -> None:
     """Predictive GPU node provisioning on Redis."""
@@ -132,7 +145,7 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
 @click.option(
     "--miss-cost",
     envvar="PROVISIONER_MISS_COST",
-    type=float,
+    type=click.FloatRange(min=0.001),
     default=1000.0,
     help="predictive: what one miss is worth, node-seconds (its one knob).",
 )
@@ -140,7 +153,7 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
     "--z",
     "z",
     envvar="PROVISIONER_Z",
-    type=float,
+    type=click.FloatRange(min=0),
     default=1.64,
     help="basestock: safety factor (standard deviations).",
 )
@@ -155,45 +168,49 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
 @click.option(
     "--keep-alive",
     envvar="PROVISIONER_KEEP_ALIVE",
-    type=float,
+    type=click.FloatRange(min=0),
     default=60.0,
     help="Seconds a surplus ready node may idle.",
 )
 @click.option(
     "--half-life",
     envvar="PROVISIONER_HALF_LIFE",
-    type=float,
+    type=click.FloatRange(min=0.001),
     default=60.0,
     help="basestock: half-life of the rate estimates, seconds.",
 )
 @click.option(
     "--default-boot",
     envvar="PROVISIONER_DEFAULT_BOOT",
-    type=float,
+    type=click.FloatRange(min=0.001),
     default=30.0,
     help="Boot time assumed before the first observation, seconds.",
 )
 @click.option(
     "--lease-ttl",
     envvar="PROVISIONER_LEASE_TTL",
-    type=float,
+    type=click.FloatRange(min=0.001),
     default=5.0,
     help="Leader lease time-to-live, seconds.",
 )
 @click.option(
-    "--tick", envvar="PROVISIONER_TICK", type=float, default=1.0, help="Scaling period, seconds."
+    "--tick",
+    envvar="PROVISIONER_TICK",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    help="Scaling period, seconds.",
 )
 @click.option(
     "--marker-interval",
     envvar="PROVISIONER_MARKER_INTERVAL",
-    type=float,
+    type=click.FloatRange(min=0.001),
     default=0.1,
     help="Shared-sequence marker period, seconds.",
 )
 @click.option(
     "--user-ttl",
     envvar="PROVISIONER_USER_TTL",
-    type=float,
+    type=click.FloatRange(min=0.001),
     default=600.0,
     help="Inactivity before a user leaves the active set, seconds.",
 )
@@ -207,7 +224,7 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
 @click.option(
     "--api-timeout",
     envvar="PROVISIONER_API_TIMEOUT",
-    type=float,
+    type=click.FloatRange(min=0.001),
     default=5.0,
     help="Node API request timeout, seconds.",
 )
@@ -242,6 +259,10 @@ def run(
     lag: float,
 ) -> None:
     """Run one worker replica (any number may run at once)."""
+    if not node_api_url.startswith(("http://", "https://")):
+        raise click.BadParameter(
+            f"{node_api_url!r}: expected an http:// or https:// URL", param_hint="--node-api-url"
+        )
     knobs: dict[str, float]
     if policy == "predictive":
         knobs = {"miss_cost_s": miss_cost, "min_spare": min_spare or 0}
@@ -346,8 +367,9 @@ def status(obj: Ctx, as_json: bool) -> None:
         f"  replicas   {', '.join(st['replicas']) or '-'}",
         "  boot time  "
         + (f"{b['mean_s']:.1f}s +- {b['sd_s']:.1f}s over {b['n']} boots" if b["mean_s"] else "-"),
-        f"  target     spare {pol.get('target', '-')}  lambda {pol.get('lambda', '-')}/s"
-        f"  keep-alive {pol.get('keep_alive_s', '-')}s  policy {pol.get('policy', '-')}",
+        f"  policy     {pol.get('policy', '-')}: target spare {pol.get('target', '-')}"
+        f"  (spare then {pol.get('spare', '-')})  keep-alive {_secs(pol.get('keep_alive_s'))}"
+        f"  decided at {pol.get('now_ms', '-')} ms",
         "  counters   " + "  ".join(f"{k} {v}" for k, v in sorted(st["counters"].items())),
         "  bad input  "
         + ("  ".join(f"{k} {v}" for k, v in sorted(st["bad_input"].items())) or "none"),
@@ -370,6 +392,9 @@ def check(obj: Ctx) -> None:
     """Probe: exit 0 when Redis answers and every invariant holds, else 1."""
     try:
         problems = asyncio.run(_check(obj))
+    except ResponseError as e:  # Redis answered: the pool's state is what is wrong
+        click.echo(f"pool state unreadable: {e}", err=True)
+        sys.exit(1)
     except (RedisError, OSError) as e:
         click.echo(f"redis unavailable: {e}", err=True)
         sys.exit(1)

@@ -22,7 +22,6 @@ within a few points.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -32,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,8 @@ import aiohttp
 import click
 
 from provisioner import scenarios
-from provisioner.localredis import RedisNotFound, free_port, local_redis
+from provisioner.bench import private_redis
+from provisioner.localredis import free_port
 from provisioner.policy import POLICY_NAMES, make_policy
 from provisioner.replay import ReplayConfig, replay
 from provisioner.scorecard import Scorecard, ScoreListener, format_scorecard
@@ -142,18 +142,6 @@ async def wait_http(url: str, timeout_s: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise click.ClickException(f"{url} did not come up in {timeout_s}s")
             await asyncio.sleep(0.1)
-
-
-@contextlib.contextmanager
-def _redis(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    try:
-        with local_redis(appendonly=False) as server:
-            yield server.url
-    except RedisNotFound as e:
-        raise click.ClickException(str(e)) from e
 
 
 async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> Scorecard:
@@ -265,7 +253,7 @@ def run_demo(cfg: DemoConfig, with_replay: bool = False) -> tuple[Scorecard, Sco
     logdir = Path(cfg.logdir or tempfile.mkdtemp(prefix="provisioner-demo-"))
     logdir.mkdir(parents=True, exist_ok=True)
     procs = Procs(logdir)
-    with _redis(cfg.redis_url) as url:
+    with private_redis(cfg.redis_url) as url:
         try:
             live = asyncio.run(_run(cfg, url, procs, wl))
         finally:
@@ -362,10 +350,12 @@ def command(
     With no --redis-url (on the group or in PROVISIONER_REDIS_URL) a private
     redis-server from PATH is started on a free port.
     """
-    if duration <= 0 or time_scale <= 0 or replicas < 1 or not miss_cost > 0:
-        raise click.BadParameter(
-            "--duration, --time-scale and --miss-cost must be > 0, --replicas >= 1"
-        )
+    for name, value in (("--duration", duration), ("--time-scale", time_scale),
+                        ("--miss-cost", miss_cost)):  # fmt: skip
+        if not value > 0:
+            raise click.BadParameter(f"must be > 0, got {value:g}", param_hint=name)
+    if replicas < 1:
+        raise click.BadParameter(f"must be >= 1, got {replicas}", param_hint="--replicas")
     redis_url: str | None = None
     channel_prefix = ""
     parent = ctx.parent

@@ -802,8 +802,8 @@ _DEFAULTS: Final = MockConfig()
 )
 @click.option(
     "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
     show_default=True,
     help="Logging level (DEBUG logs every request).",
 )
@@ -857,7 +857,10 @@ def _mock_node_api(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
-    asyncio.run(serve(config, redis_url, host, port))
+    try:
+        asyncio.run(serve(config, redis_url, host, port))
+    except OSError as e:  # e.g. the port is taken
+        raise click.ClickException(f"cannot serve on {host}:{port}: {e.strerror or e}") from e
 
 
 command: click.Command = _mock_node_api

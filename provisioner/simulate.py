@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import click
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from provisioner import scenarios
 from provisioner.workload import Event, EventKind, Workload
@@ -217,14 +218,14 @@ async def run_simulation(
 @click.option("--seed", type=int, default=1, show_default=True, help="Scenario seed.")
 @click.option(
     "--time-scale",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=1.0,
     show_default=True,
     help="Speed-up: 5 runs the scenario 5x faster.",
 )
 @click.option(
     "--duration",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Wall-clock seconds to run (default: the whole scenario).",
 )
@@ -256,6 +257,8 @@ def _simulate(
         )
     except KeyboardInterrupt:
         sys.exit(130)
+    except (RedisError, OSError) as e:
+        raise click.ClickException(f"Redis at {redis_url}: {type(e).__name__}: {e}") from e
     click.echo(json.dumps(res.summary()))
 
 

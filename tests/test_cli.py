@@ -189,3 +189,66 @@ def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
     assert run("list").split() == ["bob"]
     bad = CliRunner(env=ENV).invoke(cli, ["--redis-url", redis_url, "premium", "add"])
     assert bad.exit_code != 0 and "at least one user" in bad.output
+
+
+# Wrong usage a new user tried (fresh-user findings): each is a clear usage error or a
+# one-line error, never a traceback.
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("run", "--node-api-url", "notaurl"), "expected an http:// or https:// URL"),
+        (("run", "--tick", "0"), "--tick"),
+        (("run", "--keep-alive", "-5"), "--keep-alive"),
+        (("run", "--lease-ttl", "0"), "--lease-ttl"),
+        (("--log-level", "bogus", "status"), "--log-level"),
+        (("simulate", "--time-scale", "0"), "--time-scale"),
+        (("simulate", "--time-scale", "-1"), "--time-scale"),
+        (("bench", "policy", "--sessions", "0"), "--sessions"),
+        (("demo", "--miss-cost", "0"), "--miss-cost"),
+        (("demo", "--replicas", "0"), "--replicas"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(
+    redis_url: str, args: tuple[str, ...], says: str
+) -> None:
+    result = CliRunner(env=ENV).invoke(cli, ["--redis-url", redis_url, *args])
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("simulate", "--duration", "1"),
+        ("bench", "policy", "--scenario", "spike", "--policy", "static", "--defaults"),
+        ("demo", "--duration", "1"),
+    ],
+)
+def test_an_unreachable_redis_stops_the_emulators_with_one_line(args: tuple[str, ...]) -> None:
+    url = closed_port_url()
+    extra = ["--redis-url", url] if args[0] == "bench" else []
+    result = CliRunner(env=ENV).invoke(cli, ["--redis-url", url, *args, *extra])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Redis at" in result.output and url in result.output
+
+
+def test_mock_api_on_a_taken_port_is_a_clear_error(redis_url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = CliRunner(env=ENV).invoke(
+            cli, ["--redis-url", redis_url, "mock-node-api", "--port", str(port)]
+        )
+    assert result.exit_code == 1, result.output
+    assert "cannot serve on 127.0.0.1" in result.output
+
+
+def test_check_on_a_key_of_the_wrong_type_blames_the_state_not_redis(
+    invoke: Invoke, r: redis.Redis, pool: str
+) -> None:
+    r.set(PoolKeys(pool).node_state, "junk")
+    result = invoke("check")
+    assert result.exit_code == 1
+    assert "pool state unreadable" in result.output and "WRONGTYPE" in result.output

@@ -197,15 +197,21 @@ def test_verdicts_find_dominating_and_better_baseline_points(tmp_path: Path) -> 
     bad = [_row("hybrid", 1, 0.05, 1.1), _row("hybrid", 2, 0.02, 1.15)]
     (v,) = verdicts(ours + bad)
     assert v.dominated_by == ["hybrid k=2 (2.0% @ 1.15x)"]
-    assert v.beaten_at_equal_cost == ["hybrid k=1 (5.0% @ 1.10x)", "hybrid k=2 (2.0% @ 1.15x)"]
+    assert v.beaten_at_equal_cost == ["hybrid k=1 (5.0% @ 1.10x)"]  # k=2: dominates already
     path = tmp_path / "results.json"
     path.write_text(json.dumps([asdict(r) for r in ours + fine]))
     assert CliRunner().invoke(cli, ["bench", "judge", str(path)]).exit_code == 0
     path.write_text(json.dumps([asdict(r) for r in ours + bad]))
     res = CliRunner().invoke(cli, ["bench", "judge", str(path)])
     assert res.exit_code == 1 and "TARGET MISSED" in res.output
-    path.write_text("[{}]")
-    assert "not a results.json" in CliRunner().invoke(cli, ["bench", "judge", str(path)]).output
+    for bad, says in (("[{}]", "row 1: ['busy_node_seconds'"), ('{"a": 1}', "a JSON list"),
+                      ('["x"]', "row 1: not an object"), ("nope", "Expecting value")):  # fmt: skip
+        path.write_text(bad)
+        res = CliRunner().invoke(cli, ["bench", "judge", str(path)])
+        assert res.exit_code == 1 and "not a results.json" in res.output and says in res.output
+    path.write_text(json.dumps([asdict(r) for r in ours]))  # no baseline at all
+    res = CliRunner().invoke(cli, ["bench", "judge", str(path)])
+    assert res.exit_code == 0 and "s: no baseline rows to judge against" in res.output
 
 
 def test_bench_table_has_a_row_per_scenario_and_says_what_was_not_run(tmp_path: Path) -> None:
