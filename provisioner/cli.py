@@ -229,6 +229,41 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
     help="Node API request timeout, seconds.",
 )
 @click.option(
+    "--marker-timeout",
+    envvar="PROVISIONER_MARKER_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3.0,
+    help="No marker for this long means the subscription is dead (half-open), seconds.",
+)
+@click.option(
+    "--health-check-interval",
+    envvar="PROVISIONER_HEALTH_CHECK_INTERVAL",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    help="Redis connection health-check period, seconds.",
+)
+@click.option(
+    "--unknown-grace",
+    envvar="PROVISIONER_UNKNOWN_GRACE",
+    type=click.FloatRange(min=0),
+    default=15.0,
+    help="Wait before adopting or deleting a node unknown to us, seconds.",
+)
+@click.option(
+    "--min-boot-timeout",
+    envvar="PROVISIONER_MIN_BOOT_TIMEOUT",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    help="Floor of the stuck-boot timeout, seconds.",
+)
+@click.option(
+    "--intent-timeout",
+    envvar="PROVISIONER_INTENT_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    help="An open create intent older than this is closed, seconds.",
+)
+@click.option(
     "--lag",
     envvar="PROVISIONER_TEST_LAG",
     type=float,
@@ -256,6 +291,11 @@ def run(
     user_ttl: float,
     history_ttl: float,
     api_timeout: float,
+    marker_timeout: float,
+    health_check_interval: float,
+    unknown_grace: float,
+    min_boot_timeout: float,
+    intent_timeout: float,
     lag: float,
 ) -> None:
     """Run one worker replica (any number may run at once)."""
@@ -292,7 +332,16 @@ def run(
         history_ttl_s=history_ttl,
         policy=policy,
         policy_knobs=knobs,
-        leader=LeaderConfig(lease_ttl_s=lease_ttl, tick_s=tick, default_boot_s=default_boot),
+        marker_timeout_s=marker_timeout,
+        health_check_interval_s=health_check_interval,
+        leader=LeaderConfig(
+            lease_ttl_s=lease_ttl,
+            tick_s=tick,
+            default_boot_s=default_boot,
+            unknown_grace_s=unknown_grace,
+            min_boot_timeout_s=min_boot_timeout,
+            intent_timeout_s=intent_timeout,
+        ),
         api_timeout_s=api_timeout,
         ingest_lag_s=lag,
         **extra,  # type: ignore[arg-type]

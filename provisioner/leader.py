@@ -149,6 +149,7 @@ class Leader:
                 try:
                     await self.step()
                 except FencedError:
+                    self.metrics.fenced.inc()
                     self._lost("fenced")
                 except (RedisError, OSError) as e:  # Redis down: say so, briefly
                     self._limiter.warn("step", "leader step skipped: %s: %s", type(e).__name__, e)
@@ -207,6 +208,7 @@ class Leader:
                 self.config.default_boot_s, want.n_classes, want.recency_edges_b,
             )  # fmt: skip
         except FencedError:
+            self.metrics.fenced.inc()
             self._lost("renewal refused")
             return None
         snap = view.snapshot

@@ -62,6 +62,11 @@ class Metrics:
             ["verb", "outcome"],
             registry=r,
         )
+        self.fenced = Counter(
+            "provisioner_fenced",
+            "Leader writes refused by the fencing token (this replica had lost the lease)",
+            registry=r,
+        )
         self.pool = Gauge("provisioner_pool_nodes", "Nodes by state", ["state"], registry=r)
         self.waiting = Gauge("provisioner_waiting_users", "Users on the waitlist", registry=r)
         self.active = Gauge("provisioner_active_users", "Users in the active set", registry=r)

@@ -12,6 +12,8 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -55,3 +57,21 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
 def pool() -> str:
     """A fresh pool name per test, so each test has its own key namespace."""
     return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def stack_factory(redis_url: str, pool: str, tmp_path: Path) -> Iterator[type[Any]]:
+    """``stack_factory(mock_args, replica_args)``: a :class:`tests.faultkit.Stack` on the
+    session's server, the test's pool and ``tmp_path``; closed after the test."""
+    from tests.faultkit import Stack
+
+    made: list[Stack] = []
+
+    class Made(Stack):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(redis_url, pool, tmp_path, *a, **kw)
+            made.append(self)
+
+    yield Made
+    for s in made:
+        s.close()
