@@ -26,7 +26,7 @@ class Replicas:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
+        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - child owns it; restarts append
         cmd = [
             sys.executable, "-m", "provisioner",
             "--redis-url", self.redis_url, "--pool", self.pool,
