@@ -243,6 +243,13 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
     help="Redis connection health-check period, seconds.",
 )
 @click.option(
+    "--redis-timeout",
+    envvar="PROVISIONER_REDIS_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3.0,
+    help="A Redis command unanswered this long fails and its connection is re-made, seconds.",
+)
+@click.option(
     "--unknown-grace",
     envvar="PROVISIONER_UNKNOWN_GRACE",
     type=click.FloatRange(min=0),
@@ -293,6 +300,7 @@ def run(
     api_timeout: float,
     marker_timeout: float,
     health_check_interval: float,
+    redis_timeout: float,
     unknown_grace: float,
     min_boot_timeout: float,
     intent_timeout: float,
@@ -334,6 +342,7 @@ def run(
         policy_knobs=knobs,
         marker_timeout_s=marker_timeout,
         health_check_interval_s=health_check_interval,
+        socket_timeout_s=redis_timeout,
         leader=LeaderConfig(
             lease_ttl_s=lease_ttl,
             tick_s=tick,

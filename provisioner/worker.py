@@ -85,6 +85,8 @@ class WorkerConfig:
             user's ordering record) untouched this long is deleted, unless the user is
             active, connected or waiting.
         health_check_interval_s: redis-py connection health-check period.
+        socket_timeout_s: a Redis command unanswered this long fails (a half-open
+            connection is dropped and re-made); redis-py 5 waits forever by default.
         policy: policy name (see :func:`provisioner.policy.make_policy`).
         policy_knobs: the policy's knobs.
         leader: lease and scaling timing.
@@ -110,6 +112,7 @@ class WorkerConfig:
     user_ttl_s: float = 600.0
     history_ttl_s: float = 7 * 86_400.0
     health_check_interval_s: float = 2.0
+    socket_timeout_s: float = 3.0
     policy: str = "basestock"
     policy_knobs: dict[str, float] = field(default_factory=dict)
     leader: LeaderConfig = field(default_factory=LeaderConfig)
@@ -142,6 +145,7 @@ class Worker:
             encoding_errors="surrogateescape",
             health_check_interval=config.health_check_interval_s,
             socket_connect_timeout=5.0,
+            socket_timeout=config.socket_timeout_s,
             socket_keepalive=True,
         )
         self.coord = Coordinator(
@@ -237,6 +241,9 @@ class Worker:
             except (RedisError, OSError, TimeoutError) as e:
                 self.metrics.reconnects.inc()
                 log.warning("subscription lost (%s: %s); resubscribing", type(e).__name__, e)
+                # the command connections share its path (half-open, restart): drop them
+                # too, so no timer waits out a dead socket's timeout on each of them
+                await self.client.connection_pool.disconnect()
                 await asyncio.sleep(0.05)
             finally:
                 self.subscribed = False

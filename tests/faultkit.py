@@ -31,12 +31,17 @@ from provisioner.keys import Channels, PoolKeys
 from provisioner.localredis import free_port
 from tests.procs import Replicas, subscribers, wait_until
 
-# Short timings so the suite is fast: lease 1 s, tick 0.2 s, markers every 50 ms.
-LEASE_S = 1.0
+# Short timings so the suite is fast, yet not so short that a loaded 2-core machine
+# (load 10 seen while other engineers benchmark) fails over by itself: lease 2 s, tick
+# 0.2 s, markers every 50 ms, a dead subscription after 1.5 s without a marker.
+LEASE_S = 2.0
 TICK_S = 0.2
+MARKER_TIMEOUT_S = 1.5
+REDIS_TIMEOUT_S = 1.5
 FAST = (
     "--lease-ttl", str(LEASE_S), "--tick", str(TICK_S), "--marker-interval", "0.05",
-    "--marker-timeout", "1.0", "--health-check-interval", "0.5", "--unknown-grace", "1.0",
+    "--marker-timeout", str(MARKER_TIMEOUT_S), "--health-check-interval", "0.5",
+    "--redis-timeout", str(REDIS_TIMEOUT_S), "--unknown-grace", "1.0",
     "--min-boot-timeout", "3.0", "--default-boot", "0.5", "--api-timeout", "2.0",
 )  # fmt: skip
 LIVE = ("booting", "ready", "allocated", "terminating")
@@ -357,16 +362,22 @@ class Stack:
             self.r.close()
 
 
-def assert_accounting(stack: Stack, traffic: Traffic) -> dict[str, int]:
-    """Once-only: every published connect and disconnect was applied exactly once, and
-    every connect produced at most one ``user:assigned`` (exactly one unless the user
-    left the waitlist first), with no preemption in play.  Returns the counters."""
+def assert_accounting(stack: Stack, traffic: Traffic, observer_cut: bool = False) -> dict[str, int]:
+    """Once-only: every published connect and disconnect was applied exactly once, each
+    connect was served once (a hit or a late assignment) or left the waitlist first, and
+    (unless ``observer_cut``: the test's own subscriber to ``user:assigned`` was cut too)
+    one ``user:assigned`` went out per served connect.  No preemption in play.
+
+    Returns:
+        The pool's counters.
+    """
     s = stack.stats()
-    assigned = len(stack.assigned.events)
+    served = s.get("hits", 0) + s.get("assigned_late", 0)
     assert s.get("connects", 0) == traffic.connects, (s, traffic.connects)
     assert s.get("disconnects", 0) == traffic.disconnects, (s, traffic.disconnects)
-    assert s.get("hits", 0) + s.get("assigned_late", 0) == assigned, (s, assigned)
-    assert assigned + s.get("never_served", 0) == traffic.connects, (s, assigned)
+    assert served + s.get("never_served", 0) == traffic.connects, s
+    if not observer_cut:
+        assert len(stack.assigned.events) == served, (s, len(stack.assigned.events))
     return s
 
 

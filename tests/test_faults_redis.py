@@ -1,0 +1,282 @@
+"""Fault injection on Redis: restart with AOF, SCRIPT FLUSH, CLIENT KILL TYPE pubsub, and a
+half-open connection (a TCP proxy in the test black-holes a replica's traffic).
+
+Real ``provisioner run`` processes and the mock Node API.  The restart and the pubsub
+kill run on a private redis-server (they would disturb the session's), the others on the
+session's server.  Each test prints its measured figure (``pytest -rP``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.localredis import free_port, local_redis
+from tests.faultkit import (
+    MARKER_TIMEOUT_S,
+    REDIS_TIMEOUT_S,
+    Stack,
+    Traffic,
+    assert_accounting,
+    settle,
+)
+from tests.procs import wait_until
+
+pytestmark = pytest.mark.slow
+
+POOL = ("--policy", "static", "--min-spare", "2", "--keep-alive", "1000")
+
+
+def _finish(stack: Stack, traffic: Traffic, observer_cut: bool = False) -> dict[str, int]:
+    traffic.close()
+    settle(stack, traffic)
+    stats = assert_accounting(stack, traffic, observer_cut)
+    assert stack.invariants() == []
+    wait_until(lambda: not stack.node_mismatches(), 15, "Redis to match the API's ledger")
+    logs = stack.logs()
+    assert "NOSCRIPT" not in logs
+    assert "Traceback" not in logs
+    return stats
+
+
+def test_redis_restart_with_aof(tmp_path: Path, pool: str) -> None:
+    """Stop and restart redis-server (AOF on) mid-run: replicas resubscribe within a few
+    seconds, state survives, no NOSCRIPT escapes, assignments resume."""
+    with local_redis(appendonly=True) as server:
+        stack = Stack(server.url, pool, tmp_path, replica_args=POOL)
+        traffic = Traffic(server.url, stack.ch)
+        try:
+            stack.start_all(["a", "b"])
+            traffic.start()
+            time.sleep(2)
+            traffic.pause()  # nothing is published while nobody can listen: exact truth
+            wait_until(lambda: stack.stat("connects") == traffic.connects, 10, "ingest")
+            before = stack.stats()
+            t0 = time.monotonic()
+            server.restart()
+            up = time.monotonic()
+            stack.wait_subscribed(2, 20)
+            resubscribed = time.monotonic() - t0
+            assert stack.stats() == before  # the AOF kept every counter
+            traffic.resume()
+            served = len(stack.assigned.events)
+            time.sleep(2)
+            stats = _finish(stack, traffic, observer_cut=True)  # the restart cut it too
+            after = len(stack.assigned.events) - served
+            print(
+                f"FAULT redis-restart-aof: down {up - t0:.2f}s, both replicas resubscribed "
+                f"{resubscribed:.2f}s after the stop; {after} assignments after it; "
+                f"{traffic.connects} connects each applied once, no NOSCRIPT"
+            )
+            assert after >= 3
+            assert resubscribed < 5.0
+            assert stats["connects"] > before["connects"]
+        finally:
+            traffic.close()
+            stack.close()
+
+
+def test_script_flush_under_traffic(stack_factory: Any) -> None:
+    """SCRIPT FLUSH five times while traffic flows: scripts are reloaded transparently,
+    nothing is lost or applied twice, no NOSCRIPT escapes."""
+    stack: Stack = stack_factory(replica_args=POOL)
+    stack.start_all(["a", "b"])
+    traffic = Traffic(stack.redis_url, stack.ch)
+    traffic.start()
+    for _ in range(5):
+        time.sleep(0.6)
+        stack.r.script_flush()
+    time.sleep(1)
+    stats = _finish(stack, traffic)
+    print(
+        f"FAULT script-flush: 5 flushes in 3 s under traffic; {traffic.connects} connects / "
+        f"{traffic.disconnects} disconnects each applied once, "
+        f"{len(stack.assigned.events)} user:assigned, no NOSCRIPT in the logs"
+    )
+    assert stats["connects"] >= 10
+
+
+def test_client_kill_pubsub_and_a_ready_lost_in_the_gap(tmp_path: Path, pool: str) -> None:
+    """``CLIENT KILL TYPE pubsub`` cuts every subscriber: each replica counts the cut and
+    resubscribes.  A ``ready`` published into the gap (PUBLISH reached 0 subscribers) is
+    lost; the stuck-boot reconcile deletes that node and boots a replacement."""
+    with local_redis() as server:
+        stack = Stack(
+            server.url,
+            pool,
+            tmp_path,
+            ("--boot-min", "0.3", "--boot-max", "0.5", "--seed", "5", "--lost-ready-p", "1"),
+            ("--policy", "static", "--min-spare", "1", "--keep-alive", "1000"),
+        )
+        try:
+            stack.start_all(["a", "b"])
+            mock = stack.mock
+            assert mock is not None
+            wait_until(lambda: stack.r.zcard(stack.keys.nodes_booting) == 1, 10, "a boot")
+            node = stack.r.zrange(stack.keys.nodes_booting, 0, 0)[0]
+            wait_until(lambda: mock.ledger()[0]["status"] == "ready", 5, "the node ready")
+            mock.patch(lost_ready_p=0.0)
+            payload = json.dumps({"node_id": node, "status": "ready"})
+            for _ in range(20):  # publish into the gap: no subscriber may hear it
+                killed = int(stack.r.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
+                t0 = time.monotonic()
+                if killed and stack.r.publish(stack.ch.node_status, payload) == 0:
+                    break
+                stack.wait_subscribed(2, 10)
+            else:
+                pytest.fail("could not publish into the gap")
+            stack.wait_subscribed(2, 10)
+            resubscribed = time.monotonic() - t0
+            wait_until(
+                lambda: all(
+                    stack.metric(n, "provisioner_redis_reconnects_total") >= 1 for n in "ab"
+                ),
+                5,
+                "each replica to count the cut",
+            )
+            wait_until(lambda: stack.r.zcard(stack.keys.nodes_ready) == 1, 20, "a replacement")
+            replaced = time.monotonic() - t0
+            assert stack.states()[node] in ("terminating", "terminated")
+            assert stack.stat("boot_timeouts") >= 1
+            wait_until(lambda: not stack.node_mismatches(), 10, "Redis to match the ledger")
+            assert stack.invariants() == []
+            assert "Traceback" not in stack.logs()
+            gaps = sum(stack.metric(n, "provisioner_subscription_gap_markers_total") for n in "ab")
+            print(
+                f"FAULT client-kill-pubsub: {killed} subscribers cut, both resubscribed in "
+                f"{resubscribed:.2f}s, reconnects counted, {gaps:.0f} gap markers counted; the "
+                f"ready lost in the gap: node deleted as a stuck boot and replaced "
+                f"{replaced:.1f}s later (boot-timeout floor 3 s)"
+            )
+        finally:
+            stack.close()
+
+
+class BlackHoleProxy:
+    """A loopback TCP proxy to Redis that can black-hole its current connections: the
+    bytes are swallowed both ways and nothing is closed (a half-open connection).
+    Connections made after :meth:`black_hole` pass normally."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.pairs: list[tuple[socket.socket, socket.socket, threading.Event]] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            frozen = threading.Event()
+            with self.lock:
+                self.pairs.append((client, upstream, frozen))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b, frozen), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, frozen: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                if not frozen.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def black_hole(self) -> int:
+        with self.lock:
+            for _, _, frozen in self.pairs:
+                frozen.set()
+            return len(self.pairs)
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+        with self.lock:
+            for a, b, _ in self.pairs:
+                a.close()
+                b.close()
+
+
+def test_half_open_connection_is_detected_and_remade(stack_factory: Any, redis_url: str) -> None:
+    """The leader ``a`` reaches Redis through a proxy that black-holes all its connections:
+    it detects the dead subscription (no marker for 1.5 s), drops its other connections
+    and resubscribes; its heartbeat resumes; there is one live leader (``a`` renewed on a
+    fresh connection in time, or lost the lease to ``b`` and its late renewal was
+    refused); ``b`` stays subscribed throughout, so no message is lost."""
+    target = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = BlackHoleProxy(target)
+    stack: Stack = stack_factory(replica_args=POOL)
+    traffic = Traffic(stack.redis_url, stack.ch)
+    try:
+        stack.start("a", redis_url=proxy.url)
+        stack.wait_subscribed(1)
+        wait_until(lambda: stack.leader() == "a", 10, "a to lead")
+        stack.start("b")
+        stack.wait_subscribed(2)
+        traffic.start()
+        time.sleep(1)
+        cuts = stack.metric("a", "provisioner_redis_reconnects_total")
+        subs = stack.log("a").count("INFO provisioner.worker: subscribed to")
+        fences = stack.metric("a", "provisioner_fenced_total")
+        holed = proxy.black_hole()
+        t0 = time.monotonic()
+        wall0 = time.time() * 1000
+        wait_until(
+            lambda: stack.metric("a", "provisioner_redis_reconnects_total") > cuts,
+            15,
+            "a to notice the dead subscription",
+        )
+        detected = time.monotonic() - t0
+        wait_until(
+            lambda: stack.log("a").count("INFO provisioner.worker: subscribed to") > subs,
+            15,
+            "a to resubscribe",
+        )
+        resubscribed = time.monotonic() - t0
+        wait_until(
+            lambda: (stack.r.zscore(stack.keys.replicas, "a") or 0) > wall0 + 500,
+            20,
+            "a's heartbeat to resume",
+        )
+        beat = time.monotonic() - t0
+        # a either renewed its lease on a fresh connection in time, or lost it to b and its
+        # late renewal was refused; either way one live leader
+        wait_until(lambda: stack.leader() is not None, 10, "a live leader")
+        holder = stack.leader()
+        refused = stack.metric("a", "provisioner_fenced_total") - fences
+        time.sleep(1)
+        stats = _finish(stack, traffic)
+        print(
+            f"FAULT half-open: {holed} connections of the leader black-holed; dead "
+            f"subscription detected after {detected:.2f}s (marker timeout {MARKER_TIMEOUT_S} s, "
+            f"command timeout {REDIS_TIMEOUT_S} s), resubscribed after {resubscribed:.2f}s, "
+            f"heartbeat back after {beat:.2f}s; leader after it {holder} "
+            f"({refused:.0f} refused renewal); {stats['connects']} connects each applied once"
+        )
+        assert detected < 2 * MARKER_TIMEOUT_S  # with a margin for a loaded machine
+        # the marker timeout and one maintenance round, not redis-py's default 5 s per
+        # pooled connection (or forever in redis-py 5.x)
+        assert beat < 2 * MARKER_TIMEOUT_S + 1.0
+    finally:
+        traffic.close()
+        proxy.close()
