@@ -555,9 +555,16 @@ class Coordinator:
         return int(res[1])
 
     async def release_lease(self, holder: str, token: str) -> bool:
-        """Give the lease up; False if it was not ours."""
+        """Give the lease up; False if it was not ours.
+
+        Raises:
+            WrongTypeError: the lease key holds another type (a clear error, not False).
+        """
         res: list[Any] = await self.runner.call("releaseLease", holder, token)
-        return int(res[0]) == Code.OK
+        if int(res[0]) == Code.ERR_FENCED:
+            return False
+        raise_for_code("releaseLease", int(res[0]))
+        return True
 
     # -- maintenance (any replica) ----------------------------------------------
     async def emit_marker(self, now_ms: int, interval_ms: int) -> int:
