@@ -82,10 +82,13 @@ def test_kill_leader_mid_scale_up(stack_factory: type[Stack], when: str) -> None
     assert sorted(stack.assigned.per_user().values()) == [1, 1, 1, 1]
 
 
-def test_sigstop_leader_past_its_lease(stack_factory: type[Stack]) -> None:
-    """SIGSTOP the leader for three lease periods, SIGCONT: its renewal is refused by the
-    fencing token, it records no decision with its old token after the new leader's
-    first, and the API sees no extra node."""
+@pytest.mark.parametrize("when", ["idle", "mid_post"])
+def test_sigstop_leader_past_its_lease(stack_factory: type[Stack], when: str) -> None:
+    """SIGSTOP the leader for three lease periods (idle, or while its POST is held by the
+    API), SIGCONT: its renewal is refused by the fencing token, it records no decision
+    with its old token after the new leader's first, the call it was in the middle of is
+    reconciled (the new leader adopted that node into its intent) and the API sees no
+    extra node."""
     stack = stack_factory(("--boot-min", "0.3", "--boot-max", "0.5", "--seed", "2"), STATIC)
     stack.start_all(["a", "b"])
     mock = stack.mock
@@ -95,14 +98,22 @@ def test_sigstop_leader_past_its_lease(stack_factory: type[Stack]) -> None:
     assert old is not None
     other = "b" if old == "a" else "a"
     old_token = stack.token()
+    users = ["user-0", "user-1", "user-2"]
+    if when == "mid_post":
+        # the API creates the node at once but holds the 202 for 1 s (client timeout 2 s)
+        mock.patch(timeout_after_create_p=1.0, hang_s=1.0)
+        _connect(stack, ["user-x"])  # takes the spare: the leader POSTs a new one
+        wait_until(lambda: len(mock.ledger()) == 2, 10, "the POST to reach the API")
+        users.append("user-x")
     stack.group.signal(old, signal.SIGSTOP)  # type: ignore[arg-type]
     stopped = time.monotonic()
     try:
+        mock.patch(timeout_after_create_p=0.0)
         wait_until(lambda: stack.leader() == other, 5, "the other replica to take the lease")
         took_over = time.monotonic() - stopped
         # work for the new leader while the old one sleeps: 3 users wait, it boots nodes
-        _connect(stack, ["user-0", "user-1", "user-2"])
-        wait_until(lambda: stack.r.hlen(stack.keys.user_node) == 3, 20, "users served")
+        _connect(stack, users[:3])
+        wait_until(lambda: stack.r.hlen(stack.keys.user_node) == len(users), 20, "users served")
         time.sleep(max(0.0, 3 * LEASE_S - (time.monotonic() - stopped)))
     finally:
         stack.group.signal(old, signal.SIGCONT)  # type: ignore[arg-type]
@@ -119,9 +130,14 @@ def test_sigstop_leader_past_its_lease(stack_factory: type[Stack]) -> None:
     wait_until(lambda: not stack.node_mismatches(), 10, "Redis to match the ledger")
     assert stack.invariants() == []
     alive = mock.alive()
-    assert len(alive) == 4, alive  # 3 users + 1 spare, nothing from the stale leader
+    # every user holds a node and one spare: nothing extra from the stale leader
+    assert len(alive) == len(users) + 1, alive
+    assert stack.r.zcard(stack.keys.intents) == 0
+    if when == "mid_post":
+        assert stack.log(other).count("adopted unknown node") == 1
     print(
-        f"FAULT sigstop-leader: lease taken over {took_over:.2f}s after SIGSTOP (lease "
+        f"FAULT sigstop-leader-{when}: lease taken over {took_over:.2f}s after SIGSTOP (lease "
         f"{LEASE_S}s); after SIGCONT {int(stack.metric(old, 'provisioner_fenced_total'))} "
-        f"fenced write(s) refused, 0 decisions with the old token, alive {len(alive)} = 3+1"
+        f"fenced write(s) refused, 0 decisions with the old token, alive {len(alive)} = "
+        f"{len(users)} users + 1 spare"
     )
