@@ -45,6 +45,17 @@ CALLS: dict[str, Callable[[SyncCoord, str], Any]] = {
     "countBadInput": lambda sc, t: sc.count_bad_input("not_json", 5_000_005),
     "setPremium": lambda sc, t: sc.set_premium(["u1"]),
     "countActive": lambda sc, t: sc.active_by_class_recency(NOW, [1000.0], 2),
+    "observeTick": lambda sc, t: sc.observe_tick("L", t, NOW, 10**6, 0.5, 2, [1.0]),
+    "applyDecision": lambda sc, t: sc.apply_decision(
+        t,
+        NOW + 10**5,
+        keep_alive_ms=0,
+        reap_floor=0,
+        boot_timeout_ms=1,
+        target_spare=3,
+        max_creates=3,
+        fields={"target": 3},
+    ),  # fmt: skip
 }
 HEADER = re.compile(r"^\s*KEYS\[(\d+)\]\s+(\w+)\s+(\w+)", re.M)
 
