@@ -55,7 +55,7 @@ CALLS: dict[str, Callable[[SyncCoord, str], Any]] = {
         target_spare=3,
         max_creates=3,
         fields={"target": 3},
-    ),  # fmt: skip
+    ),
 }
 HEADER = re.compile(r"^\s*KEYS\[(\d+)\]\s+(\w+)\s+(\w+)", re.M)
 
