@@ -363,9 +363,9 @@ class Stack:
 
 
 def assert_accounting(stack: Stack, traffic: Traffic, observer_cut: bool = False) -> dict[str, int]:
-    """Once-only: every published connect and disconnect was applied exactly once, each
-    connect was served once (a hit or a late assignment) or left the waitlist first, and
-    (unless ``observer_cut``: the test's own subscriber to ``user:assigned`` was cut too)
+    """Once-only: every published connect and disconnect reached a replica and was
+    applied exactly once, each connect was served once (a hit or a late assignment) or
+    left the waitlist first, and (unless ``observer_cut``: the test's own subscriber to ``user:assigned`` was cut too)
     one ``user:assigned`` went out per served connect.  No preemption in play.
 
     Returns:
@@ -376,6 +376,7 @@ def assert_accounting(stack: Stack, traffic: Traffic, observer_cut: bool = False
     assert s.get("connects", 0) == traffic.connects, (s, traffic.connects)
     assert s.get("disconnects", 0) == traffic.disconnects, (s, traffic.disconnects)
     assert served + s.get("never_served", 0) == traffic.connects, s
+    assert traffic.unheard == 0, "a message was published while no replica listened"
     if not observer_cut:
         assert len(stack.assigned.events) == served, (s, len(stack.assigned.events))
     return s
