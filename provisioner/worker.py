@@ -86,7 +86,7 @@ class WorkerConfig:
             active, connected or waiting.
         health_check_interval_s: redis-py connection health-check period.
         socket_timeout_s: a Redis command unanswered this long fails (a half-open
-            connection is dropped and re-made); redis-py 5 waits forever by default.
+            connection is dropped and re-made); redis-py before 8.0 waits forever by default.
         policy: policy name (see :func:`provisioner.policy.make_policy`).
         policy_knobs: the policy's knobs.
         leader: lease and scaling timing.

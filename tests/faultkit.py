@@ -365,8 +365,8 @@ class Stack:
 def assert_accounting(stack: Stack, traffic: Traffic, observer_cut: bool = False) -> dict[str, int]:
     """Once-only: every published connect and disconnect reached a replica and was
     applied exactly once, each connect was served once (a hit or a late assignment) or
-    left the waitlist first, and (unless ``observer_cut``: the test's own subscriber to ``user:assigned`` was cut too)
-    one ``user:assigned`` went out per served connect.  No preemption in play.
+    left the waitlist first, and one ``user:assigned`` went out per served connect
+    (unless ``observer_cut``: the test's own subscriber was cut too).  No preemption.
 
     Returns:
         The pool's counters.
