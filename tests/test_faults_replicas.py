@@ -20,7 +20,7 @@ from tests.procs import wait_until
 
 pytestmark = pytest.mark.slow
 
-POOL = ("--policy", "static", "--min-spare", "3", "--keep-alive", "1000")
+POOL = ("--policy", "static", "--min-spare", "3", "--keep-alive", "2")
 NAMES = ["a", "b", "c"]
 
 
@@ -32,12 +32,25 @@ def _run_traffic(stack: Stack, seconds: float) -> None:
         time.sleep(0.5)
 
 
+def _churn(stack: Stack) -> str:
+    assert stack.mock is not None
+    return (
+        f"{len(stack.mock.ledger())} nodes created, {stack.stat('reaped_idle')} reaped idle, "
+        f"{len(stack.mock.alive())} alive at the end = connected + 3 spare"
+    )
+
+
 def _check_after(stack: Stack, traffic: Traffic) -> dict[str, int]:
     traffic.close()
     settle(stack, traffic)
     stats = assert_accounting(stack, traffic)
     assert stack.invariants() == []
     wait_until(lambda: not stack.node_mismatches(), 10, "Redis to match the API's ledger")
+    # nothing leaks (I4): past the 2 s keep-alive only the connected users' nodes and the
+    # 3 spares stay alive at the API
+    assert stack.mock is not None
+    want = len(traffic.connected) + 3
+    wait_until(lambda: len(stack.mock.alive()) == want, 15, f"{want} nodes alive at the API")
     assert "Traceback" not in stack.logs()
     return stats
 
@@ -59,7 +72,8 @@ def test_kill_one_of_three_replicas_during_a_steady_run(stack_factory: Any) -> N
         f"FAULT kill-replica: killed the leader of 3 under traffic; {traffic.connects} "
         f"connects / {traffic.disconnects} disconnects ({during} after the kill) each applied "
         f"once, {len(stack.assigned.events)} user:assigned = hits {stats.get('hits', 0)} + "
-        f"late {stats.get('assigned_late', 0)}, never served {stats.get('never_served', 0)}"
+        f"late {stats.get('assigned_late', 0)}, never served {stats.get('never_served', 0)}; "
+        f"{_churn(stack)}"
     )
     assert during >= 20
 
@@ -95,6 +109,6 @@ def test_rolling_restart_hands_the_lease_over_and_loses_nothing(stack_factory: A
         f"FAULT rolling-restart: SIGTERM of each of 3 replicas in turn under traffic; lease "
         f"handed over in {', '.join(f'{h:.2f}s' for h in handovers)} (lease {LEASE_S}s); "
         f"{traffic.connects} connects / {traffic.disconnects} disconnects each applied once, "
-        f"never served {stats.get('never_served', 0)}"
+        f"never served {stats.get('never_served', 0)}; {_churn(stack)}"
     )
     assert max(handovers) < LEASE_S  # released, not expired
