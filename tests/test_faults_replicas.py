@@ -9,12 +9,17 @@ the published ones, and the mock API's nodes equal Redis's (I4).
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from provisioner import scenarios
+from provisioner.simulate import SimResult, run_simulation
 from tests.faultkit import LEASE_S, Stack, Traffic, assert_accounting, settle
 from tests.procs import wait_until
 
@@ -112,3 +117,58 @@ def test_rolling_restart_hands_the_lease_over_and_loses_nothing(stack_factory: A
         f"never served {stats.get('never_served', 0)}; {_churn(stack)}"
     )
     assert max(handovers) < LEASE_S  # released, not expired
+
+
+def test_kill_one_of_three_under_the_simulator(stack_factory: Any, tmp_path: Path) -> None:
+    """The real simulator (scenario ``cold`` at x40: activity, connects, disconnects of
+    UUID users) against three replicas; kill -9 of a follower half way.  Its ground truth
+    (every message it published, who is connected) must equal Redis's."""
+    scale = 40.0
+    wl = scenarios.build("cold", 3)
+    boot = wl.boot
+    mock = (
+        "--boot-min", str(boot.min_s), "--boot-max", str(boot.max_s), "--seed", "3",
+        "--time-scale", str(scale),
+    )  # fmt: skip
+    stack: Stack = stack_factory(mock, POOL)
+    stack.start_all(NAMES)
+    sim = SimResult(wl.name, scale)
+    runner = threading.Thread(
+        target=lambda: asyncio.run(
+            run_simulation(wl, stack.redis_url, scale, stack.prefix, max_wall_s=8.0, result=sim)
+        ),
+        daemon=True,
+    )
+    runner.start()
+    time.sleep(4)
+    leader = stack.leader()
+    victim = next(n for n in NAMES if n != leader)
+    stack.group.signal(victim, signal.SIGKILL)
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    connects, disconnects = sim.count("connect"), sim.count("disconnect")
+
+    def matches() -> bool:
+        return (
+            stack.stat("connects") == connects
+            and stack.stat("disconnects") == disconnects
+            and not stack.user_mismatches(sim.connected)
+            and stack.r.zcard(stack.keys.users_waiting) == 0
+        )
+
+    wait_until(matches, 20, "Redis to match the simulator's ground truth")
+    s = stack.stats()
+    assert s["activity"] == sim.count("activity")
+    served = s.get("hits", 0) + s.get("assigned_late", 0)
+    assert served + s.get("never_served", 0) == connects
+    assert len(stack.assigned.events) == served
+    assert stack.invariants() == []
+    wait_until(lambda: not stack.node_mismatches(), 10, "Redis to match the API's ledger")
+    assert "Traceback" not in stack.logs()
+    print(
+        f"FAULT kill-replica-simulator: scenario cold x{scale:.0f}, a follower of 3 killed "
+        f"half way; {sim.count('activity')} activity / {connects} connects / {disconnects} "
+        f"disconnects each applied once, {served} served ({s.get('hits', 0)} hits), "
+        f"{len(sim.connected)} connected at the end = Redis"
+    )
+    assert connects >= 20
