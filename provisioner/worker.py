@@ -15,8 +15,10 @@ while this replica holds the lease.
 Failure handling: on a Redis error the subscription is dropped and re-made with
 exponential backoff and full jitter (tenacity's ``wait_random_exponential``); scripts are
 re-loaded on every (re)connect; messages are dropped until the next marker.  If no
-marker arrives for ``marker_timeout_s`` although we publish them, the connection is
-taken for half-open and re-made.
+marker arrives for ``marker_timeout_s`` although we publish them, a PING goes out on the
+subscription; no answer within ``marker_timeout_s`` more and the connection is taken for
+half-open and re-made (with the pooled command connections).  A stall that stopped every
+replica's markers at once is answered, so it makes nobody resubscribe.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ from provisioner.sequencer import Sequencer
 __all__ = ["Worker", "WorkerConfig", "run_worker"]
 
 log = logging.getLogger("provisioner.worker")
+
+_PROBE = "provisioner-liveness-probe"
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,8 @@ class Worker:
                 log.warning("subscription lost (%s: %s); resubscribing", type(e).__name__, e)
                 # the command connections share its path (half-open, restart): drop them
                 # too, so no timer waits out a dead socket's timeout on each of them
-                await self.client.connection_pool.disconnect()
+                with contextlib.suppress(Exception):  # a failed close must not end ingest
+                    await self.client.connection_pool.disconnect()
                 await asyncio.sleep(0.05)
             finally:
                 self.subscribed = False
@@ -283,16 +288,33 @@ class Worker:
         timeout = self.config.marker_timeout_s
         lag = self.config.ingest_lag_s
         max_batch = 1 if lag > 0 else self.config.max_batch
+        probe_since: float | None = None
         while not stop.is_set():
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
             if msg is None:
-                if time.monotonic() - self._last_marker > timeout:
-                    raise TimeoutError(f"no marker for {timeout}s: subscription presumed dead")
+                quiet = time.monotonic() - self._last_marker
+                if probe_since is not None and self._last_marker > probe_since:
+                    probe_since = None  # a marker came meanwhile
+                if quiet > timeout and probe_since is None:
+                    # no marker: a dead connection, or only a stall of every replica (or of
+                    # Redis) that stopped the markers; a PING on the subscription tells
+                    # them apart, so a stall does not make every replica resubscribe (and
+                    # drop messages until a marker) at once
+                    await pubsub.ping(_PROBE)
+                    probe_since = time.monotonic()
+                elif probe_since is not None and time.monotonic() - probe_since > timeout:
+                    raise TimeoutError(
+                        f"no marker for {quiet:.1f}s and no answer to a PING: "
+                        "subscription presumed dead"
+                    )
                 continue
             batch: list[tuple[str, str | bytes]] = []
             while True:
                 if msg.get("type") == "message":
                     batch.append((str(msg["channel"]), msg["data"]))
+                elif msg.get("type") == "pong":
+                    self._last_marker = time.monotonic()  # the connection is alive
+                    probe_since = None
                 if len(batch) >= max_batch:
                     break
                 # timeout 0: only what the connection already holds, never a wait

@@ -24,8 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioner.messages import BadInput, decode_activity, decode_node_status, decode_user
-from tests.faultkit import Stack
-from tests.procs import wait_until
+from tests.faultkit import Stack, wait_until
 from tests.test_messages import json_values, objects
 
 pytestmark = pytest.mark.slow

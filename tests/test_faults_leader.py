@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from tests.faultkit import LEASE_S, Stack
-from tests.procs import wait_until
+from tests.faultkit import LEASE_S, Stack, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.faultkit import Stack
+from tests.faultkit import Stack, wait_until
 from tests.helpers import SyncCoord
-from tests.procs import wait_until
 
 pytestmark = pytest.mark.slow
 

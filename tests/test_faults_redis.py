@@ -22,17 +22,18 @@ import pytest
 from provisioner.localredis import free_port, local_redis
 from tests.faultkit import (
     MARKER_TIMEOUT_S,
-    REDIS_TIMEOUT_S,
     Stack,
     Traffic,
     assert_accounting,
     settle,
+    wait_until,
 )
-from tests.procs import subscribers, wait_until
+from tests.procs import subscribers
 
 pytestmark = pytest.mark.slow
 
 POOL = ("--policy", "static", "--min-spare", "2", "--keep-alive", "1000")
+HALF_OPEN_TIMEOUT_S = 1.5  # the black-holed replica's command timeout
 
 
 def _finish(stack: Stack, traffic: Traffic, observer_cut: bool = False) -> dict[str, int]:
@@ -220,16 +221,16 @@ class BlackHoleProxy:
 
 def test_half_open_connection_is_detected_and_remade(stack_factory: Any, redis_url: str) -> None:
     """The leader ``a`` reaches Redis through a proxy that black-holes all its connections:
-    it detects the dead subscription (no marker for 1.5 s), drops its other connections
-    and resubscribes; its heartbeat resumes; there is one live leader (``a`` renewed on a
-    fresh connection in time, or lost the lease to ``b`` and its late renewal was
-    refused); ``b`` stays subscribed throughout, so no message is lost."""
+    it detects the dead subscription (no marker for 1 s, then no answer to a PING for 1 s),
+    drops its other connections and resubscribes; its heartbeat resumes; there is one live
+    leader (``a`` renewed on a fresh connection in time, or lost the lease to ``b`` and its
+    late renewal was refused); ``b`` stays subscribed throughout, so no message is lost."""
     target = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     proxy = BlackHoleProxy(target)
     stack: Stack = stack_factory(replica_args=POOL)
     traffic = Traffic(stack.redis_url, stack.ch)
     try:
-        stack.start("a", redis_url=proxy.url)
+        stack.start("a", "--redis-timeout", str(HALF_OPEN_TIMEOUT_S), redis_url=proxy.url)
         stack.wait_subscribed(1)
         wait_until(lambda: stack.leader() == "a", 10, "a to lead")
         stack.start("b")
@@ -269,15 +270,16 @@ def test_half_open_connection_is_detected_and_remade(stack_factory: Any, redis_u
         stats = _finish(stack, traffic)
         print(
             f"FAULT half-open: {holed} connections of the leader black-holed; dead "
-            f"subscription detected after {detected:.2f}s (marker timeout {MARKER_TIMEOUT_S} s, "
-            f"command timeout {REDIS_TIMEOUT_S} s), resubscribed after {resubscribed:.2f}s, "
-            f"heartbeat back after {beat:.2f}s; leader after it {holder} "
+            f"subscription detected after {detected:.2f}s (marker timeout {MARKER_TIMEOUT_S} s "
+            f"+ PING probe, command timeout {HALF_OPEN_TIMEOUT_S} s), resubscribed after "
+            f"{resubscribed:.2f}s, heartbeat back after {beat:.2f}s; leader after it {holder} "
             f"({refused:.0f} refused renewal); {stats['connects']} connects each applied once"
         )
-        assert detected < 2 * MARKER_TIMEOUT_S  # with a margin for a loaded machine
+        # no marker for the timeout, then no answer to the PING for as long; plus a margin
+        assert detected < 3 * MARKER_TIMEOUT_S
         # the marker timeout and one maintenance round, not redis-py's default 5 s per
         # pooled connection (or forever before redis-py 8.0)
-        assert beat < 2 * MARKER_TIMEOUT_S + 2.0  # 6.3 s before the fix
+        assert beat < 3 * MARKER_TIMEOUT_S + 2.0  # 6.3 s before the fix
     finally:
         traffic.close()
         proxy.close()

@@ -20,8 +20,15 @@ import pytest
 
 from provisioner import scenarios
 from provisioner.simulate import SimResult, run_simulation
-from tests.faultkit import LEASE_S, Stack, Traffic, assert_accounting, settle
-from tests.procs import wait_until
+from tests.faultkit import (
+    LEASE_S,
+    MARKER_TIMEOUT_S,
+    Stack,
+    Traffic,
+    assert_accounting,
+    settle,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -172,3 +179,30 @@ def test_kill_one_of_three_under_the_simulator(stack_factory: Any, tmp_path: Pat
         f"{len(sim.connected)} connected at the end = Redis"
     )
     assert connects >= 20
+
+
+def test_a_stall_of_every_replica_drops_no_message(stack_factory: Any) -> None:
+    """Regression (found under load 15): every replica froze at once, so no marker flowed;
+    on waking, all took the subscription for dead at the same moment and resubscribed,
+    dropping what was published until the next marker (8 connects lost).  Now a PING on
+    the subscription answers first: nobody resubscribes and nothing is lost."""
+    stack: Stack = stack_factory(replica_args=POOL)
+    stack.start_all(["a", "b"])
+    traffic = Traffic(stack.redis_url, stack.ch)
+    traffic.start()
+    _run_traffic(stack, 1.0)
+    for name in ("a", "b"):
+        stack.group.signal(name, signal.SIGSTOP)
+    try:
+        time.sleep(3 * MARKER_TIMEOUT_S)  # the traffic keeps publishing into their buffers
+    finally:
+        for name in ("a", "b"):
+            stack.group.signal(name, signal.SIGCONT)
+    _run_traffic(stack, 2.0)
+    _check_after(stack, traffic)
+    lost = stack.logs().count("subscription lost")
+    print(
+        f"FAULT stall-all: both replicas frozen {3 * MARKER_TIMEOUT_S:.0f}s under traffic; "
+        f"{lost} resubscribes, {traffic.connects} connects each applied once"
+    )
+    assert lost == 0
