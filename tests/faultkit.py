@@ -81,7 +81,11 @@ class MockApi:
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
-        wait_until(self._up, 20, "mock API to listen")
+        try:
+            wait_until(self._up, 20, "mock API to listen")
+        except BaseException:
+            self.stop()
+            raise
 
     def _up(self) -> bool:
         try:
@@ -249,14 +253,21 @@ class Stack:
         self.keys = PoolKeys(pool)
         self.logdir = logdir
         self.r = redis.Redis.from_url(redis_url, decode_responses=True)
-        self.mock = (
-            MockApi(redis_url, self.prefix, logdir, *mock_args) if mock_args is not None else None
-        )
-        self.api_url = self.mock.url if self.mock else f"http://127.0.0.1:{free_port()}"
-        self.replica_args = replica_args
+        self.assigned = Assigned(redis_url, self.ch.assigned)
         self.group = Replicas(redis_url, pool, self.prefix, logdir)
         self.ports: dict[str, int] = {}
-        self.assigned = Assigned(redis_url, self.ch.assigned)
+        self.replica_args = replica_args
+        try:
+            self.mock = (
+                MockApi(redis_url, self.prefix, logdir, *mock_args)
+                if mock_args is not None
+                else None
+            )
+        except BaseException:
+            self.assigned.close()
+            self.r.close()
+            raise
+        self.api_url = self.mock.url if self.mock else f"http://127.0.0.1:{free_port()}"
 
     # -- replicas ------------------------------------------------------------------
     def start(self, name: str, *extra: str, redis_url: str | None = None) -> None:
@@ -371,13 +382,19 @@ class Stack:
         return out
 
     def close(self) -> None:
-        try:
-            self.group.stop_all()
-        finally:
-            self.assigned.close()
-            if self.mock is not None:
-                self.mock.stop()
-            self.r.close()
+        """Stop every process and connection, each even when another step fails."""
+        steps = [self.group.stop_all, self.assigned.close]
+        if self.mock is not None:
+            steps.append(self.mock.stop)
+        steps.append(self.r.close)
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except Exception as e:  # stop the rest, then report the first
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 def assert_accounting(stack: Stack, traffic: Traffic, observer_cut: bool = False) -> dict[str, int]:
