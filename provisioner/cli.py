@@ -233,7 +233,8 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
     envvar="PROVISIONER_MARKER_TIMEOUT",
     type=click.FloatRange(min=0, min_open=True),
     default=3.0,
-    help="No marker for this long means the subscription is dead (half-open), seconds.",
+    help="No marker for this long: PING the subscription; no answer for as long again: "
+    "it is dead (half-open), seconds.",
 )
 @click.option(
     "--health-check-interval",

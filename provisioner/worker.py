@@ -83,7 +83,8 @@ class WorkerConfig:
         metrics_host, metrics_port: where ``/metrics`` and ``/healthz`` listen
             (port None: no server).
         marker_interval_s: period of the shared-sequence markers.
-        marker_timeout_s: no marker for this long means the subscription is dead.
+        marker_timeout_s: no marker for this long sends a PING on the subscription; no
+            answer for as long again means it is dead (half-open).
         user_ttl_s: inactivity after which a user leaves the active set.
         history_ttl_s: a user record (what the policy keeps of a user's history, and the
             user's ordering record) untouched this long is deleted, unless the user is
