@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from provisioner.localredis import free_port, local_redis
+from provisioner.scripts import REGISTRY
 from tests.faultkit import (
     MARKER_TIMEOUT_S,
     Stack,
@@ -85,6 +86,11 @@ def test_redis_restart_with_aof(tmp_path: Path, pool: str) -> None:
             stack.close()
 
 
+def _script_loads(stack: Stack) -> int:
+    stats = stack.r.info("commandstats").get("cmdstat_script|load", {})
+    return int(stats.get("calls", 0))
+
+
 def test_script_flush_under_traffic(stack_factory: Any) -> None:
     """SCRIPT FLUSH five times while traffic flows: scripts are reloaded transparently,
     nothing is lost or applied twice, no NOSCRIPT escapes."""
@@ -92,15 +98,19 @@ def test_script_flush_under_traffic(stack_factory: Any) -> None:
     stack.start_all(["a", "b"])
     traffic = Traffic(stack.redis_url, stack.ch)
     traffic.start()
+    loads = _script_loads(stack)
     for _ in range(5):
         time.sleep(0.6)
         stack.r.script_flush()
     time.sleep(1)
     stats = _finish(stack, traffic)
+    reloads = _script_loads(stack) - loads
+    assert reloads >= 5 * len(REGISTRY)  # the flushes were hit: NOSCRIPT, then reloaded
     print(
         f"FAULT script-flush: 5 flushes in 3 s under traffic; {traffic.connects} connects / "
         f"{traffic.disconnects} disconnects each applied once, "
-        f"{len(stack.assigned.events)} user:assigned, no NOSCRIPT in the logs"
+        f"{len(stack.assigned.events)} user:assigned, {reloads} scripts reloaded, no NOSCRIPT "
+        f"in the logs"
     )
     assert stats["connects"] >= 10
 

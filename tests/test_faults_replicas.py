@@ -123,7 +123,10 @@ def test_rolling_restart_hands_the_lease_over_and_loses_nothing(stack_factory: A
         f"{traffic.connects} connects / {traffic.disconnects} disconnects each applied once, "
         f"never served {stats.get('never_served', 0)}; {_churn(stack)}"
     )
-    assert max(handovers) < LEASE_S  # released, not expired
+    # each leader released its lease on SIGTERM (after its API calls in flight, bounded),
+    # so the next took over without waiting for the expiry
+    assert stack.logs().count("leader: released lease") >= len(handovers)
+    assert max(handovers) < 2 * LEASE_S
 
 
 def test_kill_one_of_three_under_the_simulator(stack_factory: Any, tmp_path: Path) -> None:
