@@ -211,3 +211,36 @@ def test_preemption_of_an_allocated_node(stack_factory: Any) -> None:
     assert rec["outcome"] == "preempted"  # I2: the API did it, not us
     assert len(events) >= 2 and events[-1]["wait_ms"] >= 1
     assert stack.invariants() == []
+
+
+def test_a_duplicate_from_an_expired_intent_does_not_stay_alive(stack_factory: Any) -> None:
+    """I3's last clause: the POST hangs past the client timeout and past its intent's
+    timeout (1 s), so the intent is closed and the leader creates again; the first node
+    then reports, with no intent of its own.  It is adopted into the newer open intent or
+    deleted, and past the keep-alive (1 s) only the one node the target needs is alive."""
+    stack: Stack = stack_factory(
+        (*BOOT, "--timeout-after-create-p", "1", "--hang", "4"),
+        (*_pool(1, keep_alive=1), "--intent-timeout", "1", "--unknown-grace", "2"),
+    )
+    stack.start_all(["a"])
+    mock = stack.mock
+    assert mock is not None
+    wait_until(lambda: len(mock.ledger()) >= 1, 10, "the first POST")
+    mock.patch(timeout_after_create_p=0.0)
+    first = mock.ledger()[0]["id"]
+    wait_until(lambda: len(mock.ledger()) >= 2, 10, "the create after the intent expired")
+    _settled(stack, 1, timeout_s=20)
+    log = stack.log("a")
+    fate = (
+        "deleted"
+        if f"deleting unknown node {first}" in log
+        else "adopted"
+        if f"adopted unknown node {first}" in log
+        else "?"
+    )
+    print(
+        f"FAULT api-duplicate: a POST outlived its intent; the leader created again "
+        f"({len(mock.ledger())} created), the first node was {fate}; 1 alive for a target of 1"
+    )
+    assert "intent" in log and "expired" in log
+    assert fate != "?", log[-3000:]
