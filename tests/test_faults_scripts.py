@@ -25,6 +25,10 @@ NOW = 1_000_000
 # script -> a call with valid arguments (token: the live lease's)
 CALLS: dict[str, Callable[[SyncCoord, str], Any]] = {
     "recordActivity": lambda sc, t: sc.record_activity("u1", NOW, 5_000_001),
+    "recordActivities": lambda sc, t: sc.record_activities(
+        [("u1", NOW, 5_000_006), ("u2", NOW, 5_000_007)]
+    ),
+    "forgetUsers": lambda sc, t: sc.forget_users(NOW + 10**10, 1),
     "connectUser": lambda sc, t: sc.connect("u1", NOW, 5_000_002),
     "disconnectUser": lambda sc, t: sc.disconnect("u3", NOW, 5_000_003),
     "recordNodeStatus": lambda sc, t: sc.node_status("n2", "ready", NOW, 5_000_004),
