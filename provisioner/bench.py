@@ -379,6 +379,13 @@ def command() -> None:
     "--defaults", "defaults_only", is_flag=True, help="Only each policy's default knob value."
 )
 @click.option(
+    "--value",
+    "values",
+    type=float,
+    multiple=True,
+    help="Knob value to run (repeatable; instead of the sweep; needs exactly one --policy).",
+)
+@click.option(
     "--merge",
     is_flag=True,
     help="Keep the rows of an earlier results.json in --out that this run does not redo.",
@@ -402,7 +409,7 @@ def command() -> None:
 def policy_cmd(
     names: tuple[str, ...], policies: tuple[str, ...], seed: int, sessions: int, quick: bool,
     out: str, as_json: bool, redis_url: str | None, jobs: int, defaults_only: bool,
-    merge: bool,
+    values: tuple[float, ...], merge: bool,
 ) -> None:  # fmt: skip
     """Replay every policy over its knob on every scenario; table, JSON and plots."""
     logging.getLogger("provisioner").setLevel(logging.WARNING)
@@ -416,12 +423,15 @@ def policy_cmd(
     rows: list[BenchRow] = []
     started = time.perf_counter()
     echo = None if as_json else click.echo
-    tasks = [
-        (name, pol, value)
-        for name in todo
-        for pol in pols
-        for value in ([DEFAULTS[pol]] if defaults_only else _points(pol, quick))
-    ]
+    if values and len(pols) != 1:
+        raise click.BadParameter("needs exactly one --policy", param_hint="--value")
+
+    def points(pol: str) -> list[float]:
+        if values:
+            return sorted(set(values))
+        return [DEFAULTS[pol]] if defaults_only else _points(pol, quick)
+
+    tasks = [(name, pol, value) for name in todo for pol in pols for value in points(pol)]
     results = outdir / "results.json"
     if merge and results.is_file():
         redo = set(tasks)

@@ -167,6 +167,13 @@ def test_bench_defaults_and_merge_keep_earlier_rows(redis_url: str, tmp_path: Pa
     assert [r["policy"] for r in json.loads((tmp_path / "results.json").read_text())] == [
         "reactive"
     ]
+    res = CliRunner().invoke(
+        cli, [*base[:-1], "--policy", "static", "--value", "8", "--value", "2", "--merge"]
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["policy"], r["value"], r["default"]) for r in rows] == [
+        ("reactive", 0.0, True), ("static", 2.0, False), ("static", 8.0, False)]  # fmt: skip
     (tmp_path / "results.json").write_text("not json")
     res = CliRunner().invoke(cli, [*base, "--policy", "reactive", "--merge"])
     assert res.exit_code != 0 and "cannot merge" in res.output
