@@ -676,11 +676,6 @@ class Coordinator:
         """Read-only: one user's decoded record (None when the pool has none)."""
         return UserRecord.decode(await self.client.hget(self.keys.user_info, user))
 
-    async def hazard_counts(self) -> dict[str, int]:
-        """Read-only: the connect counters of the hazard model (``P:hazard``)."""
-        raw = await self.client.hgetall(self.keys.hazard)
-        return {str(a): int(b) for a, b in raw.items()}
-
     async def drop_unknown(self, token: str, now_ms: int, nodes: Sequence[str]) -> list[str]:
         """Record unknown nodes with no open intent as terminated (fenced); returns them.
 
