@@ -31,7 +31,7 @@ from provisioner.invariants import check_invariants
 from provisioner.keys import Channels, validate_pool_name
 from provisioner.leader import LeaderConfig
 from provisioner.messages import MAX_USER_ID
-from provisioner.policy import POLICY_NAMES
+from provisioner.policy import POLICY_NAMES, run_knobs
 from provisioner.worker import WorkerConfig, run_worker
 
 __all__ = ["cli", "main"]
@@ -312,22 +312,10 @@ def run(
         raise click.BadParameter(
             f"{node_api_url!r}: expected an http:// or https:// URL", param_hint="--node-api-url"
         )
-    knobs: dict[str, float]
-    if policy == "predictive":
-        knobs = {"miss_cost_s": miss_cost, "min_spare": min_spare or 0}
-    elif policy == "basestock":
-        knobs = {
-            "z": z,
-            "min_spare": 1 if min_spare is None else min_spare,
-            "half_life_s": half_life,
-            "keep_alive_s": keep_alive,
-        }
-    elif policy == "static":
-        knobs = {"k": 4 if min_spare is None else min_spare, "keep_alive_s": keep_alive}
-    elif policy == "hybrid":
-        knobs = {"fixed_keep_alive_s": keep_alive}
-    else:
-        knobs = {"keep_alive_s": keep_alive}
+    knobs = run_knobs(
+        policy, miss_cost=miss_cost, keep_alive=keep_alive, z=z, min_spare=min_spare,
+        half_life=half_life,
+    )  # fmt: skip
     extra = {"replica_id": replica_id} if replica_id else {}
     cfg = WorkerConfig(
         redis_url=obj.redis_url,

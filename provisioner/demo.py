@@ -41,7 +41,7 @@ import click
 from provisioner import scenarios
 from provisioner.bench import private_redis
 from provisioner.localredis import free_port
-from provisioner.policy import POLICY_NAMES, make_policy
+from provisioner.policy import POLICY_NAMES, make_policy, run_knobs
 from provisioner.replay import ReplayConfig, replay
 from provisioner.scorecard import Scorecard, ScoreListener, format_scorecard
 from provisioner.simulate import run_simulation
@@ -218,8 +218,9 @@ def replay_same(cfg: DemoConfig, redis_url: str, wl: Workload) -> Scorecard:
     """The fast replay of the world minutes a live demo of ``cfg`` plays.
 
     The workload is cut at ``duration_s * time_scale`` world seconds; the policy gets the
-    demo's knobs in world units; the leader ticks every ``live_tick_s * time_scale`` world
-    seconds; no user is premium (the live demo marks none).
+    replicas' knobs (:func:`provisioner.policy.run_knobs`) in world units; the leader
+    ticks every ``live_tick_s * time_scale`` world seconds; no user is premium (the live
+    demo marks none).
 
     Returns:
         The replay's scorecard (node-seconds in world seconds).
@@ -228,13 +229,8 @@ def replay_same(cfg: DemoConfig, redis_url: str, wl: Workload) -> Scorecard:
     cut = dataclasses.replace(
         wl, events=[e for e in wl.events if e.t_s < world_s], duration_s=world_s
     )
-    knobs = {"predictive": {"miss_cost_s": cfg.miss_cost_s}, "static": {"k": 4.0}}.get(
-        cfg.policy, {}
-    )
-    if cfg.policy in ("basestock", "static", "reactive"):
-        knobs["keep_alive_s"] = cfg.keep_alive_s
-    elif cfg.policy == "hybrid":
-        knobs["fixed_keep_alive_s"] = cfg.keep_alive_s
+    # the replicas' knobs (see _run), in world units
+    knobs = run_knobs(cfg.policy, miss_cost=cfg.miss_cost_s, keep_alive=cfg.keep_alive_s)
     rcfg = ReplayConfig(tick_s=live_tick_s(cfg.time_scale) * cfg.time_scale, premium_share=0.0)
     logging.getLogger("provisioner").setLevel(logging.WARNING)  # the replay's leader is quiet
     return asyncio.run(replay(cut, make_policy(cfg.policy, **knobs), redis_url, rcfg)).scorecard

@@ -42,6 +42,7 @@ __all__ = [
     "ReactivePolicy",
     "StaticPoolPolicy",
     "make_policy",
+    "run_knobs",
 ]
 
 
@@ -283,6 +284,40 @@ def _config(cls: Any, knobs: dict[str, float]) -> Any:
     if unknown:
         raise ValueError(f"unknown knobs for {cls.__name__}: {sorted(unknown)}")
     return cls(**{k: type(getattr(defaults, k))(v) for k, v in knobs.items()})
+
+
+def run_knobs(
+    policy: str,
+    *,
+    miss_cost: float = 1000.0,
+    keep_alive: float = 60.0,
+    z: float = 1.64,
+    min_spare: int | None = None,
+    half_life: float = 60.0,
+) -> dict[str, float]:
+    """The knobs of ``policy`` from the options of ``provisioner run`` (seconds and
+    node-seconds), for :func:`make_policy`: what each policy takes of them, and its own
+    defaults where ``min_spare`` is None (predictive 0, basestock 1, static's pool 4).
+
+    Raises:
+        ValueError: unknown policy name.
+    """
+    if policy == "predictive":
+        return {"miss_cost_s": miss_cost, "min_spare": min_spare or 0}
+    if policy == "basestock":
+        return {
+            "z": z,
+            "min_spare": 1 if min_spare is None else min_spare,
+            "half_life_s": half_life,
+            "keep_alive_s": keep_alive,
+        }
+    if policy == "static":
+        return {"k": 4 if min_spare is None else min_spare, "keep_alive_s": keep_alive}
+    if policy == "hybrid":
+        return {"fixed_keep_alive_s": keep_alive}
+    if policy == "reactive":
+        return {"keep_alive_s": keep_alive}
+    raise ValueError(f"unknown policy {policy!r}: one of {', '.join(POLICY_NAMES)}")
 
 
 def make_policy(name: str, **knobs: float) -> Policy:

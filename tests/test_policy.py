@@ -266,3 +266,16 @@ def test_make_policy_rejects_unknown_names(name: str) -> None:
 def test_make_policy_rejects_a_negative_static_pool() -> None:
     with pytest.raises(ValueError):
         make_policy("static", k=-1)
+
+
+def test_run_knobs_map_the_run_options_to_each_policy() -> None:
+    from provisioner.policy import POLICY_NAMES, make_policy, run_knobs
+
+    assert run_knobs("predictive", miss_cost=30) == {"miss_cost_s": 30, "min_spare": 0}
+    assert run_knobs("basestock")["min_spare"] == 1 and run_knobs("static")["k"] == 4
+    assert run_knobs("static", min_spare=0)["k"] == 0
+    assert run_knobs("hybrid", keep_alive=5) == {"fixed_keep_alive_s": 5}
+    for name in POLICY_NAMES:
+        assert make_policy(name, **run_knobs(name)).name == name
+    with pytest.raises(ValueError, match="unknown policy"):
+        run_knobs("nope")
