@@ -194,16 +194,16 @@ def _due_calls(
         t_ev = T0_MS + int(events[ei].t_s * 1000) if ei < len(events) else None
         t_node = heap[0][0] if heap else None
         due_ev = t_ev is not None and t_ev < next_tick and (t_node is None or t_ev <= t_node)
-        if due_ev and events[ei].kind == "activity" and len(run) < _MAX_RUN:
-            assert t_ev is not None
-            run.append((events[ei].user_id, t_ev, 0))
-            ei += 1
-            continue
-        if run:
+        is_activity = due_ev and events[ei].kind == "activity"
+        if run and (not is_activity or len(run) >= _MAX_RUN):
             calls.append(coord.activities_call(run))
             metas.append([("activity", u, t) for u, t, _ in run])
             run = []
-        if due_ev:
+        if is_activity:
+            assert t_ev is not None
+            run.append((events[ei].user_id, t_ev, 0))
+            ei += 1
+        elif due_ev:
             assert t_ev is not None
             ev = events[ei]
             ei += 1

@@ -251,3 +251,21 @@ def test_replay_runs_the_history_ttl_and_batches_activity_like_a_replica(redis_u
     keep = asyncio.run(replay(wl, make_policy("static", k=1), redis_url, ReplayConfig(tick_s=5)))
     assert keep.extra["users_forgotten"] == 0  # 7 days by default
     assert keep.scorecard == res.scorecard  # static decides from the snapshot alone
+
+
+def test_a_run_of_activity_longer_than_one_call_is_split_not_misread(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (own review): the activity event after a full recordActivities call was
+    taken for a disconnect.  Splitting runs at 2 events gives the scorecard of whole runs."""
+    import provisioner.replay as rp
+
+    events = [Event(10.0 + 0.01 * i, "activity", f"u{i % 8}") for i in range(24)]
+    events += [Event(40.0 + i, "connect", f"u{i}") for i in range(8)]
+    events += [Event(80.0 + i, "disconnect", f"u{i}") for i in range(8)]
+    wl = Workload("dense", 1, events, 120.0, BootProfile(10.0, 10.0))  # 24 in one tick
+    whole = _run(wl, "static", redis_url, k=2, keep_alive_s=60)
+    monkeypatch.setattr(rp, "_MAX_RUN", 2)
+    split = _run(wl, "static", redis_url, k=2, keep_alive_s=60)
+    assert split.scorecard == whole.scorecard and split.events == whole.events
+    assert split.scorecard.connects == 8
