@@ -222,6 +222,8 @@ def verdicts(rows: list[BenchRow], ours: str = "predictive") -> list[Verdict]:
         if default is None:
             continue
         d_miss, d_cost = default.miss_rate, default.cost_over_oracle or 0.0
+        lo, hi = mine[0].cost_over_oracle or 0.0, mine[-1].cost_over_oracle or 0.0
+        curve = [(m.cost_over_oracle or 0.0, m.miss_rate) for m in mine]
         dominated, beaten, unjudged = [], [], []
         judged = 0
         for b in rows:
@@ -232,14 +234,12 @@ def verdicts(rows: list[BenchRow], ours: str = "predictive") -> list[Verdict]:
             if b.miss_rate <= d_miss and cost <= d_cost and (b.miss_rate < d_miss or cost < d_cost):
                 dominated.append(_label(b))
                 continue  # a target missed already; its place on our curve adds nothing
-            lo, hi = mine[0].cost_over_oracle or 0.0, mine[-1].cost_over_oracle or 0.0
             if cost > hi and b.miss_rate >= mine[-1].miss_rate:
                 continue  # our costliest point dominates it
             if not lo <= cost <= hi:
                 unjudged.append(_label(b))
                 continue
-            curve = _interpolate([(m.cost_over_oracle or 0.0, m.miss_rate) for m in mine], cost)
-            if b.miss_rate < curve:
+            if b.miss_rate < _interpolate(curve, cost):
                 beaten.append(_label(b))
         out.append(Verdict(name, dominated, beaten, unjudged, judged))
     return out
@@ -255,7 +255,7 @@ def _interpolate(points: list[tuple[float, float]], x: float) -> float:
     for x0, x1 in itertools.pairwise(xs):
         if x0 <= x <= x1:
             y0, y1 = best[x0], best[x1]
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return best[xs[-1]] if x >= xs[-1] else best[xs[0]]
 
 
