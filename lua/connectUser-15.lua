@@ -16,7 +16,8 @@
   KEYS[11] nodes_booting    zset  node -> created ms
   KEYS[12] stats            hash  counters
   KEYS[13] hazard           hash  connects by feature class and recency bucket ("c<k>:r<j>"),
-                                  "bg" for users not in the active set (the hazard model)
+                                  "bg" for users not in the active set (the hazard model),
+                                  "n" their sum
   KEYS[14] boot             hash  learned boot time (mean_ms sets the recency buckets)
   KEYS[15] user_seq_floor   string highest message id of the user records forgetUsers deleted
 
@@ -83,6 +84,7 @@ if score then
 else
   redis.call('HINCRBY', K.hazard, 'bg', 1)
 end
+redis.call('HINCRBY', K.hazard, 'n', 1)  -- every connect counted: observeTick's version
 
 local node = redis.call('ZRANGE', K.nodes_ready, 0, 0)[1]
 if node then

@@ -1,6 +1,6 @@
 --[[
   countActive: read-only. Active users per feature class and recency bucket, for the
-  predictive policy's tick: O(classes * buckets * log N), one round trip.
+  predictive policy's tick: O((occupied classes + 1) * buckets * log N), one round trip.
 
   KEYS[1] users_active   zset  user -> class * 1e13 + last seen ms
   KEYS[2] users_premium  set   premium users
@@ -9,8 +9,8 @@
   ARGV[2] n_classes  integer > 0
   ARGV[3..] inner bucket edges of the time since last activity, ms, ascending
 
-  Returns {code, premium_active, counts...}: the active premium users, then
-  counts[class * (edges + 1) + bucket + 1]; OK | ERR_BAD_ARG.
+  Returns {code, premium_active, then per class with active users, ascending: class,
+  counts per bucket (edges + 1 of them)}; OK | ERR_BAD_ARG.
 ]]
 --- @include "codes"
 --- @include "util"

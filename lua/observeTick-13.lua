@@ -27,14 +27,17 @@
   ARGV[5] default_boot_s  number > 0, seconds: B while no boot was observed (or mean 0)
   ARGV[6] n_classes       integer >= 0: feature classes to count (0: no class counts,
                           no hazard counters)
-  ARGV[7..] recency edges, multiples of B, ascending (as RECENCY_EDGES_B)
+  ARGV[7] hazard_seen     the hazard hash's "n" (its connects counted) the caller holds
+                          the hash for, or '' (none): while it is unchanged the hash is
+                          not sent again
+  ARGV[8..] recency edges, multiples of B, ascending (as RECENCY_EDGES_B)
 
   Returns {code, expires_ms, sizes, stats, boot, hazard, active, oldest}:
     sizes  = ZCARD of KEYS[2..9], in that order;
     stats, boot, hazard = HGETALL of KEYS[10], KEYS[11], KEYS[13] (hazard {} when
-             n_classes is 0);
-    active = {} when n_classes is 0, else {premium_active, counts...} with
-             counts[class * (edges + 1) + bucket + 1] (as countActive);
+             n_classes is 0, false when its "n" equals hazard_seen);
+    active = {} when n_classes is 0, else {premium_active, then per occupied class:
+             class, counts per bucket} (as countActive);
     oldest = {created ms of the longest-booting node or '', idle-since ms of the
              longest-idle ready node or ''} (what the reaper would look at).
   Codes: OK | ERR_FENCED (lease not ours: nothing read, nothing written) | ERR_BAD_ARG |
@@ -55,7 +58,8 @@ if not holder or not token or now_ms == nil or ttl == nil or ttl <= 0 or default
   return {ERR_BAD_ARG, 0}
 end
 local edges_b = {}
-for i = 7, #ARGV do
+local hazard_seen = ARGV[7]
+for i = 8, #ARGV do
   local e = tonumber(ARGV[i])
   if e == nil or e ~= e or e < (edges_b[#edges_b] or 0) or e == math.huge then
     return {ERR_BAD_ARG, 0}
@@ -82,7 +86,12 @@ for _, z in ipairs({K.nodes_booting, K.nodes_ready, K.nodes_allocated, K.nodes_t
 end
 local hazard, active = {}, {}
 if n_classes > 0 then
-  hazard = redis.call('HGETALL', K.hazard)
+  local hn = redis.call('HGET', K.hazard, 'n')
+  if hazard_seen ~= nil and hazard_seen ~= '' and hn == hazard_seen then
+    hazard = false
+  else
+    hazard = redis.call('HGETALL', K.hazard)
+  end
   -- the boot time the caller plans with: the learned mean, else the default (seconds)
   local b = redis.call('HMGET', K.boot, 'n', 'mean_ms')
   local boot_s = 0

@@ -8,6 +8,7 @@
   KEYS[3] user_node      hash  user -> node (a connected user's activity is counted only)
   KEYS[4] stats          hash  counters
   KEYS[5] user_seq_floor string  highest message id of the user records forgetUsers deleted
+  KEYS[6] boot           hash  learned boot time (mean_ms: B of the feature classes)
 
   ARGV    n >= 1 triples, in message order:
   ARGV[3i-2] user_id     string, validated by the caller (1-128 printable characters)
@@ -30,9 +31,10 @@ for i = 1, #ARGV, 3 do
   items[#items + 1] = {user, now_ms, msg_id}
 end
 if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
-  [K.stats] = 'hash', [K.user_seq_floor] = 'string'}) then return {ERR_WRONG_TYPE} end
+  [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash'}) then return {ERR_WRONG_TYPE} end
 local out = {OK}
+local boot_ms = boot_ms_now()
 for _, it in ipairs(items) do
-  out[#out + 1] = (apply_activity(it[1], it[2], it[3]))
+  out[#out + 1] = (apply_activity(it[1], it[2], it[3], boot_ms))
 end
 return out

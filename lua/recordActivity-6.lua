@@ -7,6 +7,7 @@
   KEYS[3] user_node      hash  user -> node (a connected user's activity is counted only)
   KEYS[4] stats          hash  counters
   KEYS[5] user_seq_floor string  highest message id of the user records forgetUsers deleted
+  KEYS[6] boot           hash  learned boot time (mean_ms: B of the feature classes)
 
   ARGV[1] user_id        string, validated by the caller (1-128 printable characters)
   ARGV[2] now_ms         integer, caller's clock, unix ms
@@ -24,6 +25,6 @@ local now_ms = int_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 if user == nil or user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG, 0} end
 if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
-  [K.stats] = 'hash', [K.user_seq_floor] = 'string'}) then return {ERR_WRONG_TYPE, 0} end
-local code, is_new = apply_activity(user, now_ms, msg_id)
+  [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash'}) then return {ERR_WRONG_TYPE, 0} end
+local code, is_new = apply_activity(user, now_ms, msg_id, boot_ms_now())
 return {code, is_new}

@@ -128,8 +128,9 @@ class TickView:
         hazard: the hazard model's connect counters (``P:hazard``; empty when no class
             counts were asked for).
         premium_active: active premium users (0 when no class counts were asked for).
-        active: active users per feature class and recency bucket,
-            ``active[class][bucket]`` (empty when no class counts were asked for).
+        active: active users per feature class and recency bucket, sparse:
+            ``active[class][bucket]`` for the classes with active users only (empty
+            when no class counts were asked for).
         oldest_booting_ms: when the longest-booting node was created, unix ms (None:
             none boots).
         oldest_ready_ms: since when the longest-idle ready node is idle, unix ms (None:
@@ -140,7 +141,7 @@ class TickView:
     snapshot: PoolSnapshot
     hazard: dict[str, int]
     premium_active: int
-    active: list[list[int]]
+    active: dict[int, list[int]]
     oldest_booting_ms: int | None = None
     oldest_ready_ms: int | None = None
 
@@ -227,6 +228,16 @@ def _pairs(flat: _Hash) -> dict[str, str]:
     return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
+def _sparse_counts(flat: Sequence[Any], k: int) -> tuple[int, dict[int, list[int]]]:
+    """Decode ``{premium_active, class, k counts, class, k counts, ...}`` (the reply of
+    ``count_active``, lua/includes/active.lua) into ``(premium_active, {class: counts})``;
+    ``(0, {})`` for an empty reply."""
+    if not flat:
+        return 0, {}
+    vals = [int(x) for x in flat]
+    return vals[0], {vals[i]: vals[i + 1 : i + 1 + k] for i in range(1, len(vals), k + 1)}
+
+
 def _snapshot(sizes: Sequence[Any], stats: _Hash, boot: _Hash) -> PoolSnapshot:
     """Build a snapshot from the set sizes (``_SNAPSHOT_SETS`` order) and the stats and
     boot hashes."""
@@ -282,6 +293,7 @@ class Coordinator:
         self.boot_alpha = boot_alpha
         self.default_boot_ms = max(1, int(default_boot_s * 1000))
         self._new_secret = secrets.token_hex(16)  # used only if the pool has none yet
+        self._hazard: tuple[str, dict[str, int]] = ("", {})  # observeTick's copy ("n", hash)
 
     async def _run(self, name: str, *args: str | int | float) -> list[Any]:
         res: list[Any] = await self.runner.call(name, *args)
@@ -471,14 +483,15 @@ class Coordinator:
         """
         res = await self._run(
             "observeTick", holder, token, now_ms, ttl_ms, repr(float(default_boot_s)),
-            n_classes, *[repr(float(e)) for e in edges_b],
+            n_classes, self._hazard[0], *[repr(float(e)) for e in edges_b],
         )  # fmt: skip
         snap = _snapshot(res[2], res[3], res[4])
-        hazard = {a: int(b) for a, b in _pairs(res[5]).items()}
-        flat = [int(x) for x in res[6]]
-        k = len(edges_b) + 1
-        premium = flat[0] if flat else 0
-        grid = [flat[1 + c * k : 1 + (c + 1) * k] for c in range(n_classes)] if flat else []
+        if res[5] is None:  # unchanged since the copy we hold (same "n")
+            hazard = self._hazard[1]
+        else:
+            hazard = {a: int(b) for a, b in _pairs(res[5]).items()}
+            self._hazard = (str(hazard.get("n", "")), hazard)
+        premium, grid = _sparse_counts(res[6], len(edges_b) + 1)
         oldest = [int(float(x)) if x not in (None, "", False) else None for x in res[7]]
         return TickView(int(res[1]), snap, hazard, premium, grid, oldest[0], oldest[1])
 
@@ -647,7 +660,7 @@ class Coordinator:
 
     async def active_by_class_recency(
         self, now_ms: int, edges_ms: Sequence[float], n_classes: int
-    ) -> tuple[int, list[list[int]]]:
+    ) -> tuple[int, dict[int, list[int]]]:
         """Read-only: active users per feature class and recency bucket (ZCOUNTs).
 
         Args:
@@ -657,13 +670,11 @@ class Coordinator:
             n_classes: feature classes (``users:active`` scores are class * 1e13 + ms).
 
         Returns:
-            ``(premium_active, counts[class][bucket])``; one script,
-            O(classes * buckets * log N).
+            ``(premium_active, counts[class][bucket])``, sparse: only classes with
+            active users are keys; one script, O((occupied classes + 1) * buckets * log N).
         """
         res = await self._run("countActive", now_ms, n_classes, *[int(e) for e in edges_ms])
-        flat = [int(x) for x in res[2:]]
-        k = len(edges_ms) + 1
-        return int(res[1]), [flat[c * k : (c + 1) * k] for c in range(n_classes)]
+        return _sparse_counts(res[1:], len(edges_ms) + 1)
 
     async def set_premium(self, users: Sequence[str], premium: bool = True) -> int:
         """Mark users premium (or not); returns how many changed."""

@@ -12,18 +12,27 @@ lead time of idling (B node-seconds).
 Demand within B is modelled as a sum of independent Bernoulli connects of the active
 users plus Poisson background demand:
 
-* **Hazard model.** Each active user is in a *feature class* (activity count 1, 2-3, 4-7,
-  8+; has connected before or not) and a *recency bucket* (time since its last activity,
-  edges at B/8, B/4, B/2, B, 2B, 4B).  For each (class, bucket) the policy learns a
-  connect hazard ``h = connects / exposure`` (connects per user-second): connects are
-  counted by the connect script in the bucket the user was in; exposure is the number of
-  users in the bucket (ZCOUNT on ``users:active``, whose scores are class * 1e13 + last
-  seen) times the tick length.  Both are exponentially forgotten (half-life ``memory_b``
-  boot times) and shrunk toward the pooled hazard with ``prior_exposure_b`` boot times of
-  pseudo-exposure (a gamma-Poisson posterior mean).  A user at recency ``r`` connects
-  within B with ``p = 1 - exp(-H)``, ``H`` the hazard integrated over ``[r, r + B]``
-  across the buckets it will age through (the piecewise-constant hazard of a survival
-  model).  A tick costs O(classes x buckets), never O(users).
+* **Hazard model.** Each active user is in a *feature class*, fixed at its latest activity
+  (:func:`user_class`, mirrored by lua/includes/util.lua): activity events in its session
+  (1, 2-3, 4-7, 8+; a session is one stay in the active set), the session's age (below or
+  above one B: with the count, the activity rate), and its past (never connected; 1-2 or
+  3+ connects, with the last disconnect less or more than 4 B before) - 40 classes; and
+  in a *recency bucket* (time since its last activity, edges at B/8, B/4, B/2, B, 2B,
+  4B).  For each (class, bucket) the policy learns a connect hazard ``h = connects /
+  exposure`` (connects per user-second): connects are counted by the connect script in
+  the bucket the user was in; exposure is the number of users in the bucket (ZCOUNT on
+  ``users:active``, whose scores are class * 1e13 + last seen) times the tick length.
+  Both are exponentially forgotten (half-life ``memory_b`` boot times).  Sparse cells are
+  shrunk hierarchically (a gamma-Poisson posterior mean at each level, ``prior_exposure_b``
+  boot times of pseudo-exposure; empirical Bayes, e.g. Gelman et al., *Bayesian Data
+  Analysis*, ch. 5): a cell toward its parent class (session count x connected before,
+  8 parents) in the same bucket, a parent toward the bucket's hazard over all classes, and
+  that toward the pooled hazard.  A user at recency ``r`` connects within B with
+  ``p = 1 - exp(-H)``, ``H`` the hazard integrated over ``[r, r + B]`` across the
+  buckets it will age through (the piecewise-constant hazard of a survival model).  A
+  tick costs O(occupied classes x buckets), never O(users): the counts come sparse, and
+  the forgetting is one scale factor (values are stored multiplied by ``g``, which grows
+  instead of every cell decaying).
 * **Background.** Connects of users not in the active set (cold or long gone) arrive as
   Poisson with rate ``lambda_bg`` (an EWMA); users who will *arrive* within B and connect
   within it add ``arrival_rate * B * p_new``.
@@ -39,6 +48,15 @@ users plus Poisson background demand:
 
 With mean ``mu`` and variance ``var`` (Bernoulli ``p(1-p)`` plus Poisson), the normal
 approximation gives ``S = ceil(mu + z * sqrt(var)) + min_spare``, ``z = Phi^-1(q)``.
+
+* **Premium margin.** Premium users' misses cost ``premium_miss_factor`` times more, so
+  their critical fractile is ``q_p = c_p / (c_p + B)`` with ``c_p = factor * c_miss``.
+  Their own demand within B is Poisson with mean ``mu_p``, their share of the users'
+  forecast (active premium users / active users, times ``mu`` without the background);
+  the margin is the stock that raises their service level from ``q`` to ``q_p``,
+  ``Q(mu_p, q_p) - Q(mu_p, q)`` (``Q`` the Poisson quantile), added to ``S``: the
+  newsvendor applied to the premium class alone (e.g. Porteus, ch. 1; serving them first
+  from the waitlist is the rest of their priority).
 Surplus ready nodes go after ``keep_alive_b * B`` idle seconds: keeping a node idle for
 B costs what a new boot costs, the break-even of the ski-rental problem (Karlin et al.,
 "Competitive snoopy caching", 1988).
@@ -46,6 +64,7 @@ B costs what a new boot costs, the break-even of the ski-rental problem (Karlin 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -54,17 +73,70 @@ from typing import Any
 
 from provisioner.policy import Decision, Features, Observation, _Rate
 
-__all__ = ["N_CLASSES", "RECENCY_EDGES_B", "PredictiveConfig", "PredictivePolicy"]
+__all__ = [
+    "N_CLASSES",
+    "RECENCY_EDGES_B",
+    "PredictiveConfig",
+    "PredictivePolicy",
+    "parent_class",
+    "user_class",
+]
 
 #: Recency bucket edges in boot times (mirrors lua/includes/codes.lua).
 RECENCY_EDGES_B = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
-#: Feature classes (mirrors lua/includes/codes.lua).
-N_CLASSES = 8
+#: Feature classes (mirrors lua/includes/codes.lua): 4 counts x 2 ages x 5 pasts.
+N_CLASSES = 40
 N_BUCKETS = len(RECENCY_EDGES_B) + 1
+#: Parent classes of the hierarchical prior: session count bucket x connected before.
+N_PARENTS = 8
+#: Session age (first to latest activity of the session) that makes a session "old", in B.
+SESSION_AGE_B = 1.0
+#: A disconnect less than this long before the latest activity is "recent", in B.
+RETURN_GAP_B = 4.0
 #: Field of ``P:hazard`` counting the connects of class c, recency bucket b.
 _HAZARD_KEYS = [[f"c{c}:r{b}" for b in range(N_BUCKETS)] for c in range(N_CLASSES)]
+_KEY_CELL = {_HAZARD_KEYS[c][b]: (c, b) for c in range(N_CLASSES) for b in range(N_BUCKETS)}
 #: Where a user of the open last bucket is taken to be, in boot times.
 _LAST_MID_B = 6.0
+#: The scale factor of the forgotten sums is folded back into them beyond this.
+_RESCALE_AT = 1e100
+
+
+def user_class(
+    session_count: int,
+    session_age_s: float,
+    connects: int,
+    since_disconnect_s: float | None,
+    boot_s: float,
+) -> int:
+    """Feature class of a user at its latest activity (as lua/includes/util.lua).
+
+    Args:
+        session_count: activity events in the session, >= 1.
+        session_age_s: seconds from the session's first activity to this one.
+        connects: connects in the user's life.
+        since_disconnect_s: seconds since its last disconnect (None: never).
+        boot_s: the boot time B, seconds.
+
+    Returns:
+        ``(cb * 2 + ab) * 5 + rs`` in ``[0, N_CLASSES)`` (module docstring).
+    """
+    cb = 0 if session_count <= 1 else 1 if session_count <= 3 else 2 if session_count <= 7 else 3
+    ab = 1 if session_age_s >= SESSION_AGE_B * boot_s else 0
+    rs = 0
+    if connects > 0:
+        rs = 3 if connects >= 3 else 1
+        if since_disconnect_s is not None and since_disconnect_s < RETURN_GAP_B * boot_s:
+            rs += 1
+    return (cb * 2 + ab) * 5 + rs
+
+
+def parent_class(c: int) -> int:
+    """The parent of class ``c`` in the hierarchical prior: ``cb * 2 + connected before``."""
+    return (c // 10) * 2 + (1 if c % 5 else 0)
+
+
+_PARENT = [parent_class(c) for c in range(N_CLASSES)]
 
 
 @dataclass(frozen=True)
@@ -75,15 +147,15 @@ class PredictiveConfig:
         miss_cost_s: what one miss is worth, node-seconds (the one knob to sweep).
         min_spare: spare nodes kept whatever the forecast.
         memory_b: half-life of the hazard statistics, in B.
-        prior_exposure_b: strength of the pooled-hazard prior, in user-B.
+        prior_exposure_b: strength of each level of the hierarchical prior, in user-B.
         rate_half_life_b: half-life of the background, arrival and disconnect rates, in B.
         release_credit: share of the expected node returns counted as supply, 0..1.
         keep_alive_b: idle time before a surplus ready node goes, in B.
         spike_ratio: a spike is declared when the short-term arrival rate (half-life a
             quarter of the long one) exceeds the long-term one by this factor; the forecast
             is then scaled by their ratio (at most 4).
-        premium_spare: extra spare nodes kept while premium users are active: their
-            safety margin, on top of the pooled forecast (they are also served first).
+        premium_miss_factor: a premium user's miss costs this many times ``miss_cost_s``:
+            the fractile of their own safety margin (module docstring, Premium margin).
         hold_b: the reaper leaves the largest target of the last ``hold_b`` B (hysteresis:
             a dip of the forecast does not reap nodes that the next rise boots again).
         max_spare: cap on the target.
@@ -97,7 +169,7 @@ class PredictiveConfig:
     release_credit: float = 0.5
     keep_alive_b: float = 1.0
     hold_b: float = 4.0
-    premium_spare: int = 1
+    premium_miss_factor: float = 10.0
     spike_ratio: float = 1.5
     max_spare: int = 1000
 
@@ -108,6 +180,8 @@ class PredictiveConfig:
             raise ValueError("rate_half_life_b > 0, keep_alive_b >= 0, min_spare >= 0")
         if not 0.0 <= self.release_credit <= 1.0:
             raise ValueError("release_credit must be in [0, 1]")
+        if not self.premium_miss_factor >= 1.0:
+            raise ValueError("premium_miss_factor must be >= 1")
 
 
 def _poisson_quantile(lam: float, q: float) -> int:
@@ -115,7 +189,7 @@ def _poisson_quantile(lam: float, q: float) -> int:
     if lam <= 0:
         return 0
     if lam > 50:  # normal approximation (exp(-lam) would underflow for large lam)
-        return math.ceil(lam + NormalDist().inv_cdf(min(q, 1 - 1e-9)) * math.sqrt(lam))
+        return math.ceil(lam + _z(q) * math.sqrt(lam))
     k, term = 0, math.exp(-lam)
     cdf = term
     while cdf < q and k < 100_000:
@@ -125,8 +199,14 @@ def _poisson_quantile(lam: float, q: float) -> int:
     return k
 
 
-def _zeros() -> list[list[float]]:
-    return [[0.0] * N_BUCKETS for _ in range(N_CLASSES)]
+@functools.lru_cache(maxsize=256)
+def _z(q: float) -> float:
+    """``Phi^-1(q)`` (cached: q changes only with the learned B)."""
+    return NormalDist().inv_cdf(min(q, 1 - 1e-9))
+
+
+def _zeros(rows: int) -> list[list[float]]:
+    return [[0.0] * N_BUCKETS for _ in range(rows)]
 
 
 class PredictivePolicy:
@@ -141,10 +221,16 @@ class PredictivePolicy:
 
     def __init__(self, config: PredictiveConfig | None = None) -> None:
         self.config = config or PredictiveConfig()
-        self.connects = _zeros()
-        self.exposure = _zeros()
+        # forgotten sums, stored times the scale factor _g (module docstring)
+        self._g = 1.0
+        self._c = _zeros(N_CLASSES)
+        self._e = _zeros(N_CLASSES)
+        self._pc = _zeros(N_PARENTS)
+        self._pe = _zeros(N_PARENTS)
+        self._bc = [0.0] * N_BUCKETS
+        self._be = [0.0] * N_BUCKETS
         self._last_counts: dict[str, int] | None = None
-        self._last_n: list[list[int]] | None = None
+        self._last_n: dict[int, list[int]] | None = None
         self._last_ms: int | None = None
         self._bg = _Rate(60.0)
         self._arrivals = _Rate(60.0)
@@ -157,8 +243,43 @@ class PredictivePolicy:
         self._cal_forecast = 0.0
 
     # -- state ------------------------------------------------------------------------
+    @property
+    def connects(self) -> list[list[float]]:
+        """Forgotten connect counts per class and bucket (``[N_CLASSES][N_BUCKETS]``)."""
+        return [[x / self._g for x in row] for row in self._c]
+
+    @property
+    def exposure(self) -> list[list[float]]:
+        """Forgotten exposure per class and bucket, user-seconds."""
+        return [[x / self._g for x in row] for row in self._e]
+
+    def _add(self, c: int, b: int, connects: float, exposure: float) -> None:
+        """Add (unscaled) connects and exposure to a cell and its parent and bucket."""
+        g = self._g
+        p = _PARENT[c]
+        if connects:
+            x = connects * g
+            self._c[c][b] += x
+            self._pc[p][b] += x
+            self._bc[b] += x
+        if exposure:
+            y = exposure * g
+            self._e[c][b] += y
+            self._pe[p][b] += y
+            self._be[b] += y
+
+    def _set(self, connects: list[list[float]], exposure: list[list[float]]) -> None:
+        self._g = 1.0
+        self._c, self._e = _zeros(N_CLASSES), _zeros(N_CLASSES)
+        self._pc, self._pe = _zeros(N_PARENTS), _zeros(N_PARENTS)
+        self._bc, self._be = [0.0] * N_BUCKETS, [0.0] * N_BUCKETS
+        for c in range(N_CLASSES):
+            for b in range(N_BUCKETS):
+                self._add(c, b, connects[c][b], exposure[c][b])
+
     def restore(self, last: dict[str, str]) -> None:
-        """Recover the learned hazard statistics from the last stored decision."""
+        """Recover the learned hazard statistics from the last stored decision (a state
+        of another shape, e.g. from before the classes changed, is ignored)."""
         try:
             state = json.loads(last.get("state", "{}"))
             c, e = state.get("connects"), state.get("exposure")
@@ -166,46 +287,53 @@ class PredictivePolicy:
                 isinstance(c, list)
                 and isinstance(e, list)
                 and len(c) == len(e) == N_CLASSES
-                and all(len(row) == N_BUCKETS for row in c + e)
+                and all(isinstance(row, list) and len(row) == N_BUCKETS for row in c + e)
             ):
-                self.connects = [[max(0.0, float(x)) for x in row] for row in c]
-                self.exposure = [[max(0.0, float(x)) for x in row] for row in e]
-        except (ValueError, TypeError):
+                self._set(
+                    [[max(0.0, float(x)) for x in row] for row in c],
+                    [[max(0.0, float(x)) for x in row] for row in e],
+                )
+        except (ValueError, TypeError, AttributeError):
             pass
 
     # -- the model --------------------------------------------------------------------
     def _learn(
-        self, n: list[list[int]], counts: dict[str, int], now_ms: int, boot_s: float
+        self, n: dict[int, list[int]], counts: dict[str, int], now_ms: int, boot_s: float
     ) -> None:
+        """Forget by the time since the last tick, then add this tick's exposure (users
+        per cell, averaged over the tick, times its length) and the new connects."""
         if self._last_ms is None or self._last_counts is None or self._last_n is None:
             self._last_ms, self._last_counts, self._last_n = now_ms, counts, n
             return
         dt = (now_ms - self._last_ms) / 1000.0
         if dt <= 0:
             return
-        decay = 0.5 ** (dt / (self.config.memory_b * boot_s))
-        for c in range(N_CLASSES):
+        self._g *= 2.0 ** (dt / (self.config.memory_b * boot_s))
+        if self._g > _RESCALE_AT:
+            self._set(self.connects, self.exposure)
+        last_n = self._last_n
+        for c in n.keys() | last_n.keys():
+            now_row, last_row = n.get(c), last_n.get(c)
             for b in range(N_BUCKETS):
-                key = _HAZARD_KEYS[c][b]
-                new = max(0, counts.get(key, 0) - self._last_counts.get(key, 0))
-                users = 0.5 * (n[c][b] + self._last_n[c][b])
-                self.connects[c][b] = self.connects[c][b] * decay + new
-                self.exposure[c][b] = self.exposure[c][b] * decay + users * dt
+                users = 0.5 * ((now_row[b] if now_row else 0) + (last_row[b] if last_row else 0))
+                if users:
+                    self._add(c, b, 0.0, users * dt)
+        if counts is not self._last_counts:  # the coordinator hands back the same dict
+            last = self._last_counts
+            for key, v in counts.items():
+                cell = _KEY_CELL.get(key)
+                if cell is not None and v > last.get(key, 0):
+                    self._add(cell[0], cell[1], v - last.get(key, 0), 0.0)
         self._last_ms, self._last_counts, self._last_n = now_ms, counts, n
 
+    def _hazard_rows(self, boot_s: float) -> _Hazards:
+        return _Hazards(self, self.config.prior_exposure_b * boot_s * self._g)
+
     def hazards(self, boot_s: float) -> list[list[float]]:
-        """Posterior-mean connect hazard per class and bucket, connects per user-second."""
-        total_c = sum(map(sum, self.connects))
-        total_e = sum(map(sum, self.exposure))
-        pooled = total_c / total_e if total_e > 0 else 0.0
-        a = self.config.prior_exposure_b * boot_s
-        return [
-            [
-                (self.connects[c][b] + a * pooled) / (self.exposure[c][b] + a)
-                for b in range(N_BUCKETS)
-            ]
-            for c in range(N_CLASSES)
-        ]
+        """Posterior-mean connect hazard per class and bucket, connects per user-second
+        (``[N_CLASSES][N_BUCKETS]``; hierarchical shrinkage, module docstring)."""
+        rows = self._hazard_rows(boot_s)
+        return [rows.row(c) for c in range(N_CLASSES)]
 
     @staticmethod
     def p_within(h: list[float], age_s: float, boot_s: float) -> float:
@@ -235,7 +363,7 @@ class PredictivePolicy:
         """The base-stock target for this tick (module docstring)."""
         cfg = self.config
         boot_s = obs.boot_s
-        n: list[list[int]] = obs.features.get("n") or [[0] * N_BUCKETS] * N_CLASSES
+        n: dict[int, list[int]] = obs.features.get("n") or {}
         counts: dict[str, int] = obs.features.get("hazard") or {}
         self._learn(n, counts, obs.now_ms, boot_s)
         hl = cfg.rate_half_life_b * boot_s
@@ -255,21 +383,26 @@ class PredictivePolicy:
 
         connects_now = st.get("connects", 0)
         cal = self._calibrate(obs.now_ms, connects_now, boot_s)
-        hz = self.hazards(boot_s)
+        hz = self._hazard_rows(boot_s)
         edges = [0.0, *(e * boot_s for e in RECENCY_EDGES_B)]
         mids = [(edges[j] + edges[j + 1]) / 2 for j in range(N_BUCKETS - 1)]
         mids.append(_LAST_MID_B * boot_s)
         mu = var = 0.0
+        users = 0
         candidates = 0  # users who might connect: demand from them cannot exceed this
-        for c in range(N_CLASSES):
+        for c, row in n.items():
+            h = hz.row(c)
             for b in range(N_BUCKETS):
-                if n[c][b]:
-                    p = self.p_within(hz[c], mids[b], boot_s)
-                    mu += n[c][b] * p
-                    var += n[c][b] * p * (1.0 - p)
+                k = row[b]
+                if k:
+                    users += k
+                    p = self.p_within(h, mids[b], boot_s)
+                    mu += k * p
+                    var += k * p * (1.0 - p)
                     if p > 1e-3:
-                        candidates += n[c][b]
-        p_new = self.p_within(hz[0], 0.0, boot_s / 2)
+                        candidates += k
+        mu_users = mu
+        p_new = self.p_within(hz.row(0), 0.0, boot_s / 2)
         poisson = lam_bg * boot_s + arrivals * boot_s * p_new
         mu += poisson
         var += poisson
@@ -278,13 +411,21 @@ class PredictivePolicy:
         var *= cal * spike
         credit = cfg.release_credit * releases * boot_s
         q = cfg.miss_cost_s / (cfg.miss_cost_s + boot_s)
-        z = NormalDist().inv_cdf(min(q, 1 - 1e-9))
+        z = _z(q)
         normal = math.ceil(max(0.0, mu - credit) + z * math.sqrt(var))
         # the normal approximation overshoots for a handful of users: never plan for more
         # connects than there are candidates plus the Poisson part's own quantile
         cap = candidates + _poisson_quantile(poisson * cal, q)
         premium = int(obs.features.get("premium") or 0)
-        target = min(normal, cap) + cfg.min_spare + (cfg.premium_spare if premium else 0)
+        margin = 0
+        mu_p = 0.0
+        if premium and users:
+            # premium users' own forecast: their share of the users' demand (Premium margin)
+            mu_p = min(premium, users) / users * mu_users * cal * spike
+            c_p = cfg.premium_miss_factor * cfg.miss_cost_s
+            q_p = c_p / (c_p + boot_s)
+            margin = max(0, _poisson_quantile(mu_p, q_p) - _poisson_quantile(mu_p, q))
+        target = min(normal, cap) + cfg.min_spare + margin
         target = max(0, min(cfg.max_spare, target))
         self._ticks += 1
         inputs: dict[str, Any] = {
@@ -301,6 +442,8 @@ class PredictivePolicy:
             "calibration": round(cal, 3),
             "spike": round(spike, 3),
             "premium_active": premium,
+            "premium_demand": round(mu_p, 3),
+            "premium_margin": margin,
         }
         if self._ticks % 30 == 1:
             inputs["state"] = json.dumps(
@@ -314,3 +457,40 @@ class PredictivePolicy:
         self._recent.append((obs.now_ms, target))
         keep = max(v for _, v in self._recent)
         return Decision(target, cfg.keep_alive_b * boot_s, inputs, keep_spare=keep)
+
+
+class _Hazards:
+    """The hierarchical posterior-mean hazards of one tick, built per row on demand.
+
+    ``a`` is the prior's pseudo-exposure in the policy's scaled units (``prior_exposure_b
+    * B * g``): each level is ``(connects + a * prior) / (exposure + a)``, the prior being
+    the level above in the same bucket (pooled -> bucket -> parent class -> class).
+    """
+
+    def __init__(self, pol: PredictivePolicy, a: float) -> None:
+        self.pol = pol
+        self.a = a
+        total_c, total_e = sum(pol._bc), sum(pol._be)
+        pooled = total_c / total_e if total_e > 0 else 0.0
+        self.bucket = [(pol._bc[b] + a * pooled) / (pol._be[b] + a) for b in range(N_BUCKETS)]
+        self._parents: dict[int, list[float]] = {}
+        self._rows: dict[int, list[float]] = {}
+
+    def parent(self, p: int) -> list[float]:
+        """Hazards of parent class ``p`` per bucket."""
+        got = self._parents.get(p)
+        if got is None:
+            pc, pe, a = self.pol._pc[p], self.pol._pe[p], self.a
+            got = [(pc[b] + a * self.bucket[b]) / (pe[b] + a) for b in range(N_BUCKETS)]
+            self._parents[p] = got
+        return got
+
+    def row(self, c: int) -> list[float]:
+        """Hazards of class ``c`` per bucket, connects per user-second."""
+        got = self._rows.get(c)
+        if got is None:
+            cc, ce, a = self.pol._c[c], self.pol._e[c], self.a
+            prior = self.parent(_PARENT[c])
+            got = [(cc[b] + a * prior[b]) / (ce[b] + a) for b in range(N_BUCKETS)]
+            self._rows[c] = got
+        return got

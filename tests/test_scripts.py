@@ -14,6 +14,7 @@ from redis.crc import key_slot
 from provisioner.coordinator import CLASS_BAND
 from provisioner.errors import BadArgumentError, Code, FencedError, ScriptLoadError, WrongTypeError
 from provisioner.keys import PoolKeys
+from provisioner.predictive import user_class
 from provisioner.scripts import REGISTRY, load_registry
 from provisioner.sequencer import Sequencer, marker_tag
 from tests.helpers import SyncCoord
@@ -342,20 +343,19 @@ def test_premium_users_are_served_first_from_the_waitlist(sc: SyncCoord, r: redi
 def test_count_active_by_class_recency_and_premium(sc: SyncCoord, r: redis.Redis) -> None:
     sc.set_premium(["p1"])
     for _ in range(5):
-        sc.record_activity("busy", 1000)  # 5 events: count class 2
+        sc.record_activity("busy", 1000)  # 5 events in a young session: class (2*2+0)*5 = 20
     sc.record_activity("p1", 9000)  # 1 event: class 0
-    premium, grid = sc.active_by_class_recency(10_000, [2000, 5000], 8)
+    premium, grid = sc.active_by_class_recency(10_000, [2000, 5000], 40)
     assert premium == 1
-    assert grid[0] == [1, 0, 0]  # p1: 1 s ago
-    assert grid[2] == [0, 0, 1]  # busy: 9 s ago
-    assert sum(map(sum, grid)) == 2
+    # sparse: only the two occupied classes, p1 1 s ago, busy 9 s ago
+    assert grid == {0: [1, 0, 0], 20: [0, 0, 1]}
 
 
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    users=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 20_000)), min_size=0, max_size=30),
+    users=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 20_000)), min_size=0, max_size=30),
     edges=st.lists(st.integers(0, 12_000), min_size=0, max_size=5).map(sorted),
 )
 def test_count_active_matches_a_brute_force_count(
@@ -363,7 +363,8 @@ def test_count_active_matches_a_brute_force_count(
 ) -> None:
     """The bucket counts (with their early stop once a class's total is reached) equal
     a direct count: class c, bucket j holds users with edges[j-1] < age <= ... as the
-    script's ZCOUNT ranges say; users seen after now count nowhere."""
+    script's ZCOUNT ranges say; users seen after now count nowhere; classes 8 and 9 are
+    beyond the 8 asked for; the reply is sparse: a class with no member is absent."""
     r.delete(sc.keys.users_active)
     now = 15_000
     for i, (cls, seen) in enumerate(users):
@@ -373,7 +374,7 @@ def test_count_active_matches_a_brute_force_count(
     want = [[0] * len(bounds) for _ in range(8)]
     for cls, seen in users:
         age = now - seen
-        if age < 0:
+        if age < 0 or cls >= 8:
             continue
         # bucket j: newest = now - bounds[j] (inclusive), oldest = now - bounds[j+1] (excl.)
         j = max(
@@ -382,7 +383,80 @@ def test_count_active_matches_a_brute_force_count(
             if bounds[i] <= age and (i == len(bounds) - 1 or age < bounds[i + 1])
         )
         want[cls][j] += 1
-    assert grid == want
+    members = {cls for cls, _ in users if cls < 8}
+    assert sorted(grid) == sorted(members)
+    assert all(grid.get(c, [0] * len(bounds)) == want[c] for c in range(8))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["act", "act", "act", "conn", "disc"]), st.integers(1, 90_000)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_feature_class_of_every_activity_matches_the_python_mirror(
+    sc: SyncCoord, r: redis.Redis, ops: list[tuple[str, int]]
+) -> None:
+    """The class the activity scripts give a user (its users:active score) is what
+    provisioner.predictive.user_class computes from a reference model of the session:
+    a session restarts when the user (re)enters the active set, the past connects and
+    the last disconnect outlive it; B is the learned boot time (20 s here)."""
+    for key in sc.keys.all():
+        r.delete(key)
+    sc.register_node("", "n1", 0)
+    sc.node_status("n1", "ready", 20_000)  # B = 20 s; n1 serves every connect
+    boot_s = 20.0
+    t = 30_000
+    active = holds = False
+    count = first = connects = 0
+    last_disc: int | None = None
+    for op, dt in ops:
+        t += dt
+        if op == "act":
+            sc.record_activity("u", t)
+            if holds:
+                continue
+            if not active:
+                active, count, first = True, 0, t
+            count += 1
+            want = user_class(count, (t - first) / 1000, connects, None if last_disc is None
+                              else (t - last_disc) / 1000, boot_s)  # fmt: skip
+            score = r.zscore(sc.keys.users_active, "u")
+            assert score is not None and int(score) // CLASS_BAND == want, (op, t)
+        elif op == "conn" and not holds:
+            assert sc.connect("u", t)[0] == Code.HIT
+            connects += 1
+            active, holds = False, True
+        elif op == "disc" and holds:
+            assert sc.disconnect("u", t)[0] == Code.OK
+            holds, last_disc = False, t
+
+
+def test_observe_tick_sends_the_hazard_counters_only_when_they_changed(
+    sc: SyncCoord, r: redis.Redis, redis_url: str, pool: str
+) -> None:
+    token = sc.acquire_lease("me", 1_000, 60_000).token
+    sc.record_activity("u1", 1_000)
+    sc.connect("u1", 2_000)  # class 0, first bucket
+    first = sc.observe_tick("me", token, 3_000, 60_000, 30.0, 40, (0.5,))
+    assert first.hazard == {"c0:r0": 1, "n": 1}
+    again = sc.observe_tick("me", token, 4_000, 60_000, 30.0, 40, (0.5,))
+    assert again.hazard is first.hazard  # not sent: the copy held is handed back
+    sc.connect("cold", 5_000)
+    third = sc.observe_tick("me", token, 6_000, 60_000, 30.0, 40, (0.5,))
+    assert third.hazard == {"c0:r0": 1, "bg": 1, "n": 2}
+    # another coordinator (a new leader) holds no copy: it gets the hash
+    other = SyncCoord(redis_url, pool)
+    try:
+        assert other.observe_tick("me", token, 7_000, 60_000, 30.0, 40, (0.5,)).hazard == {
+            "c0:r0": 1, "bg": 1, "n": 2,
+        }  # fmt: skip
+    finally:
+        other.close()
 
 
 def test_observe_tick_renews_the_lease_and_reads_the_pool(sc: SyncCoord, r: redis.Redis) -> None:
@@ -399,10 +473,10 @@ def test_observe_tick_renews_the_lease_and_reads_the_pool(sc: SyncCoord, r: redi
     assert (s.booting, s.ready, s.allocated, s.active, s.waiting) == (1, 0, 1, 1, 0)
     assert s.stats["hits"] == 1 and s.boot.mean_s == pytest.approx(20.0)
     # edges at B/8 = 2500 and B/4 = 5000 ms; u1 was seen 500 ms ago, has 1 event: class 0
-    assert view.active[0] == [1, 0, 0] and sum(map(sum, view.active)) == 1
+    assert view.active == {0: [1, 0, 0]}
     assert view.premium_active == 0
     plain = sc.observe_tick("me", token, 22_100, 5000, 30.0)
-    assert plain.active == [] and plain.hazard == {} and plain.snapshot == s
+    assert plain.active == {} and plain.hazard == {} and plain.snapshot == s
     with pytest.raises(FencedError):
         sc.observe_tick("me", "not-the-token", 22_200, 5000, 30.0)
     with pytest.raises(FencedError):  # lapsed: must acquire again

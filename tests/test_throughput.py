@@ -221,11 +221,19 @@ def test_history_outlives_the_active_set_and_is_forgotten_after_its_ttl(
 def test_a_returning_user_keeps_its_history_within_the_ttl(sc: SyncCoord, r: redis.Redis) -> None:
     for i in range(4):
         sc.record_activity("back", 1_000 + i, 1_000_001 + i)
-    assert sc.expire_users(700_000, 600_000, min_interval_ms=0) == 1
+    assert sc.connect("back", 2_000, 1_000_010)[0] == Code.MISS
+    assert sc.disconnect("back", 3_000, 1_000_011)[0] == Code.OK
     sc.record_activity("back", 800_000, 2_000_001)
+    # a new session (count 1, young) of a user who connected once: class rs = 1
     score = r.zscore(sc.keys.users_active, "back")
-    assert score is not None and int(score) // 10**13 == 2  # 5 events: the class of 4-7
-    assert sc.user_record("back").activity_count == 5  # type: ignore[union-attr]
+    assert score is not None and int(score) // 10**13 == 1
+    rec = sc.user_record("back")
+    assert rec is not None and (rec.activity_count, rec.connects, rec.first_ms) == (1, 1, 800_000)
+    # an expiry from the active set ends the session too; the history stays
+    assert sc.expire_users(1_500_000, 600_000, min_interval_ms=0) == 1
+    sc.record_activity("back", 1_600_000, 2_000_002)
+    rec = sc.user_record("back")
+    assert rec is not None and (rec.activity_count, rec.connects) == (1, 1)
 
 
 def test_forget_walks_every_record_in_slices(sc: SyncCoord, r: redis.Redis) -> None:

@@ -1,5 +1,7 @@
 -- The packed per-user record: one field of KEYS user_info per known user,
 --   "seq|last_ms|first_ms|activity_count|connects|last_disconnect_ms"
+-- where first_ms and activity_count are those of the current session (one stay in the
+-- active set, activity.lua), connects and last_disconnect_ms over the user's life;
 -- every number in base 36 ('-' before a negative one), e.g. "3j2b1s0g9|lh1x2k8w|lh1x2k8w|1|0|0".
 -- seq is the id of the last message applied to the user (once-only and order, design-notes
 -- 3.1; 0 = none yet), last_ms the latest time a message touched the user (the history TTL

@@ -39,12 +39,28 @@ local function types_ok(spec)
   return true
 end
 
--- Feature class of a user from its packed info (count bucket + 4 * returning).
-local function user_class(count, connects)
+-- Feature class (codes.lua) of a user record `r` (userrec.lua) at its activity at now_ms,
+-- for boot time boot_ms.
+local function user_class(r, now_ms, boot_ms)
+  local count = r.count
   local cb = 3
   if count <= 1 then cb = 0 elseif count <= 3 then cb = 1 elseif count <= 7 then cb = 2 end
-  if connects > 0 then return cb + 4 end
-  return cb
+  local ab = 0
+  if now_ms - r.first >= SESSION_AGE_B * boot_ms then ab = 1 end
+  local rs = 0
+  if r.connects > 0 then
+    rs = 1
+    if r.connects >= 3 then rs = 3 end
+    if r.last_disc > 0 and now_ms - r.last_disc < RETURN_GAP_B * boot_ms then rs = rs + 1 end
+  end
+  return (cb * 2 + ab) * 5 + rs
+end
+
+-- The boot time the activity scripts classify with, ms: the learned mean, else the default.
+local function boot_ms_now()
+  local m = tonumber(redis.call('HGET', K.boot, 'mean_ms') or '')
+  if m == nil or m ~= m or m <= 0 or m == math.huge then return DEFAULT_BOOT_MS end
+  return m
 end
 
 -- Recency bucket (0-based) of `age_ms` for boot time `boot_ms` (RECENCY_EDGES_B).

@@ -1,0 +1,161 @@
+"""The predictive policy's model, checked by hand-built observations (no Redis).
+
+The learned sums against an eager reference computation, the hierarchical prior at each
+level, the premium margin against the Poisson quantiles it is defined by, and the
+restore of the learned state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from provisioner.coordinator import PoolSnapshot
+from provisioner.policy import Observation
+from provisioner.predictive import (
+    N_BUCKETS,
+    N_CLASSES,
+    PredictiveConfig,
+    PredictivePolicy,
+    _poisson_quantile,
+    parent_class,
+    user_class,
+)
+
+B = 20.0
+
+
+def tick(
+    t_s: float,
+    n: dict[int, list[int]],
+    hazard: dict[str, int],
+    premium: int = 0,
+    **stats: int,
+) -> Observation:
+    snap = PoolSnapshot(0, 0, 0, 0, 0, sum(map(sum, n.values())), 0, 0, dict(stats))
+    feats = {"n": n, "hazard": hazard, "premium": premium}
+    return Observation(int(t_s * 1000), snap, B, feats)
+
+
+def test_forgotten_sums_equal_an_eager_decay_of_every_cell() -> None:
+    """The scale-factor bookkeeping (and its rescale) gives what decaying every cell at
+    every tick gives: sum over ticks of users * dt * 0.5**((now - t) / half-life)."""
+    rng = random.Random(3)
+    cfg = PredictiveConfig(memory_b=0.05)  # half-life 1 s: the scale factor rescales often
+    pol = PredictivePolicy(cfg)
+    hl = cfg.memory_b * B
+    want_c = [[0.0] * N_BUCKETS for _ in range(N_CLASSES)]
+    want_e = [[0.0] * N_BUCKETS for _ in range(N_CLASSES)]
+    counts: dict[str, int] = {}
+    last_n: dict[int, list[int]] | None = None
+    t = 0.0
+    for _ in range(400):
+        dt = rng.choice([0.5, 1.0, 2.0, 10.0])
+        t += dt
+        n = {c: [rng.randint(0, 3) for _ in range(N_BUCKETS)] for c in rng.sample(range(40), 3)}
+        new = dict(counts)
+        c, b = rng.randrange(N_CLASSES), rng.randrange(N_BUCKETS)
+        new[f"c{c}:r{b}"] = new.get(f"c{c}:r{b}", 0) + rng.randint(0, 2)
+        pol.decide(tick(t, n, new))
+        if last_n is not None:
+            d = 0.5 ** (dt / hl)
+            for cc in range(N_CLASSES):
+                for bb in range(N_BUCKETS):
+                    users = 0.5 * (n.get(cc, [0] * 7)[bb] + last_n.get(cc, [0] * 7)[bb])
+                    add = new.get(f"c{cc}:r{bb}", 0) - counts.get(f"c{cc}:r{bb}", 0)
+                    want_c[cc][bb] = want_c[cc][bb] * d + add
+                    want_e[cc][bb] = want_e[cc][bb] * d + users * dt
+        last_n, counts = n, new
+    for got, want in ((pol.connects, want_c), (pol.exposure, want_e)):
+        for row_g, row_w in zip(got, want, strict=True):
+            assert row_g == pytest.approx(row_w, rel=1e-9, abs=1e-12)
+
+
+def test_hierarchical_prior_fills_empty_cells_from_the_level_above() -> None:
+    """A class never seen takes its parent's hazard; a parent never seen, the bucket's
+    over all classes; a well-observed cell keeps close to its own rate."""
+    pol = PredictivePolicy(PredictiveConfig(prior_exposure_b=1.0))
+    a = 1.0 * B  # pseudo-exposure, user-seconds
+    # class 0 (parent 0): 10 connects over 1000 user-s in bucket 0, nothing elsewhere
+    connects = [[10.0 if (c, b) == (0, 0) else 0.0 for b in range(7)] for c in range(40)]
+    exposure = [[1000.0 if (c, b) == (0, 0) else 0.0 for b in range(7)] for c in range(40)]
+    pol.restore({"state": json.dumps({"connects": connects, "exposure": exposure})})
+    h = pol.hazards(B)
+    pooled = 10 / 1000
+    bucket0 = (10 + a * pooled) / (1000 + a)
+    parent0 = (10 + a * bucket0) / (1000 + a)
+    assert h[0][0] == pytest.approx((10 + a * parent0) / (1000 + a))
+    # class 1 (1-2 connects before: parent 1) was never seen, nor was parent 1
+    assert parent_class(1) == 1
+    assert h[1][0] == pytest.approx(bucket0)
+    # bucket 3 has no exposure anywhere: everything there is the pooled rate
+    assert h[0][3] == pytest.approx(pooled) and h[39][3] == pytest.approx(pooled)
+    # class 5 (an older session, never connected) was never seen: its parent 0 was
+    assert parent_class(5) == 0
+    assert h[5][0] == pytest.approx(parent0)
+
+
+def test_user_class_bounds_and_parents() -> None:
+    assert user_class(1, 0.0, 0, None, B) == 0
+    assert user_class(8, 25.0, 0, None, B) == (3 * 2 + 1) * 5
+    assert user_class(2, 5.0, 1, 70.0, B) == (1 * 2) * 5 + 2  # disconnect < 4 B ago
+    assert user_class(2, 5.0, 1, 90.0, B) == (1 * 2) * 5 + 1
+    assert user_class(4, 5.0, 3, None, B) == (2 * 2) * 5 + 3
+    classes = {
+        user_class(k, age, conn, since, B)
+        for k in (1, 2, 3, 4, 7, 8, 50)
+        for age in (0.0, 19.9, 20.0, 1e6)
+        for conn in (0, 1, 2, 3, 9)
+        for since in (None, 1.0, 79.9, 80.0)
+    }
+    assert classes <= set(range(N_CLASSES))
+    assert {parent_class(c) for c in range(N_CLASSES)} == set(range(8))
+    assert all(parent_class(user_class(k, 0, 0, None, B)) % 2 == 0 for k in (1, 5, 9))
+
+
+def test_premium_margin_is_the_stock_that_lifts_their_service_level() -> None:
+    """With premium users active the target grows by Q(mu_p, q_p) - Q(mu_p, q); without
+    them it does not; the stored inputs say why."""
+    cfg = PredictiveConfig(miss_cost_s=100.0, premium_miss_factor=10.0)
+    n = {0: [40, 0, 0, 0, 0, 0, 0]}
+    plain, prem = PredictivePolicy(cfg), PredictivePolicy(cfg)
+    for t, k in ((0.0, 0), (2.0, 3)):  # the same evidence for both: 3 connects in 2 s
+        d0 = plain.decide(tick(t, n, {"c0:r0": k}))
+        d1 = prem.decide(tick(t, n, {"c0:r0": k}, premium=10))
+    mu_p = d1.inputs["premium_demand"]
+    q = 100.0 / (100.0 + B)
+    q_p = 1000.0 / (1000.0 + B)
+    want = _poisson_quantile(mu_p, q_p) - _poisson_quantile(mu_p, q)
+    assert mu_p > 0 and d1.inputs["premium_margin"] == want
+    assert d1.target_spare == d0.target_spare + want
+    assert d0.inputs["premium_margin"] == 0 and d0.inputs["premium_demand"] == 0
+    # their share of the users' forecast (no background here): 10 of 40 active users
+    assert mu_p == pytest.approx(0.25 * d1.inputs["demand_mean"], abs=2e-3)
+
+
+def test_restore_carries_the_learned_hazards_to_a_new_leader() -> None:
+    pol = PredictivePolicy()
+    n = {3: [2, 1, 0, 0, 0, 0, 1], 17: [0, 0, 4, 0, 0, 0, 0]}
+    counts: dict[str, int] = {}
+    state = None
+    for i in range(61):
+        counts = {**counts, "c3:r0": counts.get("c3:r0", 0) + (i % 3 == 0)}
+        d = pol.decide(tick(2.0 * i, n, counts))
+        state = d.inputs.get("state", state)
+    assert state is not None
+    new = PredictivePolicy()
+    new.restore({"state": state})
+    assert new.hazards(B)[3] == pytest.approx(pol.hazards(B)[3], rel=1e-3)
+    old_shape = json.dumps({"connects": [[1.0] * 7] * 8, "exposure": [[1.0] * 7] * 8})
+    fresh = PredictivePolicy()
+    fresh.restore({"state": old_shape})  # 8 classes, from before: ignored
+    assert fresh.connects == PredictivePolicy().connects
+
+
+@pytest.mark.parametrize("factor", [0.5, -1.0, math.nan])
+def test_premium_factor_below_one_is_refused(factor: float) -> None:
+    with pytest.raises(ValueError):
+        PredictiveConfig(premium_miss_factor=factor)
