@@ -79,7 +79,7 @@ if score then
   local class = math.floor(score / CLASS)
   local boot_ms = tonumber(redis.call('HGET', K.boot, 'mean_ms') or default_boot)
   local bucket = recency_bucket(now_ms - (score - class * CLASS), boot_ms)
-  redis.call('HINCRBY', K.hazard, 'c' .. class .. ':r' .. bucket, 1)
+  redis.call('HINCRBY', K.hazard, 'c' .. (class % PREMIUM_CLASS) .. ':r' .. bucket, 1)
   redis.call('ZREM', K.users_active, user)
 else
   redis.call('HINCRBY', K.hazard, 'bg', 1)

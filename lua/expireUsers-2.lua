@@ -32,7 +32,7 @@ local last = tonumber(redis.call('GET', K.throttle_expire) or '-1')
 if last >= 0 and now_ms >= last and now_ms - last < min_interval then return {IGNORED, 0} end
 redis.call('SET', K.throttle_expire, now_ms)
 local old = {}
-for class = 0, N_CLASSES - 1 do
+for class = 0, PREMIUM_CLASS + N_CLASSES - 1 do
   if #old >= max_count then break end
   local base = class * CLASS
   local some = redis.call('ZRANGEBYSCORE', K.users_active, base, '(' .. (base + now_ms - ttl),

@@ -351,6 +351,28 @@ def test_count_active_by_class_recency_and_premium(sc: SyncCoord, r: redis.Redis
     assert grid == {0: [1, 0, 0], 20: [0, 0, 1]}
 
 
+def test_premium_users_are_counted_from_their_class_ids(sc: SyncCoord, r: redis.Redis) -> None:
+    """A premium user's class id is offset by 40 (set at its activity, or moved at once by
+    setPremium while it is active); the tick's counts merge both tiers per class and
+    count the premium ones; the hazard counts a premium connect in its class."""
+    sc.record_activity("a", 1000)
+    sc.record_activity("b", 1000)
+    assert sc.active_by_class_recency(2000, [500], 40) == (0, {0: [0, 2]})
+    assert sc.set_premium(["a"]) == 1
+    assert int(r.zscore(sc.keys.users_active, "a")) == 40 * CLASS_BAND + 1000  # seen kept
+    assert sc.active_by_class_recency(2000, [500], 40) == (1, {0: [0, 2]})
+    sc.record_activity("a", 1900)  # 2 events: class (1*2+0)*5 = 10, premium: 50
+    assert int(r.zscore(sc.keys.users_active, "a")) // CLASS_BAND == 50
+    assert sc.active_by_class_recency(2000, [500], 40) == (1, {0: [0, 1], 10: [1, 0]})
+    assert sc.active_by_class_recency(2000, [500], 5) == (0, {0: [0, 1]})  # 10 not asked
+    sc.connect("a", 2100)
+    assert r.hgetall(sc.keys.hazard) == {"c10:r0": "1", "n": "1"}  # not "c50"
+    assert sc.set_premium(["b"]) == 1 and sc.set_premium(["b"], premium=False) == 1
+    assert int(r.zscore(sc.keys.users_active, "b")) == 1000  # back in its own class
+    assert sc.set_premium(["b"], premium=False) == 0  # no change, no re-score
+    assert sc.active_by_class_recency(2000, [500], 40) == (0, {0: [0, 1]})
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -2,8 +2,8 @@
 -- holds no node is (re)marked active with its feature class (codes.lua). An activity that
 -- (re)enters the active set starts a session: the record's count and first restart from it.
 -- Used by recordActivity (one message) and recordActivities (a run of them, in order).
--- Needs KEYS users_active, user_info, user_node, stats, user_seq_floor; arguments
--- validated by the caller; boot_ms from boot_ms_now().
+-- Needs KEYS users_active, user_info, user_node, stats, user_seq_floor, users_premium;
+-- arguments validated by the caller; boot_ms from boot_ms_now().
 -- Returns code (OK | STALE), is_new_user (0 | 1).
 local function apply_activity(user, now_ms, msg_id, boot_ms)
   local rec = rec_get(user)
@@ -25,7 +25,9 @@ local function apply_activity(user, now_ms, msg_id, boot_ms)
   rec_touch(rec, msg_id, now_ms)
   rec_put(user, rec)
   if not holds then
-    redis.call('ZADD', K.users_active, user_class(rec, now_ms, boot_ms) * CLASS + now_ms, user)
+    local class = user_class(rec, now_ms, boot_ms)
+    if redis.call('SISMEMBER', K.users_premium, user) == 1 then class = class + PREMIUM_CLASS end
+    redis.call('ZADD', K.users_active, class * CLASS + now_ms, user)
   end
   return OK, is_new
 end

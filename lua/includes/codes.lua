@@ -29,10 +29,12 @@ local BAND_NORMAL = 2
 --       1-2 connects, last disconnect >= RETURN_GAP_B * B ago (1) or less (2);
 --       3+ connects, likewise (3, 4)                                           (0..4)
 -- class = (cb * 2 + ab) * 5 + rs. Mirrored by provisioner.predictive.user_class.
--- users:active scores are class * CLASS + last-seen ms, so ZCOUNT over a score range counts
--- one class's users by recency.
+-- users:active scores are (class + PREMIUM_CLASS * premium) * CLASS + last-seen ms, so ZCOUNT
+-- over a score range counts one class's users (of one tier) by recency, and the tick counts
+-- active premium users from the class totals it reads anyway.
 local CLASS = 10000000000000
 local N_CLASSES = 40
+local PREMIUM_CLASS = 40
 local SESSION_AGE_B = 1
 local RETURN_GAP_B = 4
 -- B (ms) used to classify activity before any boot was observed (the coordinator's default).

@@ -3,12 +3,13 @@
   exactly as recordActivity applies it (one effect per message, its own now_ms and id), in
   one call: a replica batches what is buffered on its subscription (README, Throughput).
 
-  KEYS[1] users_active   zset  user -> class * 1e13 + last activity ms (codes.lua: CLASS)
+  KEYS[1] users_active   zset  user -> class id * 1e13 + last activity ms (codes.lua)
   KEYS[2] user_info      hash  user -> packed record (userrec.lua: seq, last, first, count, ...)
   KEYS[3] user_node      hash  user -> node (a connected user's activity is counted only)
   KEYS[4] stats          hash  counters
   KEYS[5] user_seq_floor string  highest message id of the user records forgetUsers deleted
   KEYS[6] boot           hash  learned boot time (mean_ms: B of the feature classes)
+  KEYS[7] users_premium  set   premium users (their classes are offset by PREMIUM_CLASS)
 
   ARGV    n >= 1 triples, in message order:
   ARGV[3i-2] user_id     string, validated by the caller (1-128 printable characters)
@@ -31,7 +32,8 @@ for i = 1, #ARGV, 3 do
   items[#items + 1] = {user, now_ms, msg_id}
 end
 if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
-  [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash'}) then return {ERR_WRONG_TYPE} end
+  [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash',
+  [K.users_premium] = 'set'}) then return {ERR_WRONG_TYPE} end
 local out = {OK}
 local boot_ms = boot_ms_now()
 for _, it in ipairs(items) do

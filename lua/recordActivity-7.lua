@@ -2,12 +2,13 @@
   recordActivity: a user made a request (user:activity). Marks the user active and
   updates what the policy learns from (design-notes 4).
 
-  KEYS[1] users_active   zset  user -> class * 1e13 + last activity ms (codes.lua: CLASS)
+  KEYS[1] users_active   zset  user -> class id * 1e13 + last activity ms (codes.lua)
   KEYS[2] user_info      hash  user -> packed record (userrec.lua: seq, last, first, count, ...)
   KEYS[3] user_node      hash  user -> node (a connected user's activity is counted only)
   KEYS[4] stats          hash  counters
   KEYS[5] user_seq_floor string  highest message id of the user records forgetUsers deleted
   KEYS[6] boot           hash  learned boot time (mean_ms: B of the feature classes)
+  KEYS[7] users_premium  set   premium users (their classes are offset by PREMIUM_CLASS)
 
   ARGV[1] user_id        string, validated by the caller (1-128 printable characters)
   ARGV[2] now_ms         integer, caller's clock, unix ms
@@ -25,6 +26,7 @@ local now_ms = int_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 if user == nil or user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG, 0} end
 if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
-  [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash'}) then return {ERR_WRONG_TYPE, 0} end
+  [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash',
+  [K.users_premium] = 'set'}) then return {ERR_WRONG_TYPE, 0} end
 local code, is_new = apply_activity(user, now_ms, msg_id, boot_ms_now())
 return {code, is_new}
