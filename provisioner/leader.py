@@ -136,6 +136,8 @@ class Leader:
         self._last_record: tuple[Any, ...] | None = None
         self._last_record_ms = 0
         self._limiter = LogLimiter(log)
+        #: The last tick's atomic read and decision (None before the first tick).
+        self.last_tick: tuple[TickView, Decision] | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -217,6 +219,7 @@ class Leader:
         if want.n_classes:
             features = {"n": view.active, "premium": view.premium_active, "hazard": view.hazard}
         dec = self.policy.decide(Observation(now, snap, boot_s, features))
+        self.last_tick = (view, dec)
         self.metrics.target.set(dec.target_spare)
         if snap.boot.mean_s:
             self.metrics.boot_time.set(snap.boot.mean_s)
@@ -405,6 +408,11 @@ class Leader:
                 self._limiter.warn("delete", "delete %s failed (will retry): %s", node, e)
             except Exception:
                 log.exception("delete %s failed unexpectedly", node)
+
+    @property
+    def in_flight(self) -> int:
+        """Node API calls (creates, deletes) running now."""
+        return len(self._tasks)
 
     async def drain(self) -> None:
         """Wait for every Node API call in flight (the replay benchmark's step)."""

@@ -16,6 +16,18 @@ reports ``ready`` after a boot time drawn from the workload's
 nothing for a lost ``ready``); a deleted node reports ``terminated`` after
 ``terminate_delay_s``.  Its ledger has the mock API's shape, so the run is scored by the
 same :func:`provisioner.scorecard.score` as a live run.
+
+**Fast-forward.**  When a tick finds the pool empty and quiet (no active, waiting or
+booting user or node, no ready, terminating or unknown node, no intent, no API call or
+node status on its way) and the policy holds target 0 and reap floor 0, every tick up to
+the next inbound event would read the same empty pool: no user can become active, no
+node appear, and the policy's target only decays (its rates are averages of counters
+that do not move).  The replay then jumps to the last tick before that event; that tick
+runs, so the averages decay over the whole gap as they would have tick by tick (an EWMA
+over one long interval with no counts equals the same over many short ones).  What is
+not replayed is the skipped ticks' own forecasts of near-zero demand, which the
+calibration would have added to its sums; ``extra["ticks_fast_forwarded"]`` counts
+them, and ``ReplayConfig(fast_forward=False)`` runs every tick.
 """
 
 from __future__ import annotations
@@ -65,6 +77,9 @@ class ReplayConfig:
         batch: most script calls per pipeline.
         premium_share: share of users marked premium (chosen by a hash of the id, so the
             same users in every run); their misses are reported apart.
+        fast_forward: while the pool is empty and quiet (no active, waiting or booting
+            user or node, no intent, nothing in flight, target and reap floor 0), jump to
+            the last tick before the next inbound event (module docstring).
     """
 
     tick_s: float = 2.0
@@ -75,6 +90,7 @@ class ReplayConfig:
     batch: int = 2000
     maintenance_every: int = 10
     premium_share: float = 0.1
+    fast_forward: bool = True
 
 
 @dataclass
@@ -170,7 +186,23 @@ class _World:
 
 _Meta = tuple[str, str, int]  # (event kind or node status, user or node, t ms)
 _MAX_RUN = 1000  # most activity events in one recordActivities call
-_FORGET_EVERY_MS = 3_600_000  # virtual time between two full walks of the history TTL
+#: A full walk of the history TTL every this share of the TTL (virtual time).
+_FORGET_WALK_SHARE = 0.1
+
+
+def _quiet(leader: Leader, world: _World) -> bool:
+    """Whether the pool is empty and nothing is on its way, so the ticks until the next
+    inbound event are no-ops for the pool (``replay``, fast-forward)."""
+    if leader.last_tick is None or world.heap or leader.in_flight:
+        return False
+    view, dec = leader.last_tick
+    s = view.snapshot
+    return (
+        dec.target_spare == 0
+        and dec.reap_floor == 0
+        and s.active == s.waiting == s.booting == s.ready == 0
+        and s.intents == s.terminating == s.unknown == 0
+    )
 
 
 def _due_calls(
@@ -270,7 +302,9 @@ async def replay(
     user_ttl_ms = int(cfg.user_ttl_s * 1000)
     history_ttl_ms = int(cfg.history_ttl_s * 1000)
     last_forget = T0_MS
+    forget_every_ms = max(tick_ms, int(_FORGET_WALK_SHARE * history_ttl_ms))
     forgotten = 0
+    skipped_ticks = 0
     try:
         await coord.runner.load_all()
         premium = {u for u in wl.users() if is_premium(u, cfg.premium_share)}
@@ -328,9 +362,10 @@ async def replay(
             ticks += 1
             if ticks % cfg.maintenance_every == 0:
                 await coord.expire_users(next_tick, user_ttl_ms, min_interval_ms=0)
-            if next_tick - last_forget >= _FORGET_EVERY_MS:
-                # the history TTL, one full walk an hour of virtual time (live: a slice a
-                # second per replica); a record outlives its TTL by at most that hour
+            if next_tick - last_forget >= forget_every_ms:
+                # the history TTL, one full walk every tenth of the TTL of virtual time
+                # (live: a slice a second per replica); a record outlives its TTL by at most
+                # that tenth
                 last_forget = next_tick
                 for _ in range(10_000):
                     gone, walked = await coord.forget_users(next_tick, history_ttl_ms, count=5000)
@@ -338,6 +373,20 @@ async def replay(
                     if walked:
                         break
             next_tick += tick_ms
+            if cfg.fast_forward and _quiet(leader, world):
+                # nothing can happen before the next inbound event: the ticks up to it
+                # would read an empty pool and hold target 0 (module docstring); the last
+                # of them runs, so the policy's averages decay over the gap as they would
+                t_next = T0_MS + int(events[ei].t_s * 1000) if ei < len(events) else end_ms
+                # the last grid tick at or before t_next: an event at t_next is applied
+                # before the tick after it
+                jump = T0_MS + (t_next - T0_MS) // tick_ms * tick_ms
+                if jump > next_tick and leader.token is not None:
+                    # the lease is renewed over the gap, as the skipped ticks would have
+                    ttl = jump - clock.now_ms() + int(leader_cfg.lease_ttl_s * 1000)
+                    await coord.renew_lease(leader.replica_id, leader.token, clock.now_ms(), ttl)
+                    skipped_ticks += (jump - next_tick) // tick_ms
+                    next_tick = jump
         nodes = list(world.ledger.values())
         card = score(
             connects, disconnects, assignments, activity, nodes,  # type: ignore[arg-type]
@@ -362,7 +411,12 @@ async def replay(
         skipped = leader.metrics.registry.get_sample_value("provisioner_leader_ticks_skipped_total")
         return ReplayResult(
             card, time.perf_counter() - started, applied, ticks, policy.name,
-            {"tiers": tiers, "ticks_skipped": int(skipped or 0), "users_forgotten": forgotten},
+            {
+                "tiers": tiers,
+                "ticks_skipped": int(skipped or 0),
+                "ticks_fast_forwarded": skipped_ticks,
+                "users_forgotten": forgotten,
+            },
         )  # fmt: skip
     finally:
         keys = coord.keys.all()

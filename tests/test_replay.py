@@ -269,3 +269,23 @@ def test_a_run_of_activity_longer_than_one_call_is_split_not_misread(
     split = _run(wl, "static", redis_url, k=2, keep_alive_s=60)
     assert split.scorecard == whole.scorecard and split.events == whole.events
     assert split.scorecard.connects == 8
+
+
+@pytest.mark.parametrize("policy", ["reactive", "predictive"])
+def test_fast_forward_skips_the_quiet_gaps_and_changes_no_outcome(
+    redis_url: str, policy: str
+) -> None:
+    """Users an hour apart: the pool empties between them, and the replay jumps over the
+    empty hours (lease renewed over each gap) instead of ticking through them; the
+    scorecard is the same as with every tick run."""
+    wl = _workload(n=6, gap_s=3600.0)
+    runs = {}
+    for ff in (False, True):
+        cfg = ReplayConfig(tick_s=1, fast_forward=ff)
+        runs[ff] = asyncio.run(replay(wl, make_policy(policy), redis_url, cfg))
+    slow, fast = runs[False], runs[True]
+    assert slow.extra["ticks_fast_forwarded"] == 0
+    assert fast.extra["ticks_fast_forwarded"] > 0.8 * slow.ticks
+    assert fast.ticks + fast.extra["ticks_fast_forwarded"] == slow.ticks
+    assert asdict(fast.scorecard) == asdict(slow.scorecard)
+    assert fast.scorecard.connects == 6 and fast.scorecard.violations == 0
