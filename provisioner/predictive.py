@@ -102,6 +102,26 @@ _LAST_MID_B = 6.0
 _RESCALE_AT = 1e100
 
 
+def _windows() -> list[list[tuple[int, float]]]:
+    """Per recency bucket b: the buckets j that ``[mid_b, mid_b + B]`` overlaps and by how
+    much, in B (edges and midpoints are multiples of B, so this is fixed)."""
+    edges = [0.0, *RECENCY_EDGES_B, math.inf]
+    mids = [(edges[j] + edges[j + 1]) / 2 for j in range(N_BUCKETS - 1)] + [_LAST_MID_B]
+    out = []
+    for m in mids:
+        row = []
+        for j in range(N_BUCKETS):
+            overlap = min(m + 1.0, edges[j + 1]) - max(m, edges[j])
+            if overlap > 0:
+                row.append((j, overlap))
+        out.append(row)
+    return out
+
+
+#: ``_WINDOWS[b]``: (bucket, overlap in B) of one boot time from bucket b's midpoint.
+_WINDOWS = _windows()
+
+
 def user_class(
     session_count: int,
     session_age_s: float,
@@ -384,19 +404,16 @@ class PredictivePolicy:
         connects_now = st.get("connects", 0)
         cal = self._calibrate(obs.now_ms, connects_now, boot_s)
         hz = self._hazard_rows(boot_s)
-        edges = [0.0, *(e * boot_s for e in RECENCY_EDGES_B)]
-        mids = [(edges[j] + edges[j + 1]) / 2 for j in range(N_BUCKETS - 1)]
-        mids.append(_LAST_MID_B * boot_s)
         mu = var = 0.0
         users = 0
         candidates = 0  # users who might connect: demand from them cannot exceed this
         for c, row in n.items():
-            h = hz.row(c)
+            ps = hz.p_mid(c, boot_s)
             for b in range(N_BUCKETS):
                 k = row[b]
                 if k:
                     users += k
-                    p = self.p_within(h, mids[b], boot_s)
+                    p = ps[b]
                     mu += k * p
                     var += k * p * (1.0 - p)
                     if p > 1e-3:
@@ -484,6 +501,12 @@ class _Hazards:
             got = [(pc[b] + a * self.bucket[b]) / (pe[b] + a) for b in range(N_BUCKETS)]
             self._parents[p] = got
         return got
+
+    def p_mid(self, c: int, boot_s: float) -> list[float]:
+        """P(connect within B) of a class-``c`` user at each bucket's midpoint (as
+        :meth:`PredictivePolicy.p_within` at ``age_s`` = the midpoint)."""
+        h = self.row(c)
+        return [1.0 - math.exp(-boot_s * sum(h[j] * w for j, w in win)) for win in _WINDOWS]
 
     def row(self, c: int) -> list[float]:
         """Hazards of class ``c`` per bucket, connects per user-second."""

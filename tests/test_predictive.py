@@ -159,3 +159,21 @@ def test_restore_carries_the_learned_hazards_to_a_new_leader() -> None:
 def test_premium_factor_below_one_is_refused(factor: float) -> None:
     with pytest.raises(ValueError):
         PredictiveConfig(premium_miss_factor=factor)
+
+
+def test_midpoint_probabilities_equal_the_integrated_hazard() -> None:
+    """The fixed overlap windows give what p_within integrates, at every midpoint."""
+    from provisioner.predictive import _LAST_MID_B, RECENCY_EDGES_B, _Hazards
+
+    pol = PredictivePolicy()
+    rng = random.Random(7)
+    pol._set(
+        [[rng.random() for _ in range(N_BUCKETS)] for _ in range(N_CLASSES)],
+        [[rng.uniform(1, 50) for _ in range(N_BUCKETS)] for _ in range(N_CLASSES)],
+    )
+    hz = _Hazards(pol, pol.config.prior_exposure_b * B * pol._g)
+    edges = [0.0, *(e * B for e in RECENCY_EDGES_B)]
+    mids = [(edges[j] + edges[j + 1]) / 2 for j in range(N_BUCKETS - 1)] + [_LAST_MID_B * B]
+    for c in (0, 7, 39):
+        want = [PredictivePolicy.p_within(hz.row(c), m, B) for m in mids]
+        assert hz.p_mid(c, B) == pytest.approx(want, rel=1e-12)
