@@ -171,8 +171,9 @@ class UserRecord:
     Attributes:
         seq: id of the last message applied to the user (0: none yet).
         last_ms: latest time a message touched the user, unix ms (the history TTL's start).
-        first_ms: first time the user was seen, unix ms.
-        activity_count: ``user:activity`` events applied.
+        first_ms: the first activity of the user's current session, unix ms (a session
+            is one stay in the active set: it restarts when the user enters it again).
+        activity_count: ``user:activity`` events applied in the current session.
         connects: connects applied.
         last_disconnect_ms: time of the last disconnect, unix ms (0: none).
     """

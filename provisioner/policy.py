@@ -57,8 +57,9 @@ class Features:
             activity), in multiples of the boot time B, ascending.
 
     With ``n_classes > 0`` the observation's ``features`` hold ``n`` (active users,
-    ``n[class][bucket]``), ``premium`` (active premium users) and ``hazard`` (the
-    connect counters of ``P:hazard``); else they are empty.
+    ``n[class][bucket]``, a dict holding only the classes with active users),
+    ``premium`` (active premium users) and ``hazard`` (the connect counters of
+    ``P:hazard``; the same dict object while they did not change); else they are empty.
     """
 
     n_classes: int = 0
