@@ -35,7 +35,7 @@ local old = {}
 for class = 0, PREMIUM_CLASS + N_CLASSES - 1 do
   if #old >= max_count then break end
   local base = class * CLASS
-  local some = redis.call('ZRANGEBYSCORE', K.users_active, base, '(' .. (base + now_ms - ttl),
+  local some = redis.call('ZRANGEBYSCORE', K.users_active, base, excl(base + now_ms - ttl),
     'LIMIT', 0, max_count - #old)
   for _, user in ipairs(some) do old[#old + 1] = user end
 end

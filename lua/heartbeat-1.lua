@@ -21,5 +21,5 @@ if not replica or replica == '' or now_ms == nil or stale == nil or stale <= 0 t
 end
 if not types_ok({[K.replicas] = 'zset'}) then return {ERR_WRONG_TYPE, 0} end
 redis.call('ZADD', K.replicas, now_ms, replica)
-redis.call('ZREMRANGEBYSCORE', K.replicas, '-inf', '(' .. (now_ms - stale))
+redis.call('ZREMRANGEBYSCORE', K.replicas, '-inf', excl(now_ms - stale))
 return {OK, redis.call('ZCARD', K.replicas)}

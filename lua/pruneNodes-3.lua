@@ -24,7 +24,7 @@ if now_ms == nil or retain == nil or retain <= 0 or max_count == nil or max_coun
 end
 if not types_ok({[K.nodes_terminated] = 'zset', [K.node_state] = 'hash',
   [K.node_seq] = 'hash'}) then return {ERR_WRONG_TYPE, 0} end
-local old = redis.call('ZRANGEBYSCORE', K.nodes_terminated, '-inf', '(' .. (now_ms - retain),
+local old = redis.call('ZRANGEBYSCORE', K.nodes_terminated, '-inf', excl(now_ms - retain),
   'LIMIT', 0, max_count)
 for _, node in ipairs(old) do
   redis.call('ZREM', K.nodes_terminated, node)

@@ -177,3 +177,21 @@ def test_midpoint_probabilities_equal_the_integrated_hazard() -> None:
     for c in (0, 7, 39):
         want = [PredictivePolicy.p_within(hz.row(c), m, B) for m in mids]
         assert hz.p_mid(c, B) == pytest.approx(want, rel=1e-12)
+
+
+def test_a_gap_of_hundreds_of_half_lives_forgets_everything_without_overflow() -> None:
+    """A leader back after days (or a replay's jump) with B = 1 s: 2**(dt / half-life)
+    would overflow; the sums are reset instead, and learning goes on."""
+    pol = PredictivePolicy(PredictiveConfig(memory_b=1.0))
+    n = {0: [5, 0, 0, 0, 0, 0, 0]}
+    pol.decide(Observation(0, tick(0, n, {}).snapshot, 1.0, {"n": n, "hazard": {}}))
+    pol.decide(Observation(1000, tick(0, n, {}).snapshot, 1.0, {"n": n, "hazard": {"c0:r0": 1}}))
+    assert pol.connects[0][0] == pytest.approx(1.0)
+    later = 1000 + 57 * 3600 * 1000  # 205,200 half-lives
+    d = pol.decide(
+        Observation(later, tick(0, n, {}).snapshot, 1.0, {"n": n, "hazard": {"c0:r0": 2}})
+    )
+    assert d.target_spare >= 0
+    assert pol.connects[0][0] == pytest.approx(1.0)  # only the new connect
+    # the old exposure went with the rest; the gap's own is added as any tick's is
+    assert pol.exposure[0][0] == pytest.approx(5 * 57 * 3600)

@@ -374,28 +374,39 @@ def test_premium_users_are_counted_from_their_class_ids(sc: SyncCoord, r: redis.
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    users=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 20_000)), min_size=0, max_size=30),
+    users=st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 7, 8, 9, 10, 15, 39, 40, 41, 47, 48, 55, 79]),
+            st.integers(-100, 14_999),  # seen at ms >= 1: scores stay in their class
+        ),
+        min_size=0,
+        max_size=30,
+    ),
     edges=st.lists(st.integers(0, 12_000), min_size=0, max_size=5).map(sorted),
+    now=st.sampled_from([15_000, 1_700_000_000_123, 1_799_999_999_999]),
 )
 def test_count_active_matches_a_brute_force_count(
-    sc: SyncCoord, r: redis.Redis, users: list[tuple[int, int]], edges: list[int]
+    sc: SyncCoord, r: redis.Redis, users: list[tuple[int, int]], edges: list[int], now: int
 ) -> None:
-    """The bucket counts (with their early stop once a class's total is reached) equal
+    """The bucket counts (with their early stops once a class's total is reached) equal
     a direct count: class c, bucket j holds users with edges[j-1] < age <= ... as the
-    script's ZCOUNT ranges say; users seen after now count nowhere; classes 8 and 9 are
-    beyond the 8 asked for; the reply is sparse: a class with no member is absent."""
+    script's ZCOUNT ranges say; users seen after now count nowhere; class ids 40-79 are
+    the premium tier of classes 0-39 (merged, and counted as premium); classes 8 and up
+    are beyond the 8 asked for; the reply is sparse: a class with no member is absent.
+    Real unix-ms clocks make the scores 15-digit numbers (the exclusive edges must not be
+    rounded: an earlier version double-counted users within 5 ms of an edge)."""
     r.delete(sc.keys.users_active)
-    now = 15_000
-    for i, (cls, seen) in enumerate(users):
-        r.zadd(sc.keys.users_active, {f"u{i}": cls * CLASS_BAND + seen})
-    _, grid = sc.active_by_class_recency(now, edges, 8)
+    for i, (cid, age) in enumerate(users):
+        r.zadd(sc.keys.users_active, {f"u{i}": cid * CLASS_BAND + now - age})
+    premium, grid = sc.active_by_class_recency(now, edges, 8)
     bounds = [0, *edges]
     want = [[0] * len(bounds) for _ in range(8)]
-    for cls, seen in users:
-        age = now - seen
+    want_premium = 0
+    for cid, age in users:
+        cls = cid % 40
         if age < 0 or cls >= 8:
             continue
         # bucket j: newest = now - bounds[j] (inclusive), oldest = now - bounds[j+1] (excl.)
@@ -405,9 +416,11 @@ def test_count_active_matches_a_brute_force_count(
             if bounds[i] <= age and (i == len(bounds) - 1 or age < bounds[i + 1])
         )
         want[cls][j] += 1
-    members = {cls for cls, _ in users if cls < 8}
+        want_premium += cid >= 40
+    members = {cid % 40 for cid, _ in users if cid % 40 < 8}
     assert sorted(grid) == sorted(members)
     assert all(grid.get(c, [0] * len(bounds)) == want[c] for c in range(8))
+    assert premium == want_premium
 
 
 @settings(

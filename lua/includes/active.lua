@@ -46,7 +46,7 @@ local function count_active(out, now_ms, n_classes, bounds)
         if j == nb - 1 then
           n = left
         elseif left > 0 then
-          n = redis.call('ZCOUNT', K.users_active, '(' .. (base + now_ms - bounds[j + 1]),
+          n = redis.call('ZCOUNT', K.users_active, excl(base + now_ms - bounds[j + 1]),
             base + now_ms - bounds[j])
         end
         left = left - n

@@ -6,7 +6,7 @@
 -- "util" includes. Returns two lists of node ids: stuck, idle.
 local function reap_nodes(now_ms, keep_alive, floor, boot_timeout, max_count)
   local stuck = redis.call('ZRANGEBYSCORE', K.nodes_booting, '-inf',
-    '(' .. (now_ms - boot_timeout), 'LIMIT', 0, max_count)
+    excl(now_ms - boot_timeout), 'LIMIT', 0, max_count)
   for _, node in ipairs(stuck) do mark_terminating(node, now_ms) end
   if #stuck > 0 then stat('boot_timeouts', #stuck) end
   local idle = {}

@@ -9,6 +9,12 @@ local function int_arg(v)
   return n
 end
 
+-- The exclusive score bound "(x" of an integer x: string.format, not `..`, which formats a
+-- number with 14 significant digits (class * 1e13 + ms has 15 from class 10 on).
+local function excl(x)
+  return string.format('(%.0f', x)
+end
+
 -- Message ordering (design-notes 3.1): a message id is seq * 1e6 + position, the same
 -- on every replica. 0 means "unordered" (direct calls: seeding, benchmarks).
 -- Returns true when msg_id is newer than the last one applied to `member`.
