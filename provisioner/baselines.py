@@ -56,6 +56,8 @@ class HybridHistogramPolicy:
     """Keep-alive and pre-warm windows from the pool's idle-time histogram."""
 
     name = "hybrid"
+    #: its pre-warm window opens by time after a node is freed
+    target_rises_only_on_events = False
     features = NO_FEATURES
 
     def __init__(self, config: HybridConfig | None = None) -> None:

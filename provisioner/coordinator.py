@@ -487,7 +487,7 @@ class Coordinator:
             n_classes, self._hazard[0], *[repr(float(e)) for e in edges_b],
         )  # fmt: skip
         snap = _snapshot(res[2], res[3], res[4])
-        if res[5] is None:  # unchanged since the copy we hold (same "n")
+        if res[5] is None or res[5] is False:  # unchanged since our copy (same "n"; RESP3: False)
             hazard = self._hazard[1]
         else:
             hazard = {a: int(b) for a, b in _pairs(res[5]).items()}

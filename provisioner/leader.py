@@ -409,6 +409,11 @@ class Leader:
             except Exception:
                 log.exception("delete %s failed unexpectedly", node)
 
+    def skip_ticks(self, n: int) -> None:
+        """Count ``n`` ticks that were not run (the replay's fast-forward), so the
+        reconcile cadence stays on the same ticks as without it."""
+        self._ticks += n
+
     @property
     def in_flight(self) -> int:
         """Node API calls (creates, deletes) running now."""

@@ -117,6 +117,9 @@ class Policy(Protocol):
     name: str
     #: What the policy reads beyond the snapshot each tick.
     features: Features
+    #: True when a target of 0 cannot rise by time alone, only after inbound events (no
+    #: timers of its own): the replay may then fast-forward over an empty, quiet pool.
+    target_rises_only_on_events: bool
 
     def decide(self, obs: Observation) -> Decision:
         """Return the decision for this tick."""
@@ -188,6 +191,7 @@ class BaseStockPolicy:
     """
 
     name = "basestock"
+    target_rises_only_on_events = True
     features = NO_FEATURES
 
     def __init__(self, config: BaseStockConfig | None = None) -> None:
@@ -237,6 +241,7 @@ class ReactivePolicy:
     """Baseline: keep no spare nodes; boot one per waiting user (boot on connect)."""
 
     name = "reactive"
+    target_rises_only_on_events = True
     features = NO_FEATURES
 
     def __init__(self, keep_alive_s: float = 0.0) -> None:
@@ -259,6 +264,7 @@ class StaticPoolPolicy:
     """
 
     name = "static"
+    target_rises_only_on_events = True
     features = NO_FEATURES
 
     def __init__(self, k: int = 3, keep_alive_s: float = 60.0) -> None:

@@ -100,6 +100,8 @@ _KEY_CELL = {_HAZARD_KEYS[c][b]: (c, b) for c in range(N_CLASSES) for b in range
 _LAST_MID_B = 6.0
 #: The scale factor of the forgotten sums is folded back into them beyond this.
 _RESCALE_AT = 1e100
+#: A gap of more half-lives than this forgets everything (2**x would overflow near 1024).
+_FORGET_ALL_HALVINGS = 200.0
 
 
 def _windows() -> list[list[tuple[int, float]]]:
@@ -237,6 +239,7 @@ class PredictivePolicy:
     """
 
     name = "predictive"
+    target_rises_only_on_events = True  # every rate only decays without counts
     features = Features(N_CLASSES, RECENCY_EDGES_B)
 
     def __init__(self, config: PredictiveConfig | None = None) -> None:
@@ -328,9 +331,13 @@ class PredictivePolicy:
         dt = (now_ms - self._last_ms) / 1000.0
         if dt <= 0:
             return
-        self._g *= 2.0 ** (dt / (self.config.memory_b * boot_s))
-        if self._g > _RESCALE_AT:
-            self._set(self.connects, self.exposure)
+        halvings = dt / (self.config.memory_b * boot_s)
+        if halvings > _FORGET_ALL_HALVINGS:  # a gap so long that nothing learned is left
+            self._set(_zeros(N_CLASSES), _zeros(N_CLASSES))
+        else:
+            self._g *= 2.0**halvings
+            if self._g > _RESCALE_AT:
+                self._set(self.connects, self.exposure)
         last_n = self._last_n
         for c in n.keys() | last_n.keys():
             now_row, last_row = n.get(c), last_n.get(c)

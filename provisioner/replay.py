@@ -22,12 +22,16 @@ booting user or node, no ready, terminating or unknown node, no intent, no API c
 node status on its way) and the policy holds target 0 and reap floor 0, every tick up to
 the next inbound event would read the same empty pool: no user can become active, no
 node appear, and the policy's target only decays (its rates are averages of counters
-that do not move).  The replay then jumps to the last tick before that event; that tick
-runs, so the averages decay over the whole gap as they would have tick by tick (an EWMA
-over one long interval with no counts equals the same over many short ones).  What is
-not replayed is the skipped ticks' own forecasts of near-zero demand, which the
-calibration would have added to its sums; ``extra["ticks_fast_forwarded"]`` counts
-them, and ``ReplayConfig(fast_forward=False)`` runs every tick.
+that do not move; a policy with timers of its own, such as ``hybrid``'s pre-warm window,
+says so by ``target_rises_only_on_events = False`` and is never fast-forwarded).  The
+replay then jumps to the last tick before that event, with the lease renewed over the
+gap; that tick runs, so the averages decay over the whole gap as they would have tick
+by tick (an EWMA over one long interval with no counts equals the same over many short
+ones), and the maintenance cadence (user expiry, the leader's reconcile) counts the
+skipped ticks.  What is not replayed is the skipped ticks' own forecasts of near-zero
+demand, which the calibration would have added to its sums;
+``extra["ticks_fast_forwarded"]`` counts them, and ``ReplayConfig(fast_forward=False)``
+runs every tick.
 """
 
 from __future__ import annotations
@@ -79,7 +83,9 @@ class ReplayConfig:
             same users in every run); their misses are reported apart.
         fast_forward: while the pool is empty and quiet (no active, waiting or booting
             user or node, no intent, nothing in flight, target and reap floor 0), jump to
-            the last tick before the next inbound event (module docstring).
+            the last tick before the next inbound event (module docstring); only for a
+            policy whose target rises only on events (not ``hybrid``, whose pre-warm
+            window opens by time).
     """
 
     tick_s: float = 2.0
@@ -360,7 +366,7 @@ async def replay(
             await leader.step()
             await leader.drain()
             ticks += 1
-            if ticks % cfg.maintenance_every == 0:
+            if ((next_tick - T0_MS) // tick_ms + 1) % cfg.maintenance_every == 0:
                 await coord.expire_users(next_tick, user_ttl_ms, min_interval_ms=0)
             if next_tick - last_forget >= forget_every_ms:
                 # the history TTL, one full walk every tenth of the TTL of virtual time
@@ -373,7 +379,7 @@ async def replay(
                     if walked:
                         break
             next_tick += tick_ms
-            if cfg.fast_forward and _quiet(leader, world):
+            if cfg.fast_forward and policy.target_rises_only_on_events and _quiet(leader, world):
                 # nothing can happen before the next inbound event: the ticks up to it
                 # would read an empty pool and hold target 0 (module docstring); the last
                 # of them runs, so the policy's averages decay over the gap as they would
@@ -385,7 +391,9 @@ async def replay(
                     # the lease is renewed over the gap, as the skipped ticks would have
                     ttl = jump - clock.now_ms() + int(leader_cfg.lease_ttl_s * 1000)
                     await coord.renew_lease(leader.replica_id, leader.token, clock.now_ms(), ttl)
-                    skipped_ticks += (jump - next_tick) // tick_ms
+                    n_skip = (jump - next_tick) // tick_ms
+                    skipped_ticks += n_skip
+                    leader.skip_ticks(n_skip)
                     next_tick = jump
         nodes = list(world.ledger.values())
         card = score(
