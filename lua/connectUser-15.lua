@@ -3,7 +3,7 @@
   node (a hit, wait 0) or puts the user on the waitlist (a miss). Publishes user:assigned
   on a hit, in the same atomic step.
 
-  KEYS[1]  users_active     zset  user -> class * 1e13 + last seen ms (it leaves: connected)
+  KEYS[1]  users_active     zset  user -> class id * 1e13 + last seen ms (it leaves: connected)
   KEYS[2]  user_info        hash  user -> packed record (userrec.lua: seq, last, first, count, ...)
   KEYS[3]  user_node        hash  user -> node
   KEYS[4]  users_waiting    zset  user -> band * 1e13 + since ms

@@ -4,7 +4,7 @@
   touches only Redis: any replica may run it; the throttle key makes concurrent calls cheap
   (design-notes 3.3, style 9). Bounded: at most max_count users per call.
 
-  KEYS[1] users_active     zset    user -> class * 1e13 + last seen ms
+  KEYS[1] users_active     zset    user -> class id * 1e13 + last seen ms
   KEYS[2] throttle_expire  string  ms this maintenance last ran
 
   ARGV[1] now_ms           integer, unix ms

@@ -7,7 +7,7 @@
   record outlives its TTL by at most one full walk (records / count calls).
 
   KEYS[1] user_info        hash    user -> packed record (userrec.lua)
-  KEYS[2] users_active     zset    user -> class * 1e13 + last seen ms
+  KEYS[2] users_active     zset    user -> class id * 1e13 + last seen ms
   KEYS[3] user_node        hash    user -> node
   KEYS[4] users_waiting    zset    user -> band * 1e13 + since ms
   KEYS[5] user_seq_floor   string  highest message id of the records deleted here

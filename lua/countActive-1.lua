@@ -2,8 +2,8 @@
   countActive: read-only. Active users per feature class and recency bucket, for the
   predictive policy's tick: O((occupied classes + 1) * buckets * log N), one round trip.
 
-  KEYS[1] users_active   zset  user -> class * 1e13 + last seen ms
-  KEYS[2] users_premium  set   premium users
+  KEYS[1] users_active   zset  user -> class id * 1e13 + last seen ms (premium users' ids
+                               offset by PREMIUM_CLASS: counted from them)
 
   ARGV[1] now_ms     integer, unix ms
   ARGV[2] n_classes  integer > 0
@@ -25,7 +25,7 @@ for i = 3, #ARGV do
   if e == nil or e < bounds[#bounds] then return {ERR_BAD_ARG} end
   bounds[#bounds + 1] = e
 end
-if not types_ok({[K.users_active] = 'zset', [K.users_premium] = 'set'}) then
+if not types_ok({[K.users_active] = 'zset'}) then
   return {ERR_WRONG_TYPE}
 end
 return count_active({OK}, now_ms, n_classes, bounds)

@@ -12,13 +12,13 @@
   KEYS[4]  nodes_allocated    zset  node -> allocated ms
   KEYS[5]  nodes_terminating  zset  node -> ms termination was decided
   KEYS[6]  users_waiting      zset  user -> band * 1e13 + since ms
-  KEYS[7]  users_active       zset  user -> class * 1e13 + last seen ms
+  KEYS[7]  users_active       zset  user -> class id * 1e13 + last seen ms (premium users'
+                                     ids offset by PREMIUM_CLASS: counted from them)
   KEYS[8]  intents            zset  intent id -> ms recorded
   KEYS[9]  nodes_unknown      zset  node -> first status ms
   KEYS[10] stats              hash  counters
   KEYS[11] boot               hash  n, mean_ms, var_ms2, last_ms
-  KEYS[12] users_premium      set   premium users
-  KEYS[13] hazard             hash  connects by class and recency bucket, "bg"
+  KEYS[12] hazard             hash  connects by class and recency bucket, "bg"
 
   ARGV[1] holder          string, the replica id
   ARGV[2] token           string, the caller's fencing token
@@ -34,7 +34,7 @@
 
   Returns {code, expires_ms, sizes, stats, boot, hazard, active, oldest}:
     sizes  = ZCARD of KEYS[2..9], in that order;
-    stats, boot, hazard = HGETALL of KEYS[10], KEYS[11], KEYS[13] (hazard {} when
+    stats, boot, hazard = HGETALL of KEYS[10], KEYS[11], KEYS[12] (hazard {} when
              n_classes is 0, false when its "n" equals hazard_seen);
     active = {} when n_classes is 0, else {premium_active, then per occupied class:
              class, counts per bucket} (as countActive);
@@ -69,7 +69,7 @@ end
 if not types_ok({[K.leader] = 'hash', [K.nodes_booting] = 'zset', [K.nodes_ready] = 'zset',
   [K.nodes_allocated] = 'zset', [K.nodes_terminating] = 'zset', [K.users_waiting] = 'zset',
   [K.users_active] = 'zset', [K.intents] = 'zset', [K.nodes_unknown] = 'zset',
-  [K.stats] = 'hash', [K.boot] = 'hash', [K.users_premium] = 'set',
+  [K.stats] = 'hash', [K.boot] = 'hash',
   [K.hazard] = 'hash'}) then
   return {ERR_WRONG_TYPE, 0}
 end
