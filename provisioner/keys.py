@@ -12,7 +12,7 @@ caller's clock):
 ============================  ======  ==================================================
 key                           type    content
 ============================  ======  ==================================================
-``P:users:active``            zset    user -> (class + 40*premium)*1e13 + last activity ms (browsing)
+``P:users:active``            zset    user -> (class + 40*premium)*1e13 + last seen ms
 ``P:hazard``                  hash    connects by feature class and recency bucket, "bg"
 ``P:user:info``               hash    user -> packed record ``seq|last|first|count|connects|``
                                       ``last_disc`` (base 36, lua/includes/userrec.lua)
