@@ -49,7 +49,7 @@ __all__ = [
 
 #: Each policy's knob and the values swept (the default is marked in DEFAULTS).
 SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "predictive": ("miss_cost_s", (30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)),
+    "predictive": ("miss_cost_s", (30.0, 100.0, 300.0, 500.0, 1000.0, 3000.0, 10000.0)),
     "basestock": ("z", (0.0, 1.0, 1.64, 2.5)),
     "reactive": ("keep_alive_s", (0.0, 60.0, 300.0)),
     "static": ("k", (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)),
