@@ -76,10 +76,9 @@ stat('connects_' .. kind)
 -- the hazard model learns which class and recency bucket this connect came from
 local score = tonumber(redis.call('ZSCORE', K.users_active, user))
 if score then
-  local class = math.floor(score / CLASS)
-  local boot_ms = tonumber(redis.call('HGET', K.boot, 'mean_ms') or default_boot)
-  local bucket = recency_bucket(now_ms - (score - class * CLASS), boot_ms)
-  redis.call('HINCRBY', K.hazard, 'c' .. (class % PREMIUM_CLASS) .. ':r' .. bucket, 1)
+  local class, _, seen = score_parts(score)
+  local bucket = recency_bucket(now_ms - seen, boot_ms_now(default_boot))
+  redis.call('HINCRBY', K.hazard, 'c' .. class .. ':r' .. bucket, 1)
   redis.call('ZREM', K.users_active, user)
 else
   redis.call('HINCRBY', K.hazard, 'bg', 1)

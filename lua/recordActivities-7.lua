@@ -31,11 +31,9 @@ for i = 1, #ARGV, 3 do
   if user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG} end
   items[#items + 1] = {user, now_ms, msg_id}
 end
-if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
-  [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash',
-  [K.users_premium] = 'set'}) then return {ERR_WRONG_TYPE} end
+if not activity_types_ok() then return {ERR_WRONG_TYPE} end
 local out = {OK}
-local boot_ms = boot_ms_now()
+local boot_ms = boot_ms_now(DEFAULT_BOOT_MS)
 for _, it in ipairs(items) do
   out[#out + 1] = (apply_activity(it[1], it[2], it[3], boot_ms))
 end

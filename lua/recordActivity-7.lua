@@ -25,8 +25,6 @@ local user = ARGV[1]
 local now_ms = int_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 if user == nil or user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG, 0} end
-if not types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
-  [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash',
-  [K.users_premium] = 'set'}) then return {ERR_WRONG_TYPE, 0} end
-local code, is_new = apply_activity(user, now_ms, msg_id, boot_ms_now())
+if not activity_types_ok() then return {ERR_WRONG_TYPE, 0} end
+local code, is_new = apply_activity(user, now_ms, msg_id, boot_ms_now(DEFAULT_BOOT_MS))
 return {code, is_new}

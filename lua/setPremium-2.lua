@@ -34,10 +34,8 @@ for i = 2, #ARGV do
   changed = changed + n
   local score = n == 1 and tonumber(redis.call('ZSCORE', K.users_active, user))
   if score then
-    local class = math.floor(score / CLASS)
-    local seen = score - class * CLASS
-    local base = class % PREMIUM_CLASS
-    if action == 'add' then class = base + PREMIUM_CLASS else class = base end
+    local class, _, seen = score_parts(score)
+    if action == 'add' then class = class + PREMIUM_CLASS end
     redis.call('ZADD', K.users_active, class * CLASS + seen, user)
   end
 end

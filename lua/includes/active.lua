@@ -17,8 +17,7 @@ local function count_active(out, now_ms, n_classes, bounds)
     local nxt = redis.call('ZRANGE', K.users_active, from, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
       'WITHSCORES')
     if not nxt[2] then break end
-    local id = math.floor(tonumber(nxt[2]) / CLASS)
-    local class = id % PREMIUM_CLASS
+    local class, id = score_parts(tonumber(nxt[2]))
     if id >= PREMIUM_CLASS + PREMIUM_CLASS then break end
     if class >= n_classes then
       -- beyond the classes asked for: on to the premium tier, or done

@@ -3,8 +3,15 @@
 -- (re)enters the active set starts a session: the record's count and first restart from it.
 -- Used by recordActivity (one message) and recordActivities (a run of them, in order).
 -- Needs KEYS users_active, user_info, user_node, stats, user_seq_floor, users_premium;
--- arguments validated by the caller; boot_ms from boot_ms_now().
+-- arguments validated by the caller; boot_ms from boot_ms_now(DEFAULT_BOOT_MS).
 -- Returns code (OK | STALE), is_new_user (0 | 1).
+-- The type check of the keys apply_activity touches (before a script's first write).
+local function activity_types_ok()
+  return types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
+    [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash',
+    [K.users_premium] = 'set'})
+end
+
 local function apply_activity(user, now_ms, msg_id, boot_ms)
   local rec = rec_get(user)
   if not rec_is_new(rec, msg_id) then return STALE, 0 end

@@ -62,11 +62,20 @@ local function user_class(r, now_ms, boot_ms)
   return (cb * 2 + ab) * 5 + rs
 end
 
--- The boot time the activity scripts classify with, ms: the learned mean, else the default.
-local function boot_ms_now()
+-- The boot time B that recency and feature classes are measured with, ms: the learned
+-- mean (K.boot), else default_ms (the activity scripts: DEFAULT_BOOT_MS; connectUser: the
+-- caller's default).
+local function boot_ms_now(default_ms)
   local m = tonumber(redis.call('HGET', K.boot, 'mean_ms') or '')
-  if m == nil or m ~= m or m <= 0 or m == math.huge then return DEFAULT_BOOT_MS end
+  if m == nil or m ~= m or m <= 0 or m == math.huge then return default_ms end
   return m
+end
+
+-- An active user's score (class id * CLASS + last seen ms, codes.lua) split: the feature
+-- class (tier offset removed), the class id, the last-seen ms.
+local function score_parts(score)
+  local id = math.floor(score / CLASS)
+  return id % PREMIUM_CLASS, id, score - id * CLASS
 end
 
 -- Recency bucket (0-based) of `age_ms` for boot time `boot_ms` (RECENCY_EDGES_B).
