@@ -172,24 +172,16 @@ class ScriptRunner:
             await self.client.script_load(spec.source)
 
     async def call(self, name: str, *args: str | int | float) -> Any:
-        """Run one script; reload the cache and retry once on NOSCRIPT.
-
-        Sent as :meth:`call_many` sends a batch (the packed bytes on one pooled
-        connection), not through ``client.evalsha``: redis-py's generic command packing
-        was 15% of a leader tick's CPU in the trace replay's profile.
+        """Run one script: a batch of one for :meth:`call_many` (the packed bytes on one
+        pooled connection, reloaded and re-run on NOSCRIPT), not ``client.evalsha``:
+        redis-py's generic command packing was 15% of a leader tick's CPU in the trace
+        replay's profile.
 
         Raises:
             KeyError: unknown script name.
             redis.RedisError: connection or server errors.
         """
-        payload = self.pack([(name, args)])  # KeyError before anything is sent
-        res = (await self._send_many(payload, 1))[0]
-        if isinstance(res, NoScriptError):
-            await self.load_all()
-            res = (await self._send_many(payload, 1))[0]
-        if isinstance(res, Exception):
-            raise res
-        return res
+        return (await self.call_many([(name, args)]))[0]
 
     def _head(self, name: str) -> tuple[bytes, int]:
         """The RESP bytes of ``EVALSHA sha numkeys key...`` of one script (cached), and
@@ -263,8 +255,9 @@ class ScriptRunner:
         """Run several scripts in one round trip (pipelined on one connection).
 
         The calls are packed by :meth:`pack` and sent in one write; the replies are read
-        in order.  Calls that failed with NOSCRIPT are re-run one by one after a reload;
-        the others are not repeated.
+        in order.  Calls that failed with NOSCRIPT are re-run, in order, after a reload
+        (twice at most, for a flush between the reload and the re-run); the others are
+        not repeated.
 
         Returns:
             One result per call, in order.
@@ -275,12 +268,14 @@ class ScriptRunner:
         if not calls:
             return []
         results = await self._send_many(self.pack(calls), len(calls))
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
+        for _ in range(2):
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if not missing:
+                break
             await self.load_all()
-            for i in missing:
-                name, args = calls[i]
-                results[i] = await self.call(name, *args)
+            again = await self._send_many(self.pack([calls[i] for i in missing]), len(missing))
+            for i, r in zip(missing, again, strict=True):
+                results[i] = r
         for r in results:
             if isinstance(r, Exception):
                 raise r
