@@ -109,14 +109,17 @@ def _windows() -> list[list[tuple[int, float]]]:
     much, in B (edges and midpoints are multiples of B, so this is fixed)."""
     edges = [0.0, *RECENCY_EDGES_B, math.inf]
     mids = [(edges[j] + edges[j + 1]) / 2 for j in range(N_BUCKETS - 1)] + [_LAST_MID_B]
+    return [_overlaps(m, m + 1.0, edges) for m in mids]
+
+
+def _overlaps(lo: float, hi: float, edges: list[float]) -> list[tuple[int, float]]:
+    """The buckets ``[edges[j], edges[j + 1])`` that ``[lo, hi]`` overlaps, and by how much
+    (in the unit of the edges)."""
     out = []
-    for m in mids:
-        row = []
-        for j in range(N_BUCKETS):
-            overlap = min(m + 1.0, edges[j + 1]) - max(m, edges[j])
-            if overlap > 0:
-                row.append((j, overlap))
-        out.append(row)
+    for j in range(N_BUCKETS):
+        overlap = min(hi, edges[j + 1]) - max(lo, edges[j])
+        if overlap > 0:
+            out.append((j, overlap))
     return out
 
 
@@ -367,12 +370,7 @@ class PredictivePolicy:
         """P(connect within one boot time) of a user now ``age_s`` since its last activity,
         for the piecewise-constant hazard ``h`` over the recency buckets."""
         edges = [0.0, *(e * boot_s for e in RECENCY_EDGES_B), math.inf]
-        lo, hi = age_s, age_s + boot_s
-        cum = 0.0
-        for j in range(N_BUCKETS):
-            overlap = min(hi, edges[j + 1]) - max(lo, edges[j])
-            if overlap > 0:
-                cum += h[j] * overlap
+        cum = sum(h[j] * w for j, w in _overlaps(age_s, age_s + boot_s, edges))
         return 1.0 - math.exp(-cum)
 
     def _calibrate(self, now_ms: int, connects_now: int, boot_s: float) -> float:
