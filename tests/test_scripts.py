@@ -268,6 +268,25 @@ def test_activity_counts_and_predictable_connects(sc: SyncCoord, r: redis.Redis)
     assert r.zscore(sc.keys.users_active, "u1") is None  # connected users leave it
 
 
+def test_activity_of_a_connected_user_is_counted_only(sc: SyncCoord, r: redis.Redis) -> None:
+    """Regression (own review): a user who connected and waits for a node, then browsed,
+    was put back in the active set, and stayed there once served (a holder counted as a
+    user who might connect). Waiting or holding, its activity is counted only."""
+    sc.record_activity("u1", 10)
+    assert sc.connect("u1", 20)[0] == Code.MISS
+    sc.record_activity("u1", 30)  # waits
+    assert r.zscore(sc.keys.users_active, "u1") is None
+    ready_node(sc, "n1", 40)  # served from the waitlist
+    assert r.hget(sc.keys.user_node, "u1") == "n1"
+    sc.record_activities([("u1", 50, 0), ("u2", 60, 0)])  # holds
+    assert r.zrange(sc.keys.users_active, 0, -1) == ["u2"]
+    stats = r.hgetall(sc.keys.stats)
+    assert (stats["activity"], stats["users_new"], stats["users_activated"]) == ("4", "2", "2")
+    rec = sc.user_record("u1")
+    assert rec is not None and rec.activity_count == 3 and rec.last_ms == 50
+    assert sc.invariants() == []
+
+
 def test_markers_are_throttled_and_published(sc: SyncCoord, r: redis.Redis) -> None:
     ps = r.pubsub()
     ps.subscribe(sc.channels.marker)

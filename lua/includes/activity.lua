@@ -1,39 +1,62 @@
 -- One user:activity (design-notes 4): the user's record counts the event, and a user that
--- holds no node is (re)marked active with its feature class (codes.lua). An activity that
--- (re)enters the active set starts a session: the record's count and first restart from it.
--- Used by recordActivity (one message) and recordActivities (a run of them, in order).
--- Needs KEYS users_active, user_info, user_node, stats, user_seq_floor, users_premium;
--- arguments validated by the caller; boot_ms from boot_ms_now(DEFAULT_BOOT_MS).
--- Returns code (OK | STALE), is_new_user (0 | 1).
+-- neither holds a node nor waits for one is (re)marked active with its feature class
+-- (codes.lua). An activity that (re)enters the active set starts a session: the record's
+-- count and first restart from it. Used by recordActivity (one message) and
+-- recordActivities (a run of them, in order).
+-- Needs KEYS users_active, user_info, user_node, stats, user_seq_floor, boot, users_premium,
+-- users_waiting; arguments validated by the caller.
+-- A member of users_active neither holds a node nor waits (connectUser takes it out when it
+-- connects; activity never puts a connected user in), so one ZSCORE answers for most events.
+
 -- The type check of the keys apply_activity touches (before a script's first write).
 local function activity_types_ok()
   return types_ok({[K.users_active] = 'zset', [K.user_info] = 'hash', [K.user_node] = 'hash',
     [K.stats] = 'hash', [K.user_seq_floor] = 'string', [K.boot] = 'hash',
-    [K.users_premium] = 'set'})
+    [K.users_premium] = 'set', [K.users_waiting] = 'zset'})
 end
 
-local function apply_activity(user, now_ms, msg_id, boot_ms)
+-- What a run of activity messages shares: B (boot_ms_now(DEFAULT_BOOT_MS)), whether any
+-- user is premium, and the counters, written once by activity_flush.
+local function activity_context()
+  return {boot_ms = boot_ms_now(DEFAULT_BOOT_MS),
+    any_premium = redis.call('SCARD', K.users_premium) > 0,
+    activity = 0, users_new = 0, users_activated = 0}
+end
+
+local function activity_flush(ctx)
+  for _, name in ipairs({'activity', 'users_new', 'users_activated'}) do
+    if ctx[name] > 0 then stat(name, ctx[name]) end
+  end
+end
+
+-- Apply one message. Returns code (OK | STALE), is_new_user (0 | 1).
+local function apply_activity(user, now_ms, msg_id, ctx)
   local rec = rec_get(user)
   if not rec_is_new(rec, msg_id) then return STALE, 0 end
-  stat('activity')
+  ctx.activity = ctx.activity + 1
   local is_new = 0
   if not rec then
     is_new = 1
-    stat('users_new')
+    ctx.users_new = ctx.users_new + 1
     rec = rec_new(now_ms)
   end
-  local holds = redis.call('HGET', K.user_node, user)
-  local entering = not holds and not redis.call('ZSCORE', K.users_active, user)
-  if entering then
-    stat('users_activated')
-    rec.count, rec.first = 0, now_ms
+  local connected = false
+  if not redis.call('ZSCORE', K.users_active, user) then
+    connected = redis.call('HEXISTS', K.user_node, user) == 1
+      or redis.call('ZSCORE', K.users_waiting, user) ~= false
+    if not connected then
+      ctx.users_activated = ctx.users_activated + 1
+      rec.count, rec.first = 0, now_ms
+    end
   end
   rec.count = rec.count + 1
   rec_touch(rec, msg_id, now_ms)
   rec_put(user, rec)
-  if not holds then
-    local class = user_class(rec, now_ms, boot_ms)
-    if redis.call('SISMEMBER', K.users_premium, user) == 1 then class = class + PREMIUM_CLASS end
+  if not connected then
+    local class = user_class(rec, now_ms, ctx.boot_ms)
+    if ctx.any_premium and redis.call('SISMEMBER', K.users_premium, user) == 1 then
+      class = class + PREMIUM_CLASS
+    end
     redis.call('ZADD', K.users_active, class * CLASS + now_ms, user)
   end
   return OK, is_new

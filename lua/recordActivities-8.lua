@@ -10,6 +10,7 @@
   KEYS[5] user_seq_floor string  highest message id of the user records forgetUsers deleted
   KEYS[6] boot           hash  learned boot time (mean_ms: B of the feature classes)
   KEYS[7] users_premium  set   premium users (their classes are offset by PREMIUM_CLASS)
+  KEYS[8] users_waiting  zset  connected users without a node (their activity is counted only)
 
   ARGV    n >= 1 triples, in message order:
   ARGV[3i-2] user_id     string, validated by the caller (1-128 printable characters)
@@ -33,8 +34,9 @@ for i = 1, #ARGV, 3 do
 end
 if not activity_types_ok() then return {ERR_WRONG_TYPE} end
 local out = {OK}
-local boot_ms = boot_ms_now(DEFAULT_BOOT_MS)
+local ctx = activity_context()
 for _, it in ipairs(items) do
-  out[#out + 1] = (apply_activity(it[1], it[2], it[3], boot_ms))
+  out[#out + 1] = (apply_activity(it[1], it[2], it[3], ctx))
 end
+activity_flush(ctx)
 return out

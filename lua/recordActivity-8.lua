@@ -9,6 +9,7 @@
   KEYS[5] user_seq_floor string  highest message id of the user records forgetUsers deleted
   KEYS[6] boot           hash  learned boot time (mean_ms: B of the feature classes)
   KEYS[7] users_premium  set   premium users (their classes are offset by PREMIUM_CLASS)
+  KEYS[8] users_waiting  zset  connected users without a node (their activity is counted only)
 
   ARGV[1] user_id        string, validated by the caller (1-128 printable characters)
   ARGV[2] now_ms         integer, caller's clock, unix ms
@@ -26,5 +27,7 @@ local now_ms = int_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 if user == nil or user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG, 0} end
 if not activity_types_ok() then return {ERR_WRONG_TYPE, 0} end
-local code, is_new = apply_activity(user, now_ms, msg_id, boot_ms_now(DEFAULT_BOOT_MS))
+local ctx = activity_context()
+local code, is_new = apply_activity(user, now_ms, msg_id, ctx)
+activity_flush(ctx)
 return {code, is_new}
