@@ -195,3 +195,35 @@ def test_a_gap_of_hundreds_of_half_lives_forgets_everything_without_overflow() -
     assert pol.connects[0][0] == pytest.approx(1.0)  # only the new connect
     # the old exposure went with the rest; the gap's own is added as any tick's is
     assert pol.exposure[0][0] == pytest.approx(5 * 57 * 3600)
+
+
+def test_background_rate_follows_its_own_half_life_and_is_steadier() -> None:
+    """lambda_bg is an EWMA of the "bg" connects with half-life bg_half_life_b B: after a
+    stream stops it halves every half-life; on a Poisson stream the 10 B filter's spread
+    is about sqrt(10 / 2) = 2.2x smaller than the 2 B one's (variance lambda / (2 tau))."""
+    rng = random.Random(7)
+    pols = {h: PredictivePolicy(PredictiveConfig(bg_half_life_b=h)) for h in (2.0, 10.0)}
+    seen: dict[float, list[float]] = {2.0: [], 10.0: []}
+    bg, t = 0, 0.0
+    lam = 1.8 / B  # connects per second, 1.8 per B as in `cold`
+    while t < 400 * B:
+        t += 2.0
+        bg += sum(1 for _ in range(5) if rng.random() < lam * 2.0 / 5)
+        for h, pol in pols.items():
+            got = pol.decide(tick(t, {}, {"bg": bg})).inputs["lambda_bg"]
+            if t > 50 * B:
+                seen[h].append(got)
+    mean = {h: sum(v) / len(v) for h, v in seen.items()}
+    sd = {h: math.sqrt(sum((x - mean[h]) ** 2 for x in v) / len(v)) for h, v in seen.items()}
+    assert mean[10.0] == pytest.approx(lam, rel=0.1) and mean[2.0] == pytest.approx(lam, rel=0.1)
+    assert 1.5 < sd[2.0] / sd[10.0] < 3.5  # the 10 B filter: few independent stretches
+    # the stream stops: one half-life later the estimate is half what it was
+    pol = pols[10.0]
+    before = pol.decide(tick(t + 2.0, {}, {"bg": bg})).inputs["lambda_bg"]
+    after = pol.decide(tick(t + 2.0 + 10 * B, {}, {"bg": bg})).inputs["lambda_bg"]
+    assert after == pytest.approx(before / 2, rel=0.02)
+
+
+def test_background_half_life_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="bg_half_life_b"):
+        PredictiveConfig(bg_half_life_b=0.0)
