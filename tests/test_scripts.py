@@ -337,6 +337,31 @@ def test_noscript_after_flush_is_reloaded_single_and_pipelined(
     assert r.hget(sc.keys.stats, "activity") == "3"  # nothing ran twice
 
 
+def test_deferred_calls_run_first_and_are_handed_back_before_the_callers_own(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """ScriptRunner.defer: queued calls go in the next call_many's round trip, ahead of
+    its own (Redis sees them first), their results reach on_results before that
+    call_many returns, errors in place; flush sends what is still queued; a NOSCRIPT
+    after a script flush re-runs them in order."""
+    seen: list[tuple[str, list[object]]] = []
+    runner = sc.runner
+    ready_node(sc, "n1", 0)
+    r.script_flush()
+    runner.defer([sc.coord.connect_call("u1", 10)], lambda res: seen.append(("a", res)))
+    runner.defer([("recordActivity", ["u2", 11, 0])], lambda res: seen.append(("b", res)))
+    own = sc.run(runner.call_many([sc.coord.connect_call("u3", 12)]))
+    assert [tag for tag, _ in seen] == ["a", "b"]
+    assert int(seen[0][1][0][0]) == Code.HIT and seen[0][1][0][1] == "n1"  # u1 came first
+    assert int(own[0][0]) == Code.MISS  # u3 found the pool empty
+    assert r.hget(sc.keys.stats, "connects") == "2"
+    runner.defer([("recordActivity", ["", 13, 0])], lambda res: seen.append(("c", res)))
+    sc.run(runner.flush())
+    assert seen[-1] == ("c", [[Code.ERR_BAD_ARG, 0]])
+    sc.run(runner.flush())  # nothing queued: nothing sent
+    assert len(seen) == 3
+
+
 def test_decisions_are_fenced_and_capped(sc: SyncCoord, r: redis.Redis) -> None:
     tok = sc.acquire_lease("me", 0, 10**9).token
     for i in range(30):
@@ -417,6 +442,13 @@ def test_count_active_matches_a_brute_force_count(
     are beyond the 8 asked for; the reply is sparse: a class with no member is absent.
     Real unix-ms clocks make the scores 15-digit numbers (the exclusive edges must not be
     rounded: an earlier version double-counted users within 5 ms of an edge)."""
+    check_counts_against_brute_force(sc, r, users, edges, now)
+
+
+def check_counts_against_brute_force(
+    sc: SyncCoord, r: redis.Redis, users: list[tuple[int, int]], edges: list[int], now: int
+) -> None:
+    """countActive over users (class id, age ms) equals a direct count (see below)."""
     r.delete(sc.keys.users_active)
     for i, (cid, age) in enumerate(users):
         r.zadd(sc.keys.users_active, {f"u{i}": cid * CLASS_BAND + now - age})
@@ -440,6 +472,21 @@ def test_count_active_matches_a_brute_force_count(
     assert sorted(grid) == sorted(members)
     assert all(grid.get(c, [0] * len(bounds)) == want[c] for c in range(8))
     assert premium == want_premium
+
+
+@pytest.mark.parametrize("recent", [1, 12, 13, 40])
+@pytest.mark.parametrize("now", [15_000, 1_700_000_000_123])
+def test_count_active_reads_few_recent_users_and_counts_many(
+    sc: SyncCoord, r: redis.Redis, recent: int, now: int
+) -> None:
+    """A class with up to 12 users seen within the oldest edge is read member by member
+    (one ZRANGE), one with more is counted bucket by bucket: the same counts either way,
+    on both sides of the limit, with users on every edge, seen after now, and idle long."""
+    edges = [1_000, 2_000, 4_000, 8_000]
+    users = [(3, (k * 997) % 8_000) for k in range(recent)]  # recent, class 3
+    users += [(3, e) for e in edges[: min(recent, 4)]] + [(3, -5), (3, 9_000), (43, 7_999)]
+    users += [(5, (k * 131) % 8_500) for k in range(recent)]
+    check_counts_against_brute_force(sc, r, users, edges, now)
 
 
 @settings(
