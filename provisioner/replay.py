@@ -36,6 +36,7 @@ runs every tick.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import itertools
@@ -316,54 +317,67 @@ async def replay(
         premium = {u for u in wl.users() if is_premium(u, cfg.premium_share)}
         for chunk in _chunks(sorted(premium), 500):
             await coord.set_premium(chunk)
+
+        def handle(results: list[Any], metas: list[list[_Meta]]) -> None:
+            """Record what the scripts answered for the events of ``metas``."""
+            nonlocal last_t, applied
+            for meta, res in zip(metas, results, strict=True):
+                if meta[0][0] == "activity":
+                    codes = [int(c) for c in res[1:]]
+                    assert len(codes) == len(meta) and int(res[0]) == Code.OK, res
+                else:
+                    codes = [int(res[0])]
+                for (kind, who, t_int), code in zip(meta, codes, strict=True):
+                    # records in processing order get strictly increasing times, as
+                    # the live listener's do, so a handover sorts after its disconnect
+                    t = max(float(t_int), last_t + 0.001)
+                    last_t = t
+                    applied += 1
+                    if kind == "activity":
+                        activity.append((t, who))
+                    elif kind == "connect":
+                        connects.append((t, who))
+                        if code == Code.HIT:
+                            assignments.append((t, who, str(res[1]), 0))
+                        elif code == Code.MISS:
+                            waiting_since[who] = t
+                    elif kind == "disconnect":
+                        disconnects.append((t, who))
+                        waiting_since.pop(who, None)
+                        if res[2]:
+                            to = str(res[2])
+                            since = waiting_since.pop(to, t)
+                            t_hand = t + 0.0005  # after the disconnect, before the next
+                            assignments.append((t_hand, to, str(res[1]), max(1.0, t - since)))
+                    else:  # a node status: who is the node
+                        world.applied(who, kind, t_int)
+                        user = res[1] or None
+                        if kind == "ready" and user:
+                            since = waiting_since.pop(str(user), t)
+                            assignments.append((t, str(user), who, max(1.0, t - since)))
+                        elif kind == "terminated" and user and code == Code.OK:
+                            if res[2]:
+                                assignments.append((t, str(user), str(res[2]), 1.0))
+                            else:
+                                waiting_since[str(user)] = t
+
         while next_tick <= end_ms:
             # 1. every event due before the next tick, in time order, one pipeline; a run
             # of consecutive activity events is one recordActivities call (as live)
+            # of consecutive activity events is one recordActivities call (as live);
+            # every batch but the last now, the last in one round trip with the tick's
+            # observeTick (ScriptRunner.defer: Redis runs it first, and its results are
+            # handled before the leader reads its own)
             calls, metas, ei = _due_calls(coord, events, ei, world.heap, next_tick)
-            for i in range(0, len(calls), cfg.batch):
-                results = await coord.runner.call_many(calls[i : i + cfg.batch])
-                for meta, res in zip(metas[i : i + cfg.batch], results, strict=True):
-                    if meta[0][0] == "activity":
-                        codes = [int(c) for c in res[1:]]
-                        assert len(codes) == len(meta) and int(res[0]) == Code.OK, res
-                    else:
-                        codes = [int(res[0])]
-                    for (kind, who, t_int), code in zip(meta, codes, strict=True):
-                        # records in processing order get strictly increasing times, as
-                        # the live listener's do, so a handover sorts after its disconnect
-                        t = max(float(t_int), last_t + 0.001)
-                        last_t = t
-                        applied += 1
-                        if kind == "activity":
-                            activity.append((t, who))
-                        elif kind == "connect":
-                            connects.append((t, who))
-                            if code == Code.HIT:
-                                assignments.append((t, who, str(res[1]), 0))
-                            elif code == Code.MISS:
-                                waiting_since[who] = t
-                        elif kind == "disconnect":
-                            disconnects.append((t, who))
-                            waiting_since.pop(who, None)
-                            if res[2]:
-                                to = str(res[2])
-                                since = waiting_since.pop(to, t)
-                                t_hand = t + 0.0005  # after the disconnect, before the next
-                                assignments.append((t_hand, to, str(res[1]), max(1.0, t - since)))
-                        else:  # a node status: who is the node
-                            world.applied(who, kind, t_int)
-                            user = res[1] or None
-                            if kind == "ready" and user:
-                                since = waiting_since.pop(str(user), t)
-                                assignments.append((t, str(user), who, max(1.0, t - since)))
-                            elif kind == "terminated" and user and code == Code.OK:
-                                if res[2]:
-                                    assignments.append((t, str(user), str(res[2]), 1.0))
-                                else:
-                                    waiting_since[str(user)] = t
+            last = max(0, (len(calls) - 1) // cfg.batch * cfg.batch)
+            for i in range(0, last, cfg.batch):
+                part = slice(i, i + cfg.batch)
+                handle(await coord.runner.call_many(calls[part]), metas[part])
+            coord.runner.defer(calls[last:], functools.partial(handle, metas=metas[last:]))
             # 2. the tick: the real leader with the policy under test
             clock.advance_to(next_tick)
             await leader.step()
+            await coord.runner.flush()  # a step that sent nothing
             await leader.drain()
             ticks += 1
             if ((next_tick - T0_MS) // tick_ms + 1) % cfg.maintenance_every == 0:

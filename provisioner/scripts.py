@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,7 @@ class ScriptRunner:
         self.registry = registry or REGISTRY
         self._keys_cache = {n: s.keys_for(keys) for n, s in self.registry.items()}
         self._heads: dict[str, tuple[bytes, int]] = {}
+        self._deferred: list[tuple[list[Call], Callable[[list[Any]], None]]] = []
         enc = client.connection_pool.get_encoder()  # type: ignore[no-untyped-call]
         self._encoding: str = enc.encoding
         self._errors: str = enc.encoding_errors
@@ -206,17 +207,44 @@ class ScriptRunner:
         """The RESP bytes of EVALSHA calls, one after the other (what a pipeline sends).
 
         Each script's fixed part (sha, key count, key names) is encoded once per runner;
-        per call only the arguments are encoded.
+        per call only the arguments are encoded (str and int, the common ones, inline;
+        the rest through :meth:`_enc`, which refuses what is neither str, int nor float).
+
+        Raises:
+            TypeError: an argument of another type.
         """
         out: list[bytes] = []
+        add = out.append
+        encoding, errors, enc = self._encoding, self._errors, self._enc
         for name, args in calls:
             head, n = self._head(name)
-            out.append(b"*%d\r\n" % (n + len(args)))
-            out.append(head)
+            add(b"*%d\r\n" % (n + len(args)))
+            add(head)
             for a in args:
-                b = self._enc(a)
-                out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+                t = type(a)
+                if t is str:
+                    b = a.encode(encoding, errors)  # type: ignore[union-attr]
+                elif t is int:
+                    b = b"%d" % a  # type: ignore[str-format]
+                else:
+                    b = enc(a)
+                add(b"$%d\r\n%s\r\n" % (len(b), b))
         return b"".join(out)
+
+    def defer(self, calls: Sequence[Call], on_results: Callable[[list[Any]], None]) -> None:
+        """Queue ``calls`` to go first in the next :meth:`call_many` (one round trip for
+        both: the replay sends a tick's last events with the leader's ``observeTick``).
+        Redis runs them in order, before that call's own; ``on_results`` gets their
+        results (one per call, errors in place) as soon as the replies are read, before
+        the caller of that ``call_many`` sees its own.  :meth:`flush` sends what is
+        still queued."""
+        if calls:
+            self._deferred.append((list(calls), on_results))
+
+    async def flush(self) -> None:
+        """Send the calls queued by :meth:`defer`, if any (their errors are raised)."""
+        if self._deferred:
+            await self.call_many([])
 
     async def _send_many(self, payload: bytes, n: int) -> list[Any]:
         """Send packed calls on one pooled connection and read ``n`` replies in order.
@@ -254,17 +282,21 @@ class ScriptRunner:
     async def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run several scripts in one round trip (pipelined on one connection).
 
-        The calls are packed by :meth:`pack` and sent in one write; the replies are read
-        in order.  Calls that failed with NOSCRIPT are re-run, in order, after a reload
-        (twice at most, for a flush between the reload and the re-run); the others are
-        not repeated.
+        The calls are packed by :meth:`pack` and sent in one write, after any queued by
+        :meth:`defer`; the replies are read in order.  Calls that failed with NOSCRIPT
+        are re-run, in order, after a reload (twice at most, for a flush between the
+        reload and the re-run); the others are not repeated.
 
         Returns:
-            One result per call, in order.
+            One result per call of ``calls``, in order.
 
         Raises:
-            redis.RedisError: the first other error of the batch.
+            redis.RedisError: the first other error of the batch (deferred calls included,
+                after their ``on_results`` saw it).
         """
+        pre, self._deferred = self._deferred, []
+        if pre:
+            calls = [c for part, _ in pre for c in part] + list(calls)
         if not calls:
             return []
         results = await self._send_many(self.pack(calls), len(calls))
@@ -276,10 +308,14 @@ class ScriptRunner:
             again = await self._send_many(self.pack([calls[i] for i in missing]), len(missing))
             for i, r in zip(missing, again, strict=True):
                 results[i] = r
+        i = 0
+        for part, on_results in pre:
+            on_results(results[i : i + len(part)])
+            i += len(part)
         for r in results:
             if isinstance(r, Exception):
                 raise r
-        return results
+        return results[i:]
 
 
 def dump_expanded(folder: Path) -> list[Path]:
