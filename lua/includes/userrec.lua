@@ -38,8 +38,16 @@ local function rec_get(user)
   if not v then return nil end
   local a, b, c, d, e, f = string.match(v, REC_RE)
   if not a then return nil end
-  return {seq = unb36(a), last = unb36(b), first = unb36(c), count = unb36(d),
-    connects = unb36(e), last_disc = unb36(f)}
+  local r = {seq = unb36(a), last = unb36(b), first = unb36(c), count = unb36(d),
+    connects = unb36(e), last_disc = unb36(f), raw = {a, b, c, d, e, f}}
+  r.was = {r.seq, r.last, r.first, r.count, r.connects, r.last_disc}
+  return r
+end
+
+-- Field i of record r in base 36: its stored digits while it has its stored value.
+local function rec_digits(r, i, v)
+  if r.raw and r.was[i] == v then return r.raw[i] end
+  return b36(v)
 end
 
 local function rec_new(now_ms)
@@ -52,9 +60,12 @@ local function rec_touch(r, msg_id, now_ms)
   if now_ms > r.last then r.last = now_ms end
 end
 
+-- Write the record; a field that did not change since rec_get keeps its digits (an
+-- activity changes seq, last and count: half the encoding).
 local function rec_put(user, r)
-  redis.call('HSET', K.user_info, user, b36(r.seq) .. '|' .. b36(r.last) .. '|' .. b36(r.first)
-    .. '|' .. b36(r.count) .. '|' .. b36(r.connects) .. '|' .. b36(r.last_disc))
+  redis.call('HSET', K.user_info, user, rec_digits(r, 1, r.seq) .. '|' .. rec_digits(r, 2, r.last)
+    .. '|' .. rec_digits(r, 3, r.first) .. '|' .. rec_digits(r, 4, r.count) .. '|'
+    .. rec_digits(r, 5, r.connects) .. '|' .. rec_digits(r, 6, r.last_disc))
 end
 
 -- Once-only and order for users: msg_id must be above the record's seq; a user without one
