@@ -71,7 +71,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections import deque
 from dataclasses import dataclass
+from operator import mul
 from statistics import NormalDist
 from typing import Any
 
@@ -129,6 +131,8 @@ def _overlaps(lo: float, hi: float, edges: list[float]) -> list[tuple[int, float
 
 #: ``_WINDOWS[b]``: (bucket, overlap in B) of one boot time from bucket b's midpoint.
 _WINDOWS = _windows()
+#: The same as dense rows: ``_WINDOW_ROWS[b][j]`` is the overlap with bucket j, in B.
+_WINDOW_ROWS = [[dict(win).get(j, 0.0) for j in range(N_BUCKETS)] for win in _WINDOWS]
 
 
 def user_class(
@@ -166,6 +170,7 @@ def parent_class(c: int) -> int:
 
 
 _PARENT = [parent_class(c) for c in range(N_CLASSES)]
+_NO_USERS = [0] * N_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,8 @@ class PredictivePolicy:
         self._disconnects = _Rate(60.0)
         self._ticks = 0
         self._pending: list[tuple[int, float, int]] = []  # (due ms, forecast, connects then)
-        self._recent: list[tuple[int, int]] = []  # (ms, target) within the hold window
+        # (ms, target) within the hold window, targets decreasing: its first is the largest
+        self._recent: deque[tuple[int, int]] = deque()
         self._cal_actual = 0.0
         self._cal_forecast = 0.0
 
@@ -349,13 +355,18 @@ class PredictivePolicy:
             self._g *= 2.0**halvings
             if self._g > _RESCALE_AT:
                 self._set(self.connects, self.exposure)
-        last_n = self._last_n
-        for c in n.keys() | last_n.keys():
-            now_row, last_row = n.get(c), last_n.get(c)
-            for b in range(N_BUCKETS):
-                users = 0.5 * ((now_row[b] if now_row else 0) + (last_row[b] if last_row else 0))
-                if users:
-                    self._add(c, b, 0.0, users * dt)
+        last_n, g = self._last_n, self._g
+        zeros = _NO_USERS
+        be = self._be
+        for c in n.keys() | last_n.keys():  # exposure as _add adds it, inline (hot loop)
+            er, per = self._e[c], self._pe[_PARENT[c]]
+            rows = zip(n.get(c) or zeros, last_n.get(c) or zeros, strict=True)
+            for b, (x, y) in enumerate(rows):
+                if x or y:
+                    v = 0.5 * (x + y) * dt * g
+                    er[b] += v
+                    per[b] += v
+                    be[b] += v
         if counts is not self._last_counts:  # the coordinator hands back the same dict
             last = self._last_counts
             for key, v in counts.items():
@@ -484,9 +495,13 @@ class PredictivePolicy:
                 }
             )
         hold_from = obs.now_ms - int(cfg.hold_b * boot_s * 1000)
-        self._recent = [(t, v) for t, v in self._recent if t >= hold_from]
-        self._recent.append((obs.now_ms, target))
-        keep = max(v for _, v in self._recent)
+        recent = self._recent  # the sliding-window maximum (a monotone queue)
+        while recent and recent[-1][1] <= target:
+            recent.pop()
+        recent.append((obs.now_ms, target))
+        while recent[0][0] < hold_from:
+            recent.popleft()
+        keep = recent[0][1]
         return Decision(target, cfg.keep_alive_b * boot_s, inputs, keep_spare=keep)
 
 
@@ -520,7 +535,8 @@ class _Hazards:
         """P(connect within B) of a class-``c`` user at each bucket's midpoint (as
         :meth:`PredictivePolicy.p_within` at ``age_s`` = the midpoint)."""
         h = self.row(c)
-        return [1.0 - math.exp(-boot_s * sum(h[j] * w for j, w in win)) for win in _WINDOWS]
+        exp = math.exp
+        return [1.0 - exp(-boot_s * sum(map(mul, h, w))) for w in _WINDOW_ROWS]
 
     def row(self, c: int) -> list[float]:
         """Hazards of class ``c`` per bucket, connects per user-second."""

@@ -425,7 +425,7 @@ async def replay(
                 [c for c in connects if keep(c[1])],
                 [d for d in disconnects if keep(d[1])],
                 [a for a in assignments if keep(a[1])],  # type: ignore[misc]
-                [a for a in activity if keep(a[1])],
+                [],  # activity only tells cold from predictable, which tiers do not report
                 [], boot_time_s=mean_boot, start_ms=T0_MS, end_ms=end_ms,
             )  # fmt: skip
             wait95 = sub.wait_p95_ms
