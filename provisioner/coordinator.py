@@ -531,14 +531,48 @@ class Coordinator:
         Raises:
             FencedError: the token is not the live lease's (nothing written).
         """
+        call, prefix = self.apply_decision_call(
+            token, now_ms, keep_alive_ms=keep_alive_ms, reap_floor=reap_floor,
+            boot_timeout_ms=boot_timeout_ms, target_spare=target_spare,
+            max_creates=max_creates, fields=fields, max_reap=max_reap, maxlen=maxlen,
+        )  # fmt: skip
+        return self.parse_applied((await self.runner.call_many([call]))[0], prefix)
+
+    def apply_decision_call(
+        self,
+        token: str,
+        now_ms: int,
+        *,
+        keep_alive_ms: int,
+        reap_floor: int,
+        boot_timeout_ms: int,
+        target_spare: int,
+        max_creates: int,
+        fields: dict[str, str | int | float],
+        max_reap: int = 50,
+        maxlen: int = 1000,
+    ) -> tuple[Call, str]:
+        """The ``applyDecision`` call of :meth:`apply_decision` (nothing run), and the
+        prefix of the intent ids it records (for :meth:`parse_applied`)."""
         prefix = secrets.token_hex(8)
         flat: list[str | int | float] = []
         for name, value in fields.items():
             flat += [name, value]
-        res = await self._run(
-            "applyDecision", token, now_ms, keep_alive_ms, reap_floor, boot_timeout_ms,
-            max_reap, target_spare, max_creates, prefix, maxlen, *flat,
+        args = (
+            token, now_ms, keep_alive_ms, reap_floor, boot_timeout_ms, max_reap,
+            target_spare, max_creates, prefix, maxlen, *flat,
         )  # fmt: skip
+        return ("applyDecision", args), prefix
+
+    @staticmethod
+    def parse_applied(res: list[Any], prefix: str) -> ApplyResult:
+        """The :class:`ApplyResult` of an ``applyDecision`` reply.
+
+        Raises:
+            FencedError: the token was not the live lease's (nothing written).
+            ScriptError: another refusal (bad argument, wrong key type).
+        """
+        raise_for_code("applyDecision", int(res[0]))
         n_stuck, n_idle, created = int(res[1]), int(res[2]), int(res[3])
         nodes = [_s(n) for n in res[5:]]
         return ApplyResult(

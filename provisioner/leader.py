@@ -33,7 +33,7 @@ from tenacity import (
 )
 
 from provisioner.clock import Clock
-from provisioner.coordinator import Coordinator, PoolSnapshot, TickView
+from provisioner.coordinator import ApplyResult, Coordinator, PoolSnapshot, TickView
 from provisioner.errors import FencedError
 from provisioner.logutil import LogLimiter
 from provisioner.metrics import Metrics
@@ -78,6 +78,11 @@ class LeaderConfig:
         reconcile_every: run the reconcile every this many ticks.
         record_every_s: a tick that would change nothing still stores its decision when
             the last stored one is this old (a changed decision is stored at once).
+        defer_records: a tick whose ``applyDecision`` would only store the decision (no
+            reap, no create, nothing stuck, by this tick's atomic read) queues it for the
+            next round trip (``ScriptRunner.defer``) instead of one of its own: the replay
+            benchmark, where the next call follows at once and nothing runs between
+            (live, a record would wait a tick and could die with the replica: off).
     """
 
     lease_ttl_s: float = 5.0
@@ -94,6 +99,7 @@ class LeaderConfig:
     record_retry_s: float = 30.0
     reconcile_every: int = 1
     record_every_s: float = 60.0
+    defer_records: bool = False
 
 
 class Leader:
@@ -193,7 +199,9 @@ class Leader:
     async def tick(self, now: int) -> Decision | None:
         """Renew the lease and observe, decide, then reap, record create intents and
         the decision (fenced by the current token): two scripts, ``observeTick`` and
-        ``applyDecision``.  Then start the DELETEs and POSTs.
+        ``applyDecision`` (skipped when it would write nothing; queued for the next round
+        trip when it would only store the decision and ``defer_records`` is on).  Then
+        start the DELETEs and POSTs.
 
         Returns:
             The decision, or None when the renewal was refused (the lease is lost).
@@ -227,9 +235,8 @@ class Leader:
         max_creates = 0 if paused else self.config.max_creates_per_tick
         keep_alive_ms = int(dec.keep_alive_s * 1000)
         boot_timeout_ms = self.boot_timeout_ms(snap)
-        if not self._must_apply(
-            view, dec, now, keep_alive_ms, boot_timeout_ms, max_creates, paused
-        ):
+        act = self._must_act(view, dec, now, keep_alive_ms, boot_timeout_ms, max_creates)
+        if not act and not self._must_record(dec, now, paused):
             self.metrics.ticks_skipped.inc()
             return await self._after_tick(dec, token, now)
         fields: dict[str, str | int | float] = {
@@ -248,7 +255,7 @@ class Leader:
             "leader": self.replica_id,
         }
         fields.update(dec.inputs)
-        applied = await self.coord.apply_decision(
+        call, prefix = self.coord.apply_decision_call(
             token, now,
             keep_alive_ms=keep_alive_ms, reap_floor=dec.reap_floor,
             boot_timeout_ms=boot_timeout_ms, target_spare=dec.target_spare,
@@ -256,11 +263,32 @@ class Leader:
         )  # fmt: skip
         self._last_record = self._record_key(dec, paused)
         self._last_record_ms = now
+        if not act and self.config.defer_records:
+            self.coord.runner.defer([call], lambda res: self._deferred_applied(res[0], prefix))
+        else:
+            reply = (await self.coord.runner.call_many([call]))[0]
+            self._start_api_calls(self.coord.parse_applied(reply, prefix))
+        return await self._after_tick(dec, token, now)
+
+    def _start_api_calls(self, applied: ApplyResult) -> None:
+        """The DELETEs of the reaped nodes and the POSTs of the recorded intents."""
         for node in applied.stuck + applied.idle:
             self._spawn(self._delete(node))
         for intent in applied.intents:
             self._spawn(self._create(intent))
-        return await self._after_tick(dec, token, now)
+
+    def _deferred_applied(self, reply: Any, prefix: str) -> None:
+        """The reply of a deferred ``applyDecision`` (``defer_records``): what it did is
+        acted on as a direct one's would be; a refusal ends the lease as it would."""
+        try:
+            if isinstance(reply, Exception):
+                raise reply
+            self._start_api_calls(self.coord.parse_applied(reply, prefix))
+        except FencedError:
+            self.metrics.fenced.inc()
+            self._lost("fenced")
+        except Exception:
+            log.exception("deferred applyDecision failed")
 
     async def _after_tick(self, dec: Decision, token: str, now: int) -> Decision:
         self._ticks += 1
@@ -273,19 +301,14 @@ class Leader:
         """What a stored decision must show: a change of it is recorded at once."""
         return (dec.target_spare, dec.reap_floor, round(dec.keep_alive_s, 1), paused)
 
-    def _must_apply(
+    def _must_act(
         self, view: TickView, dec: Decision, now: int, keep_alive_ms: int,
-        boot_timeout_ms: int, max_creates: int, paused: bool,
+        boot_timeout_ms: int, max_creates: int,
     ) -> bool:  # fmt: skip
-        """Whether ``applyDecision`` would do anything this tick.
-
-        It acts when a node is stuck booting, when an idle ready node is past keep-alive
-        while ready + booting exceed the reap floor and nobody waits (the reaper's own
-        conditions, on this tick's atomic read), when intents are missing, or when the
-        decision must be recorded: it changed (:meth:`_record_key`), carries the policy's
-        state, or the last record is ``record_every_s`` old.  Otherwise the tick writes
-        nothing and is skipped: one round trip instead of two.
-        """
+        """Whether ``applyDecision`` would change the pool this tick: a node is stuck
+        booting, an idle ready node is past keep-alive while ready + booting exceed the
+        reap floor and nobody waits (the reaper's own conditions, on this tick's atomic
+        read), or intents are missing."""
         snap = view.snapshot
         if view.oldest_booting_ms is not None and view.oldest_booting_ms < now - boot_timeout_ms:
             return True
@@ -296,8 +319,13 @@ class Leader:
             and view.oldest_ready_ms <= now - keep_alive_ms
         ):
             return True
-        if min(max_creates, dec.target_spare + snap.waiting - snap.spare) > 0:
-            return True
+        return min(max_creates, dec.target_spare + snap.waiting - snap.spare) > 0
+
+    def _must_record(self, dec: Decision, now: int, paused: bool) -> bool:
+        """Whether the decision must be stored though nothing changes: it changed
+        (:meth:`_record_key`), carries the policy's state, or the last record is
+        ``record_every_s`` old.  A tick that neither acts nor records writes nothing and
+        is skipped: one round trip instead of two."""
         return (
             "state" in dec.inputs
             or self._last_record != self._record_key(dec, paused)

@@ -283,7 +283,7 @@ async def replay(
     leader_cfg = leader_cfg or LeaderConfig(
         tick_s=cfg.tick_s, lease_ttl_s=10 * cfg.tick_s, default_boot_s=mean_boot,
         intent_timeout_s=10 * mean_boot, redelete_after_s=10 * mean_boot,
-        reconcile_every=cfg.maintenance_every,
+        reconcile_every=cfg.maintenance_every, defer_records=True,
     )  # fmt: skip
     pool = "replay-" + uuid.uuid4().hex[:8]
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)

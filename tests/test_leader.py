@@ -167,3 +167,37 @@ def test_a_tick_that_would_change_nothing_writes_nothing(sc: SyncCoord, r: redis
     assert "slow" not in api.deleted
     tick_at(1_132_000)
     assert "slow" in api.deleted
+
+
+def test_deferred_records_go_with_the_next_call_and_acts_are_not_deferred(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """defer_records (the replay's setting): a tick that only stores its decision queues
+    applyDecision for the next round trip, ahead of the next tick's observeTick; a tick
+    that must create still applies at once; a deferred apply refused by the fence ends
+    the lease as a direct one would."""
+    clock = VirtualClock(2_000_000)
+    api = RecordingApi()
+    cfg = LeaderConfig(tick_s=1, lease_ttl_s=10, default_boot_s=10, defer_records=True)
+    policy = StaticPoolPolicy(1, 60)
+    leader = Leader(sc.coord, api, policy, clock, "L", cfg, Metrics())
+
+    def tick_at(t: int) -> None:
+        clock.advance_to(t)
+        _step(sc, leader)
+
+    tick_at(2_000_000)  # must create: applied at once
+    assert len(api.created) == 1 and r.xlen(sc.keys.decisions) == 1
+    sc.node_status(api.created[0], "ready", 2_000_500)
+    policy.k = 0  # the decision changes, nothing to do: only a record
+    tick_at(2_001_000)
+    assert r.xlen(sc.keys.decisions) == 1  # queued, not sent
+    tick_at(2_002_000)  # sent ahead of this tick's observeTick
+    assert r.xlen(sc.keys.decisions) == 2 and r.hget(sc.keys.policy, "target") == "0"
+    newest = r.xrange(sc.keys.decisions)[-1][1]
+    assert newest["target"] == "0" and api.deleted == []
+    policy.k = 1
+    tick_at(2_003_000)  # another record queued, then the lease is taken over
+    r.hset(sc.keys.leader, "token", "someone-else")
+    sc.run(sc.coord.runner.flush())
+    assert leader.token is None and r.xlen(sc.keys.decisions) == 2  # fenced: not written
