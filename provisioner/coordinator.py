@@ -496,34 +496,10 @@ class Coordinator:
         oldest = [int(float(x)) if x not in (None, "", False) else None for x in res[7]]
         return TickView(int(res[1]), snap, hazard, premium, grid, oldest[0], oldest[1])
 
-    async def apply_decision(
-        self,
-        token: str,
-        now_ms: int,
-        *,
-        keep_alive_ms: int,
-        reap_floor: int,
-        boot_timeout_ms: int,
-        target_spare: int,
-        max_creates: int,
-        fields: dict[str, str | int | float],
-        max_reap: int = 50,
-        maxlen: int = 1000,
-    ) -> ApplyResult:
+    async def apply_decision(self, token: str, now_ms: int, **knobs: Any) -> ApplyResult:
         """Reap, record the create intents still needed and store the decision, in one
-        script (fenced; all or nothing).
-
-        Args:
-            token: the caller's fencing token; ``now_ms``: now, unix ms.
-            keep_alive_ms: idle time before a surplus ready node may be reaped, ms.
-            reap_floor: ready + booting nodes the reaper leaves.
-            boot_timeout_ms: a node booting longer is stuck and reaped, ms.
-            target_spare: spare nodes (ready + booting + intents) to hold; intents are
-                recorded for ``min(max_creates, target_spare + waiting - spare)``.
-            max_creates: most intents recorded (0 while creates are paused).
-            fields: the decision's inputs, stored in ``P:policy`` and the decisions
-                stream (with ``spare``, ``created``, ``reaped_idle``, ``reaped_stuck``).
-            max_reap: most nodes marked terminating; ``maxlen``: cap of the stream.
+        script (fenced; all or nothing): :meth:`apply_decision_call` run and its reply
+        parsed (the keyword arguments are that method's).
 
         Returns:
             The nodes to DELETE and the intents to POST for.
@@ -531,11 +507,7 @@ class Coordinator:
         Raises:
             FencedError: the token is not the live lease's (nothing written).
         """
-        call, prefix = self.apply_decision_call(
-            token, now_ms, keep_alive_ms=keep_alive_ms, reap_floor=reap_floor,
-            boot_timeout_ms=boot_timeout_ms, target_spare=target_spare,
-            max_creates=max_creates, fields=fields, max_reap=max_reap, maxlen=maxlen,
-        )  # fmt: skip
+        call, prefix = self.apply_decision_call(token, now_ms, **knobs)
         return self.parse_applied((await self.runner.call_many([call]))[0], prefix)
 
     def apply_decision_call(
@@ -552,8 +524,21 @@ class Coordinator:
         max_reap: int = 50,
         maxlen: int = 1000,
     ) -> tuple[Call, str]:
-        """The ``applyDecision`` call of :meth:`apply_decision` (nothing run), and the
-        prefix of the intent ids it records (for :meth:`parse_applied`)."""
+        """The ``applyDecision`` call (nothing run), and the prefix of the intent ids it
+        records (for :meth:`parse_applied`).
+
+        Args:
+            token: the caller's fencing token; ``now_ms``: now, unix ms.
+            keep_alive_ms: idle time before a surplus ready node may be reaped, ms.
+            reap_floor: ready + booting nodes the reaper leaves.
+            boot_timeout_ms: a node booting longer is stuck and reaped, ms.
+            target_spare: spare nodes (ready + booting + intents) to hold; intents are
+                recorded for ``min(max_creates, target_spare + waiting - spare)``.
+            max_creates: most intents recorded (0 while creates are paused).
+            fields: the decision's inputs, stored in ``P:policy`` and the decisions
+                stream (with ``spare``, ``created``, ``reaped_idle``, ``reaped_stuck``).
+            max_reap: most nodes marked terminating; ``maxlen``: cap of the stream.
+        """
         prefix = secrets.token_hex(8)
         flat: list[str | int | float] = []
         for name, value in fields.items():
