@@ -227,3 +227,20 @@ def test_background_rate_follows_its_own_half_life_and_is_steadier() -> None:
 def test_background_half_life_must_be_positive() -> None:
     with pytest.raises(ValueError, match="bg_half_life_b"):
         PredictiveConfig(bg_half_life_b=0.0)
+
+
+def test_reaper_floor_is_the_largest_target_of_the_hold_window() -> None:
+    """The reaper leaves the largest target of the last hold_b B (a sliding-window
+    maximum, kept as a monotone queue): checked against the plain maximum while the
+    targets rise and fall at uneven tick gaps."""
+    pol = PredictivePolicy(PredictiveConfig(hold_b=4.0, bg_half_life_b=0.2))
+    rng = random.Random(5)
+    bg, t = 0, 0.0
+    history: list[tuple[float, int]] = []
+    for _ in range(500):
+        t += rng.choice([1.0, 2.0, 2.0, 9.0, 30.0])
+        bg += rng.choice([0, 0, 0, 1, 4, 15])
+        d = pol.decide(tick(t, {}, {"bg": bg}))
+        history.append((t, d.target_spare))
+        assert d.reap_floor == max(v for s, v in history if s >= t - 4.0 * B)
+    assert len({v for _, v in history}) > 5  # the targets did move
