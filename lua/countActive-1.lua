@@ -7,7 +7,7 @@
 
   ARGV[1] now_ms     integer, unix ms
   ARGV[2] n_classes  integer > 0
-  ARGV[3..] inner bucket edges of the time since last activity, ms, ascending
+  ARGV[3..] inner bucket edges of the time since last activity, integer ms, ascending
 
   Returns {code, premium_active, then per class with active users, ascending: class,
   counts per bucket (edges + 1 of them)}; OK | ERR_BAD_ARG.
@@ -21,7 +21,7 @@ local n_classes = int_arg(ARGV[2])
 if now_ms == nil or n_classes == nil or n_classes <= 0 then return {ERR_BAD_ARG} end
 local bounds = {0}
 for i = 3, #ARGV do
-  local e = tonumber(ARGV[i])
+  local e = int_arg(ARGV[i])  -- ms: an integer (the exclusive bounds are formatted %.0f)
   if e == nil or e < bounds[#bounds] then return {ERR_BAD_ARG} end
   bounds[#bounds + 1] = e
 end

@@ -214,8 +214,8 @@ class PredictiveConfig:
             raise ValueError("miss_cost_s, memory_b and prior_exposure_b must be > 0")
         if not (self.rate_half_life_b > 0 and self.bg_half_life_b > 0):
             raise ValueError("rate_half_life_b and bg_half_life_b must be > 0")
-        if not (self.keep_alive_b >= 0 and self.min_spare >= 0):
-            raise ValueError("keep_alive_b and min_spare must be >= 0")
+        if not (self.keep_alive_b >= 0 and self.min_spare >= 0 and self.hold_b >= 0):
+            raise ValueError("keep_alive_b, min_spare and hold_b must be >= 0")
         if not 0.0 <= self.release_credit <= 1.0:
             raise ValueError("release_credit must be in [0, 1]")
         if not self.premium_miss_factor >= 1.0:
@@ -496,9 +496,12 @@ class PredictivePolicy:
             )
         hold_from = obs.now_ms - int(cfg.hold_b * boot_s * 1000)
         recent = self._recent  # the sliding-window maximum (a monotone queue)
+        # its times must not fall: after a clock step back a target counts as of the
+        # latest time seen (kept longer, never shorter, than by its own time)
+        at = max(obs.now_ms, recent[-1][0]) if recent else obs.now_ms
         while recent and recent[-1][1] <= target:
             recent.pop()
-        recent.append((obs.now_ms, target))
+        recent.append((at, target))
         while recent[0][0] < hold_from:
             recent.popleft()
         keep = recent[0][1]

@@ -322,6 +322,8 @@ async def replay(
             """Record what the scripts answered for the events of ``metas``."""
             nonlocal last_t, applied
             for meta, res in zip(metas, results, strict=True):
+                if isinstance(res, Exception):
+                    raise res  # a deferred call's error, handed over in place
                 if meta[0][0] == "activity":
                     codes = [int(c) for c in res[1:]]
                     assert len(codes) == len(meta) and int(res[0]) == Code.OK, res
@@ -376,8 +378,7 @@ async def replay(
             coord.runner.defer(calls[last:], functools.partial(handle, metas=metas[last:]))
             # 2. the tick: the real leader with the policy under test
             clock.advance_to(next_tick)
-            await leader.step()
-            await coord.runner.flush()  # a step that sent nothing
+            await leader.step()  # sends the queued events first (it always sends)
             await leader.drain()
             ticks += 1
             if ((next_tick - T0_MS) // tick_ms + 1) % cfg.maintenance_every == 0:
@@ -409,6 +410,7 @@ async def replay(
                     skipped_ticks += n_skip
                     leader.skip_ticks(n_skip)
                     next_tick = jump
+        await coord.runner.flush()  # the last tick's record, if queued
         nodes = list(world.ledger.values())
         card = score(
             connects, disconnects, assignments, activity, nodes,  # type: ignore[arg-type]

@@ -162,7 +162,8 @@ class ScriptRunner:
         self.registry = registry or REGISTRY
         self._keys_cache = {n: s.keys_for(keys) for n, s in self.registry.items()}
         self._heads: dict[str, tuple[bytes, int]] = {}
-        self._deferred: list[tuple[list[Call], Callable[[list[Any]], None]]] = []
+        # queued by defer: the calls, their packed bytes, who gets their results
+        self._deferred: list[tuple[list[Call], bytes, Callable[[list[Any]], None]]] = []
         enc = client.connection_pool.get_encoder()  # type: ignore[no-untyped-call]
         self._encoding: str = enc.encoding
         self._errors: str = enc.encoding_errors
@@ -235,14 +236,19 @@ class ScriptRunner:
         """Queue ``calls`` to go first in the next :meth:`call_many` (one round trip for
         both: the replay sends a tick's last events with the leader's ``observeTick``).
         Redis runs them in order, before that call's own; ``on_results`` gets their
-        results (one per call, errors in place) as soon as the replies are read, before
-        the caller of that ``call_many`` sees its own.  :meth:`flush` sends what is
-        still queued."""
+        results (one per call, errors in place: they are its to raise) as soon as the
+        replies are read, before the caller of that ``call_many`` sees its own.
+        :meth:`flush` sends what is still queued.
+
+        Raises:
+            KeyError, TypeError: an unknown script or argument type (packed here, so a
+                bad call fails its caller, not the one it would ride with).
+        """
         if calls:
-            self._deferred.append((list(calls), on_results))
+            self._deferred.append((list(calls), self.pack(calls), on_results))
 
     async def flush(self) -> None:
-        """Send the calls queued by :meth:`defer`, if any (their errors are raised)."""
+        """Send the calls queued by :meth:`defer`, if any."""
         if self._deferred:
             await self.call_many([])
 
@@ -291,15 +297,22 @@ class ScriptRunner:
             One result per call of ``calls``, in order.
 
         Raises:
-            redis.RedisError: the first other error of the batch (deferred calls included,
-                after their ``on_results`` saw it).
+            redis.RedisError: the first other error of ``calls`` (a deferred call's error
+                goes to its ``on_results`` only; deferred calls that could not be sent
+                stay queued for the next call).
         """
         pre, self._deferred = self._deferred, []
-        if pre:
-            calls = [c for part, _ in pre for c in part] + list(calls)
-        if not calls:
-            return []
-        results = await self._send_many(self.pack(calls), len(calls))
+        try:
+            own = self.pack(calls)
+            if pre:
+                calls = [c for part, _, _ in pre for c in part] + list(calls)
+                own = b"".join(payload for _, payload, _ in pre) + own
+            if not calls:
+                return []
+            results = await self._send_many(own, len(calls))
+        except BaseException:
+            self._deferred = pre + self._deferred  # not sent: they go with the next call
+            raise
         for _ in range(2):
             missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
             if not missing:
@@ -309,10 +322,10 @@ class ScriptRunner:
             for i, r in zip(missing, again, strict=True):
                 results[i] = r
         i = 0
-        for part, on_results in pre:
+        for part, _, on_results in pre:
             on_results(results[i : i + len(part)])
             i += len(part)
-        for r in results:
+        for r in results[i:]:
             if isinstance(r, Exception):
                 raise r
         return results[i:]

@@ -244,3 +244,21 @@ def test_reaper_floor_is_the_largest_target_of_the_hold_window() -> None:
         history.append((t, d.target_spare))
         assert d.reap_floor == max(v for s, v in history if s >= t - 4.0 * B)
     assert len({v for _, v in history}) > 5  # the targets did move
+
+
+def test_reaper_floor_survives_a_clock_step_back() -> None:
+    """Review finding: a wall clock stepping back broke the monotone queue's time order
+    and dropped a target still inside the hold window (here the burst's, at 120 s, still
+    held at 130 s with a 20 s window); such a target now counts as of the latest time
+    seen (held longer, never shorter)."""
+    pol = PredictivePolicy(PredictiveConfig(hold_b=1.0, bg_half_life_b=0.05))
+    pol.decide(tick(100.0, {}, {"bg": 0}))
+    burst = pol.decide(tick(120.0, {}, {"bg": 60})).target_spare
+    pol.decide(tick(105.0, {}, {"bg": 60}))  # the clock steps back 15 s
+    later = pol.decide(tick(130.0, {}, {"bg": 60}))
+    assert later.target_spare < burst and later.reap_floor == burst
+
+
+def test_negative_hold_is_refused() -> None:
+    with pytest.raises(ValueError, match="hold_b"):
+        PredictiveConfig(hold_b=-1.0)

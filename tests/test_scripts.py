@@ -10,12 +10,13 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from provisioner.coordinator import CLASS_BAND
 from provisioner.errors import BadArgumentError, Code, FencedError, ScriptLoadError, WrongTypeError
 from provisioner.keys import PoolKeys
 from provisioner.predictive import user_class
-from provisioner.scripts import REGISTRY, load_registry
+from provisioner.scripts import REGISTRY, ScriptRunner, load_registry
 from provisioner.sequencer import Sequencer, marker_tag
 from tests.helpers import SyncCoord
 
@@ -362,6 +363,37 @@ def test_deferred_calls_run_first_and_are_handed_back_before_the_callers_own(
     assert len(seen) == 3
 
 
+def test_deferred_errors_stay_with_their_owner_and_unsent_calls_stay_queued(
+    sc: SyncCoord,
+    r: redis.Redis,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Review findings: a deferred call's error reply goes to its on_results only (the
+    call it rode with returns its own results); a batch that could not be packed or sent
+    leaves the queued calls queued for the next call; a call that cannot be packed is
+    refused when deferred, so it cannot poison the calls after it."""
+    (tmp_path / "includes").mkdir()
+    head = "--[[\n  KEYS[1] stats  hash\n]]\n"
+    (tmp_path / "failNow-1.lua").write_text(head + "return redis.error_reply('boom')\n")
+    (tmp_path / "countUp-1.lua").write_text(
+        head + "return redis.call('HINCRBY', K.stats, 'up', 1)\n"
+    )
+    runner = ScriptRunner(sc.client, sc.keys, load_registry(tmp_path))
+    sc.run(runner.load_all())
+    got: list[list[object]] = []
+    runner.defer([("failNow", []), ("countUp", [])], got.append)
+    assert sc.run(runner.call_many([("countUp", [])])) == [2]
+    assert isinstance(got[0][0], ResponseError) and got[0][1] == 1
+    with pytest.raises(TypeError):
+        runner.defer([("countUp", [True])], got.append)  # refused here, not later
+    runner.defer([("countUp", [])], got.append)
+    with pytest.raises(TypeError):
+        sc.run(runner.call_many([("countUp", [object()])]))  # type: ignore[list-item]
+    assert r.hget(sc.keys.stats, "up") == "2" and len(got) == 1  # nothing was sent
+    sc.run(runner.flush())
+    assert got[1] == [3] and r.hget(sc.keys.stats, "up") == "3"
+
+
 def test_decisions_are_fenced_and_capped(sc: SyncCoord, r: redis.Redis) -> None:
     tok = sc.acquire_lease("me", 0, 10**9).token
     for i in range(30):
@@ -472,6 +504,20 @@ def check_counts_against_brute_force(
     assert sorted(grid) == sorted(members)
     assert all(grid.get(c, [0] * len(bounds)) == want[c] for c in range(8))
     assert premium == want_premium
+
+
+def test_count_active_refuses_fractional_edges(sc: SyncCoord, r: redis.Redis) -> None:
+    """Review finding: a fractional edge was rounded by the exclusive bound's %.0f and
+    users within a millisecond of it went uncounted; edges are integer ms."""
+    r.zadd(
+        sc.keys.users_active,
+        {f"u{a}": 3 * CLASS_BAND + 1_700_000_000_000 - a for a in (0, 1, 2, 5)},
+    )
+    spec = REGISTRY["countActive"]
+    keys = spec.keys_for(sc.keys)
+    got = r.evalsha(r.script_load(spec.source), len(keys), *keys, 1_700_000_000_000, 8, "2.5")
+    assert got == [Code.ERR_BAD_ARG]
+    assert sc.active_by_class_recency(1_700_000_000_000, [3], 8) == (0, {3: [3, 1]})
 
 
 @pytest.mark.parametrize("recent", [1, 12, 13, 40])
