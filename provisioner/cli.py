@@ -507,13 +507,21 @@ def explain(obj: Ctx, count: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    if not rows:
+        click.echo(f"no decisions recorded in pool {obj.pool!r} yet", err=True)
     for r in rows:
+        if "demand_mean" in r:  # the predictive policy: its forecast, then the background
+            why = (
+                f"demand {r.get('demand_mean')} sd {r.get('demand_sd')}"
+                f"  lambda_bg {r.get('lambda_bg', '-')}"
+            )
+        else:
+            why = f"lambda {r.get('lambda', '-')}"
         click.echo(
             f"{r.get('now_ms')}  target {r.get('target')}  spare {r.get('spare')}"
             f"  waiting {r.get('waiting')}  created {r.get('created')}"
             f"  reaped {r.get('reaped_idle')}+{r.get('reaped_stuck')}"
-            f"  lambda {r.get('lambda', '-')}  B {r.get('boot_s', '-')}s"
-            f"  leader {r.get('leader')}"
+            f"  {why}  B {r.get('boot_s', '-')}s  leader {r.get('leader')}"
         )
 
 

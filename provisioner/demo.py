@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -75,6 +76,7 @@ class DemoConfig:
         miss_cost_s: the predictive policy's knob, world node-seconds per miss.
         channel_prefix: prefix of every channel name.
         logdir: where the processes' logs go (None: a temporary folder).
+        pool: the pool the replicas run (keys ``prov:{pool}:...``).
     """
 
     scenario: str = "steady"
@@ -88,6 +90,7 @@ class DemoConfig:
     miss_cost_s: float = 1000.0
     channel_prefix: str = ""
     logdir: str | None = None
+    pool: str = "default"
 
 
 class Procs:
@@ -148,8 +151,9 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> S
     scale = cfg.time_scale
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
-    env = dict(os.environ, PROVISIONER_REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
-    env.pop("PROVISIONER_POOL", None)
+    env = dict(
+        os.environ, PROVISIONER_REDIS_URL=redis_url, PROVISIONER_POOL=cfg.pool, PYTHONUNBUFFERED="1"
+    )
     prefix = ["--channel-prefix", cfg.channel_prefix]
     boot = wl.boot
     procs.start(
@@ -180,7 +184,7 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> S
     for port in metrics_ports:
         await wait_http(f"http://127.0.0.1:{port}/healthz")
     click.echo(
-        f"demo: redis {redis_url}, mock API {api_url}, {cfg.replicas} replicas "
+        f"demo: redis {redis_url}, pool {cfg.pool}, mock API {api_url}, {cfg.replicas} replicas "
         f"(metrics {', '.join(str(p) for p in metrics_ports)}), logs in {procs.logdir}",
         err=True,
     )
@@ -354,12 +358,21 @@ def command(
         raise click.BadParameter(f"must be >= 1, got {replicas}", param_hint="--replicas")
     redis_url: str | None = None
     channel_prefix = ""
+    pool = ""
     parent = ctx.parent
     if parent is not None:
         src = parent.get_parameter_source("redis_url")
         if src not in (None, click.core.ParameterSource.DEFAULT):
             redis_url = parent.params["redis_url"]
         channel_prefix = parent.params.get("channel_prefix") or ""
+        if parent.get_parameter_source("pool") not in (None, click.core.ParameterSource.DEFAULT):
+            pool = parent.params["pool"]
+    if redis_url is not None:
+        # a Redis that may hold other state: a pool of the demo's own unless one was
+        # named, and channels of its own unless a prefix was given (other replicas or
+        # simulators on it must not see the demo's traffic, nor it theirs)
+        pool = pool or f"demo-{secrets.token_hex(4)}"
+        channel_prefix = channel_prefix or f"{pool}."
     cfg = DemoConfig(
         scenario=scenario,
         seed=seed,
@@ -372,6 +385,7 @@ def command(
         miss_cost_s=miss_cost,
         channel_prefix=channel_prefix,
         logdir=logdir,
+        pool=pool or "default",
     )
     card, rep = run_demo(cfg, with_replay)
     if as_json:

@@ -116,8 +116,12 @@ def test_check_passes_then_fails_on_a_broken_invariant(
     assert "I1" in result.output and "someone" in result.output
 
 
-def test_explain_on_an_empty_pool_prints_nothing(invoke: Invoke) -> None:
-    assert ok(invoke("explain")) == ""
+def test_explain_on_an_empty_pool_says_so(invoke: Invoke, pool: str) -> None:
+    """A new user's finding: it printed nothing at all; now a line on stderr names the
+    pool (the JSON stays an empty list)."""
+    result = invoke("explain")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert f"no decisions recorded in pool {pool!r} yet" in result.stderr
     assert json.loads(ok(invoke("explain", "--json"))) == []
 
 
@@ -129,16 +133,20 @@ def test_explain_shows_recorded_decisions_newest_first(
         lease = sc.acquire_lease("replica-a", 1_000, 5_000)
         assert lease.held
         for i, target in enumerate((3, 7)):
-            sc.record_decision(
-                lease.token,
-                2_000 + i,
-                {"target": target, "spare": 1, "waiting": 0, "created": 2, "leader": "replica-a"},
-            )
+            fields: dict[str, str | int | float] = {
+                "target": target, "spare": 1, "waiting": 0, "created": 2, "leader": "replica-a"
+            }  # fmt: skip
+            if i:  # the predictive policy's inputs: its forecast is shown, not `lambda`
+                fields.update(demand_mean=2.5, demand_sd=1.2, lambda_bg=0.04)
+            else:
+                fields.update({"lambda": 0.3})
+            sc.record_decision(lease.token, 2_000 + i, fields)
     finally:
         sc.close()
     lines = ok(invoke("explain")).splitlines()
     assert len(lines) == 2
     assert "target 7" in lines[0] and "target 3" in lines[1]
+    assert "demand 2.5 sd 1.2  lambda_bg 0.04" in lines[0] and "lambda 0.3" in lines[1]
     assert all("leader replica-a" in line for line in lines)
     rows = json.loads(ok(invoke("explain", "-n", "1", "--json")))
     assert len(rows) == 1 and rows[0]["target"] == "7"

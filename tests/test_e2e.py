@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
 
+from provisioner.cli import cli
 from provisioner.demo import DemoConfig, run_demo
 from provisioner.keys import Channels, PoolKeys
 from provisioner.localredis import free_port
@@ -127,3 +129,32 @@ def test_learned_boot_time_follows_a_change_of_the_boot_delay(
     finally:
         mock.terminate()
         mock.wait(timeout=30)
+
+
+def test_demo_on_a_shared_redis_keeps_to_a_pool_and_channels_of_its_own(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Found by a new user: on a Redis of theirs (--redis-url) the demo ran in the
+    `default` pool and on the plain channel names, so its replicas and nodes mixed with a
+    seeded pool and anything else listening saw its traffic. It now takes a pool and a
+    channel prefix of its own, and leaves every other key alone."""
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    mine = PoolKeys("default")
+    r.hset(mine.stats, "mine", 7)
+    before = {k for k in r.scan_iter("prov:*") if not k.startswith("prov:{demo-")}
+    ps = r.pubsub()
+    ps.psubscribe("user:*", "node:*")
+    ps.get_message(timeout=1)
+    result = CliRunner().invoke(
+        cli,
+        ["--redis-url", redis_url, "demo", "--scenario", "starter", "--duration", "6",
+         "--logdir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "connects" in result.output
+    assert r.hgetall(mine.stats) == {"mine": "7"}
+    after = {k for k in r.scan_iter("prov:*") if not k.startswith("prov:{demo-")}
+    assert after == before
+    assert any(True for _ in r.scan_iter("prov:{demo-*}:stats"))
+    heard = [m for m in iter(lambda: ps.get_message(timeout=0.2), None) if m["type"] == "pmessage"]
+    assert heard == []
