@@ -92,11 +92,10 @@ if n_classes > 0 then
   else
     hazard = redis.call('HGETALL', K.hazard)
   end
-  -- the boot time the caller plans with: the learned mean, else the default (seconds)
-  local b = redis.call('HMGET', K.boot, 'n', 'mean_ms')
-  local boot_s = 0
-  if b[1] then boot_s = (tonumber(b[2]) or 0) / 1000 end
-  if boot_s == 0 then boot_s = default_s end
+  -- the boot time the caller plans with: the learned mean (when it is a positive finite
+  -- number: a corrupt one made the tick fail after the renewal, wedging the leader), else
+  -- the default; as the activity scripts read it, and as coordinator._snapshot does
+  local boot_s = boot_ms_now(default_s * 1000) / 1000
   local bounds = {0}
   for _, e in ipairs(edges_b) do bounds[#bounds + 1] = math.floor(e * boot_s * 1000) end
   count_active(active, now_ms, n_classes, bounds)

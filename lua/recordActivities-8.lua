@@ -14,7 +14,7 @@
 
   ARGV    n >= 1 triples, in message order:
   ARGV[3i-2] user_id     string, validated by the caller (1-128 printable characters)
-  ARGV[3i-1] now_ms      integer, caller's clock, unix ms
+  ARGV[3i-1] now_ms      integer >= 0, caller's clock, unix ms
   ARGV[3i]   msg_id      integer, seq * 1e6 + position (0 = unordered)
 
   Returns {OK, code_1, ..., code_n} (each OK | STALE) | {ERR_BAD_ARG} | {ERR_WRONG_TYPE};
@@ -29,7 +29,7 @@ if #ARGV == 0 or #ARGV % 3 ~= 0 then return {ERR_BAD_ARG} end
 local items = {}
 for i = 1, #ARGV, 3 do
   local user, now_ms, msg_id = ARGV[i], int_arg(ARGV[i + 1]), int_arg(ARGV[i + 2])
-  if user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG} end
+  if user == '' or now_ms == nil or now_ms < 0 or msg_id == nil then return {ERR_BAD_ARG} end
   items[#items + 1] = {user, now_ms, msg_id}
 end
 if not activity_types_ok() then return {ERR_WRONG_TYPE} end

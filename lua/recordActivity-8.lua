@@ -12,7 +12,7 @@
   KEYS[8] users_waiting  zset  connected users without a node (their activity is counted only)
 
   ARGV[1] user_id        string, validated by the caller (1-128 printable characters)
-  ARGV[2] now_ms         integer, caller's clock, unix ms
+  ARGV[2] now_ms         integer >= 0, caller's clock, unix ms
   ARGV[3] msg_id         integer, seq * 1e6 + position (0 = unordered)
 
   Returns {code, is_new_user}: OK | STALE | ERR_BAD_ARG.
@@ -25,7 +25,9 @@
 local user = ARGV[1]
 local now_ms = int_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
-if user == nil or user == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG, 0} end
+if user == nil or user == '' or now_ms == nil or now_ms < 0 or msg_id == nil then
+  return {ERR_BAD_ARG, 0}
+end
 if not activity_types_ok() then return {ERR_WRONG_TYPE, 0} end
 local ctx = activity_context()
 local code, is_new = apply_activity(user, now_ms, msg_id, ctx)

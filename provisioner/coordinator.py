@@ -9,6 +9,8 @@ Message ids (``msg_id``) are ``seq * 1_000_000 + position`` from the shared sequ
 
 from __future__ import annotations
 
+import math
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -192,13 +194,20 @@ class UserRecord:
         if value is None:
             return None
         text = value.decode() if isinstance(value, bytes) else value
-        parts = text.split("|")
-        if len(parts) != 6:
+        m = _REC_RE.fullmatch(text)  # what lua/includes/userrec.lua's REC_RE accepts
+        if not m:
             return None
-        try:
-            return cls(*(int(p, 36) for p in parts))
-        except ValueError:
+        nums = [int(p, 36) for p in m.groups()]
+        if any(abs(x) > _MAX_EXACT for x in nums):  # beyond 2^53: malformed there too
             return None
+        return cls(*nums)
+
+
+_REC_RE = re.compile(
+    r"(-?[0-9A-Za-z]+)\|(-?[0-9A-Za-z]+)\|(-?[0-9A-Za-z]+)\|([0-9A-Za-z]+)\|([0-9A-Za-z]+)"
+    r"\|(-?[0-9A-Za-z]+)"
+)
+_MAX_EXACT = 2**53
 
 
 def _s(v: Any) -> str:
@@ -239,18 +248,35 @@ def _sparse_counts(flat: Sequence[Any], k: int) -> tuple[int, dict[int, list[int
     return vals[0], {vals[i]: vals[i + 1 : i + 1 + k] for i in range(1, len(vals), k + 1)}
 
 
+def _positive(v: Any) -> float:
+    """A hash value as a positive finite number, else 0 (absent or corrupt)."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return 0.0
+    return x if 0.0 < x < math.inf else 0.0
+
+
+def _count(v: Any) -> int:
+    """A counter's value; 0 when it is not an integer (a hand-edited hash)."""
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _snapshot(sizes: Sequence[Any], stats: _Hash, boot: _Hash) -> PoolSnapshot:
     """Build a snapshot from the set sizes (``_SNAPSHOT_SETS`` order) and the stats and
     boot hashes."""
     boot_h = _pairs(boot)
     bs = BootStats()
-    if boot_h.get("n"):
-        var = max(0.0, float(boot_h.get("var_ms2", 0)))
+    mean_ms = _positive(boot_h.get("mean_ms"))
+    if mean_ms:  # a corrupt mean is no mean: B is the default, as the scripts read it
         bs = BootStats(
-            n=int(boot_h["n"]),
-            mean_s=float(boot_h["mean_ms"]) / 1000.0,
-            sd_s=var**0.5 / 1000.0,
-            last_s=float(boot_h.get("last_ms", 0)) / 1000.0,
+            n=int(_positive(boot_h.get("n"))),
+            mean_s=mean_ms / 1000.0,
+            sd_s=_positive(boot_h.get("var_ms2")) ** 0.5 / 1000.0,
+            last_s=_positive(boot_h.get("last_ms")) / 1000.0,
         )
     n = [int(x) for x in sizes]
     return PoolSnapshot(
@@ -262,7 +288,7 @@ def _snapshot(sizes: Sequence[Any], stats: _Hash, boot: _Hash) -> PoolSnapshot:
         active=n[5],
         intents=n[6],
         unknown=n[7],
-        stats={a: int(b) for a, b in _pairs(stats).items() if not a.startswith("_")},
+        stats={a: _count(b) for a, b in _pairs(stats).items() if not a.startswith("_")},
         boot=bs,
     )
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from provisioner.coordinator import CLASS_BAND
+from provisioner.coordinator import CLASS_BAND, UserRecord
 from provisioner.errors import BadArgumentError, Code, FencedError, ScriptLoadError, WrongTypeError
 from provisioner.keys import PoolKeys
 from provisioner.predictive import user_class
@@ -677,3 +677,75 @@ def test_apply_decision_reaps_creates_and_records_in_one_step(
             target_spare=9, max_creates=9, fields={},
         )  # fmt: skip
     assert r.zcard(sc.keys.intents) == 4 and r.xlen(sc.keys.decisions) == 3
+
+
+def test_an_oversized_record_field_is_malformed_not_a_poisoned_floor(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """Break-test finding: Lua's tonumber(s, 36) saturates at 2^64 instead of failing, so
+    a record with an oversized seq made its user STALE forever and, once forgotten,
+    raised the floor of forgotten ids above every real message id (every new user STALE).
+    A field beyond 2^53 is now malformed: the record is rewritten as new, and it gives
+    the floor nothing."""
+    t = 1_700_000_000_000
+    r.hset(sc.keys.user_info, "junk", "zzzzzzzzzzzzzzzzzzzz|1|1|1|1|0")
+    r.hset(sc.keys.user_info, "big", "zzzzzzzzzzz|1|1|1|1|0")
+    assert sc.record_activity("big", t, 5_000_000_001) == Code.OK  # not STALE
+    rec = sc.user_record("big")
+    assert rec is not None and rec.seq == 5_000_000_001 and rec.activity_count == 1
+    sc.forget_users(t + 10**9, 1000, 100)
+    assert int(r.get(sc.keys.user_seq_floor) or -1) < 5_000_000_001
+    assert sc.record_activity("fresh", t + 10**9, 5_000_000_002) == Code.OK
+    assert sc.connect("fresh2", t + 10**9, 5_000_000_003)[0] in (Code.HIT, Code.MISS)
+
+
+def test_a_corrupt_boot_mean_neither_wedges_the_tick_nor_the_snapshot(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """Break-test finding: mean_ms 'nan' made observeTick fail after renewing the lease
+    (the leader held it and never scaled); 'abc', or a counter 'x', made the snapshot's
+    parse raise (and `status` with it). A corrupt mean is no mean: B is the default."""
+    lease = sc.acquire_lease("me", 1_000, 60_000)
+    for bad in ("nan", "abc", "-5", "inf"):
+        r.hset(sc.keys.boot, mapping={"n": "3", "mean_ms": bad})
+        r.hset(sc.keys.stats, "connects", "x")
+        view = sc.observe_tick("me", lease.token, 2_000, 60_000, 12.5, 40, (0.5, 1.0))
+        assert not view.snapshot.boot.mean_s and view.snapshot.stats["connects"] == 0
+        assert not sc.snapshot().boot.mean_s
+
+
+def test_count_active_stays_inside_each_class_for_early_clocks(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """Break-test finding: with now earlier than an edge, the score bounds reached into
+    the class before (a class-5 user counted in class 6); activity at a negative time is
+    refused (its score fell below its class)."""
+    r.zadd(sc.keys.users_active, {"x": 59_999_999_999_995, "y": 60_000_000_000_100})
+    edges = [3750, 7500, 15000, 30000, 60000, 120000]
+    _, grid = sc.active_by_class_recency(1000, edges, 40)
+    assert grid[6] == [1, 0, 0, 0, 0, 0, 0]  # y, seen 900 ms ago; x is not class 6's
+    assert grid.get(5, [0] * 7) == [0] * 7  # x is class 5's, seen in its future
+    with pytest.raises(BadArgumentError):
+        sc.record_activity("neg", -5)
+    assert r.zscore(sc.keys.users_active, "neg") is None
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["5|a|a|2|3|0", "+5|a|a|2|3|0", " 5|a|a|2|3|0", "5|a|a|1_0|3|0", "5|a|a|2|3|0\n",
+     "5|a|a|-2|3|0", "5|a|a|\u0663|3|0", "5|a|a|2|3", "5|A|a|2|3|0", "zzzzzzzzzzz|a|a|2|3|0"],
+)  # fmt: skip
+def test_python_reads_a_record_as_the_scripts_do(
+    sc: SyncCoord, r: redis.Redis, stored: str
+) -> None:
+    """Break-test finding: UserRecord.decode accepted records the scripts reset ('+5',
+    ' 5', '1_0', a newline, Unicode digits, a negative count, beyond 2^53). Now: decode
+    gives None exactly when an activity rewrites the record as new."""
+    r.hset(sc.keys.user_info, "u", stored)
+    before = UserRecord.decode(stored)
+    sc.record_activity("u", 1_000_000)
+    after = sc.user_record("u")
+    assert after is not None
+    # the activity starts a session either way; only a record read as valid keeps the
+    # user's life-long connects
+    assert after.connects == (0 if before is None else before.connects)

@@ -27,16 +27,25 @@ end
 local function count_active(out, now_ms, n_classes, bounds)
   local premium, counts, order = 0, {}, {}
   local nb = #bounds
-  local digits = {}  -- of now_ms - bounds[j], once a tick
-  for j = 1, nb do digits[j] = ms_digits(now_ms - bounds[j]) end
+  -- now - bounds[j] kept inside a class's band [0, CLASS): false below it (a clock
+  -- earlier than an edge: the bound would reach into the class before), CLASS - 1 above
+  local ms, digits = {}, {}  -- once a tick
+  for j = 1, nb do
+    local m = now_ms - bounds[j]
+    if m < 0 then m = false elseif m > CLASS - 1 then m = CLASS - 1 end
+    ms[j] = m
+    digits[j] = m and ms_digits(m)
+  end
   -- score bound of class id (its string ids) at now - bounds[j]; exclusive with '('
   local function at(ids, id, j)
     if digits[j] then return ids .. digits[j] end
-    return id * CLASS + now_ms - bounds[j]
+    if not ms[j] then return '(' .. ids .. '0000000000000' end  -- nothing of the class
+    return id * CLASS + ms[j]
   end
   local function after(ids, id, j)
     if digits[j] then return '(' .. ids .. digits[j] end
-    return excl(id * CLASS + now_ms - bounds[j])
+    if not ms[j] then return ids .. '0000000000000' end  -- all of the class
+    return excl(id * CLASS + ms[j])
   end
   local from = 0
   while true do

@@ -24,9 +24,16 @@ local function b36(n)
   return sign .. s
 end
 
+-- The number of base-36 digits s (a '-' before a negative one); nil beyond 2^53, where
+-- doubles stop being exact (tonumber(s, 36) would saturate at 2^64 instead of failing:
+-- an oversized seq then made the user, or once forgotten every new user, STALE forever).
+local MAX_EXACT = 9007199254740992
+
 local function unb36(s)
-  if string.sub(s, 1, 1) == '-' then return -tonumber(string.sub(s, 2), 36) end
-  return tonumber(s, 36)
+  local n
+  if string.sub(s, 1, 1) == '-' then n = -tonumber(string.sub(s, 2), 36) else n = tonumber(s, 36) end
+  if n == nil or n > MAX_EXACT or n < -MAX_EXACT then return nil end
+  return n
 end
 
 local REC_RE = '^(%-?%w+)|(%-?%w+)|(%-?%w+)|(%w+)|(%w+)|(%-?%w+)$'
@@ -41,6 +48,9 @@ local function rec_get(user)
   local r = {seq = unb36(a), last = unb36(b), first = unb36(c), count = unb36(d),
     connects = unb36(e), last_disc = unb36(f), raw = {a, b, c, d, e, f}}
   r.was = {r.seq, r.last, r.first, r.count, r.connects, r.last_disc}
+  for i = 1, 6 do
+    if r.was[i] == nil then return nil end  -- a field out of range: malformed
+  end
   return r
 end
 
