@@ -110,12 +110,16 @@ _RESCALE_AT = 1e100
 _FORGET_ALL_HALVINGS = 200.0
 
 
-def _windows() -> list[list[tuple[int, float]]]:
-    """Per recency bucket b: the buckets j that ``[mid_b, mid_b + B]`` overlaps and by how
-    much, in B (edges and midpoints are multiples of B, so this is fixed)."""
+def _window_rows() -> list[list[float]]:
+    """Per recency bucket b: how much of ``[mid_b, mid_b + B]`` lies in each bucket j, in
+    B (edges and midpoints are multiples of B, so this is fixed)."""
     edges = [0.0, *RECENCY_EDGES_B, math.inf]
     mids = [(edges[j] + edges[j + 1]) / 2 for j in range(N_BUCKETS - 1)] + [_LAST_MID_B]
-    return [_overlaps(m, m + 1.0, edges) for m in mids]
+    rows = []
+    for m in mids:
+        w = dict(_overlaps(m, m + 1.0, edges))
+        rows.append([w.get(j, 0.0) for j in range(N_BUCKETS)])
+    return rows
 
 
 def _overlaps(lo: float, hi: float, edges: list[float]) -> list[tuple[int, float]]:
@@ -129,10 +133,9 @@ def _overlaps(lo: float, hi: float, edges: list[float]) -> list[tuple[int, float
     return out
 
 
-#: ``_WINDOWS[b]``: (bucket, overlap in B) of one boot time from bucket b's midpoint.
-_WINDOWS = _windows()
-#: The same as dense rows: ``_WINDOW_ROWS[b][j]`` is the overlap with bucket j, in B.
-_WINDOW_ROWS = [[dict(win).get(j, 0.0) for j in range(N_BUCKETS)] for win in _WINDOWS]
+#: ``_WINDOW_ROWS[b][j]``: the overlap, in B, of one boot time from bucket b's midpoint
+#: with bucket j.
+_WINDOW_ROWS = _window_rows()
 
 
 def user_class(
@@ -170,7 +173,6 @@ def parent_class(c: int) -> int:
 
 
 _PARENT = [parent_class(c) for c in range(N_CLASSES)]
-_NO_USERS = [0] * N_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -355,18 +357,13 @@ class PredictivePolicy:
             self._g *= 2.0**halvings
             if self._g > _RESCALE_AT:
                 self._set(self.connects, self.exposure)
-        last_n, g = self._last_n, self._g
-        zeros = _NO_USERS
-        be = self._be
-        for c in n.keys() | last_n.keys():  # exposure as _add adds it, inline (hot loop)
-            er, per = self._e[c], self._pe[_PARENT[c]]
-            rows = zip(n.get(c) or zeros, last_n.get(c) or zeros, strict=True)
-            for b, (x, y) in enumerate(rows):
-                if x or y:
-                    v = 0.5 * (x + y) * dt * g
-                    er[b] += v
-                    per[b] += v
-                    be[b] += v
+        last_n = self._last_n
+        for c in n.keys() | last_n.keys():
+            now_row, last_row = n.get(c), last_n.get(c)
+            for b in range(N_BUCKETS):
+                users = 0.5 * ((now_row[b] if now_row else 0) + (last_row[b] if last_row else 0))
+                if users:
+                    self._add(c, b, 0.0, users * dt)
         if counts is not self._last_counts:  # the coordinator hands back the same dict
             last = self._last_counts
             for key, v in counts.items():

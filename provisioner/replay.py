@@ -364,9 +364,8 @@ async def replay(
                                 waiting_since[str(user)] = t
 
         while next_tick <= end_ms:
-            # 1. every event due before the next tick, in time order, one pipeline; a run
-            # of consecutive activity events is one recordActivities call (as live)
-            # of consecutive activity events is one recordActivities call (as live);
+            # 1. every event due before the next tick, in time order; a run of
+            # consecutive activity events is one recordActivities call (as live);
             # every batch but the last now, the last in one round trip with the tick's
             # observeTick (ScriptRunner.defer: Redis runs it first, and its results are
             # handled before the leader reads its own)

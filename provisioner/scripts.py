@@ -303,13 +303,13 @@ class ScriptRunner:
         """
         pre, self._deferred = self._deferred, []
         try:
-            own = self.pack(calls)
+            payload = self.pack(calls)
             if pre:
                 calls = [c for part, _, _ in pre for c in part] + list(calls)
-                own = b"".join(payload for _, payload, _ in pre) + own
+                payload = b"".join(packed for _, packed, _ in pre) + payload
             if not calls:
                 return []
-            results = await self._send_many(own, len(calls))
+            results = await self._send_many(payload, len(calls))
         except BaseException:
             self._deferred = pre + self._deferred  # not sent: they go with the next call
             raise

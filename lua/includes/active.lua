@@ -15,6 +15,8 @@
 -- newest first, stopping once the total is reached (the last is what remains). Either
 -- way a class costs O(buckets) calls or elements, never O(users).
 local FETCH_RECENT = 12
+-- ids .. CLASS_START is the string of the score id * CLASS (a class's first score).
+local CLASS_START = '0000000000000'
 
 -- The decimal digits of ms when it is a 13-digit integer (unix ms from 2001 to 2286), else
 -- false. A class's score bound is then the string id .. digits: Redis parses a string
@@ -39,12 +41,12 @@ local function count_active(out, now_ms, n_classes, bounds)
   -- score bound of class id (its string ids) at now - bounds[j]; exclusive with '('
   local function at(ids, id, j)
     if digits[j] then return ids .. digits[j] end
-    if not ms[j] then return '(' .. ids .. '0000000000000' end  -- nothing of the class
+    if not ms[j] then return '(' .. ids .. CLASS_START end  -- nothing of the class
     return id * CLASS + ms[j]
   end
   local function after(ids, id, j)
     if digits[j] then return '(' .. ids .. digits[j] end
-    if not ms[j] then return ids .. '0000000000000' end  -- all of the class
+    if not ms[j] then return ids .. CLASS_START end  -- all of the class
     return excl(id * CLASS + ms[j])
   end
   local from = 0
@@ -57,10 +59,10 @@ local function count_active(out, now_ms, n_classes, bounds)
     if class >= n_classes then
       -- beyond the classes asked for: on to the premium tier, or done
       if id >= PREMIUM_CLASS then break end
-      from = PREMIUM_CLASS .. '0000000000000'
+      from = PREMIUM_CLASS .. CLASS_START
     else
       local ids = tostring(id)
-      local lo, hi = ids .. '0000000000000', at(ids, id, 1)
+      local lo, hi = ids .. CLASS_START, at(ids, id, 1)
       local left = redis.call('ZCOUNT', K.users_active, lo, hi)
       if id >= PREMIUM_CLASS then premium = premium + left end
       local row = counts[class]
@@ -99,7 +101,7 @@ local function count_active(out, now_ms, n_classes, bounds)
         row[j] = row[j] + n
       end
       if nb == 1 then row[1] = row[1] + left end
-      from = (id + 1) .. '0000000000000'
+      from = (id + 1) .. CLASS_START
     end
   end
   table.sort(order)
