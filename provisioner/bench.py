@@ -18,9 +18,10 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import click
 from redis.exceptions import RedisError
 
 from provisioner import scenarios
-from provisioner.localredis import RedisNotFound, local_redis, wait_ready
+from provisioner.localredis import RedisNotFound, cpus, local_redis, pin, wait_ready
 from provisioner.policy import make_policy
 from provisioner.replay import ReplayConfig, replay
 from provisioner.workload import Workload
@@ -165,10 +166,29 @@ async def bench_scenario(
     return rows
 
 
+#: A ``--jobs`` worker's own (url, cpu), taken from the queue at its start (``_worker_init``).
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(slots: Any, spare: tuple[str, int | None]) -> None:
+    """Start of a ``--jobs`` worker: take one (url, cpu) slot and pin to that CPU, where
+    the slot's private redis-server runs too (``private_servers``); a worker started
+    after the slots are gone (the pool replaces one that died) takes ``spare``."""
+    logging.getLogger("provisioner").setLevel(logging.WARNING)
+    try:
+        url, cpu = slots.get(timeout=5.0)
+    except queue.Empty:
+        url, cpu = spare
+    _WORKER["url"] = url
+    pin(0, cpu)
+
+
 def _bench_task(args: tuple[str, str, str, float, int, int]) -> BenchRow:
-    """One replay in a worker process of ``--jobs`` (quiet logs, its own event loop)."""
+    """One replay in a worker process of ``--jobs`` (quiet logs, its own event loop), on
+    the worker's own Redis if it has one, else on ``args``' url."""
     logging.getLogger("provisioner").setLevel(logging.WARNING)
     name, url, policy, value, seed, sessions = args
+    url = _WORKER.get("url") or url
     return asyncio.run(bench_one(name, url, policy, value, seed, sessions))
 
 
@@ -352,6 +372,29 @@ def private_redis(url: str | None) -> Iterator[str]:
         raise click.ClickException(str(e)) from e
 
 
+@contextmanager
+def private_servers(n: int, pinned: bool = True) -> Iterator[list[tuple[str, int | None]]]:
+    """``n`` private redis-servers for the ``with`` block, server ``i`` pinned to the
+    ``i``-th CPU this process may use (round robin): ``[(url, cpu), ...]``, cpu None
+    where the OS cannot pin or ``pinned`` is False. A replay is then pinned to its server's CPU (one core per
+    replay and its Redis: ``localredis.pin`` says why).
+
+    Raises:
+        click.ClickException: no redis-server on PATH.
+    """
+    allowed = cpus() if pinned else []
+    try:
+        with ExitStack() as stack:
+            slots = []
+            for i in range(n):
+                cpu = allowed[i % len(allowed)] if allowed else None
+                srv = stack.enter_context(local_redis(cpu=cpu))
+                slots.append((srv.url, cpu))
+            yield slots
+    except RedisNotFound as e:
+        raise click.ClickException(str(e)) from e
+
+
 @click.group("bench")
 def command() -> None:
     """Benchmarks (fast replay of the policies)."""
@@ -404,14 +447,27 @@ def command() -> None:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Replays run at once, each in its own process (one Redis serves them all).",
+    help="Replays run at once, each in its own process (with --redis-url one Redis serves "
+    "them all, else each has a private one).",
+)
+@click.option(
+    "--pin/--no-pin",
+    "pin_cpus",
+    default=True,
+    show_default=True,
+    help="Without --redis-url: run each replay and its private Redis on one CPU of its own "
+    "(round robin over the CPUs; faster: README, Speed).",
 )
 def policy_cmd(
     names: tuple[str, ...], policies: tuple[str, ...], seed: int, sessions: int, quick: bool,
     out: str, as_json: bool, redis_url: str | None, jobs: int, defaults_only: bool,
-    values: tuple[float, ...], merge: bool,
+    values: tuple[float, ...], merge: bool, pin_cpus: bool,
 ) -> None:  # fmt: skip
-    """Replay every policy over its knob on every scenario; table, JSON and plots."""
+    """Replay every policy over its knob on every scenario; table, JSON and plots.
+
+    Without ``--redis-url`` each of the ``--jobs`` replays at once has a private
+    redis-server; with ``--pin`` (the default) replay and server share one CPU.
+    """
     logging.getLogger("provisioner").setLevel(logging.WARNING)
     todo = list(names) or [n for n in scenarios.names()]
     unknown = set(todo) - set(scenarios.names())
@@ -454,15 +510,28 @@ def policy_cmd(
 
     done(None)
 
-    with private_redis(redis_url) as url:
+    with ExitStack() as stack:
+        if redis_url:
+            shared = stack.enter_context(private_redis(redis_url))
+            slots: list[tuple[str, int | None]] = [(shared, None)] * jobs
+        else:
+            slots = stack.enter_context(private_servers(jobs, pinned=pin_cpus))
         if jobs == 1:
+            url, cpu = slots[0]
+            before = cpus()
+            if pin(0, cpu):
+                stack.callback(os.sched_setaffinity, 0, before)
             for name, pol, value in tasks:
                 done(asyncio.run(bench_one(name, url, pol, value, seed, sessions)))
         else:
+            free: Any = multiprocessing.Queue()
+            for slot in slots:
+                free.put(slot)
+            spare = slots[0]
             # a Pool, not a ProcessPoolExecutor: on SIGTERM or an error its workers are
             # terminated at once instead of finishing their replays
-            with multiprocessing.Pool(jobs) as workers:
-                args = [(name, url, pol, value, seed, sessions) for name, pol, value in tasks]
+            with multiprocessing.Pool(jobs, _worker_init, (free, spare)) as workers:
+                args = [(name, "", pol, value, seed, sessions) for name, pol, value in tasks]
                 for row in workers.imap_unordered(_bench_task, args):
                     done(row)
     written = plot(rows, outdir)

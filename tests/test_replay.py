@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from provisioner import scenarios
-from provisioner.bench import BenchRow, bench_scenario, verdicts
+from provisioner.bench import BenchRow, bench_scenario, private_servers, verdicts
 from provisioner.cli import cli
+from provisioner.localredis import cpus, pin
 from provisioner.policy import make_policy
 from provisioner.predictive import PredictivePolicy
 from provisioner.replay import ReplayConfig, replay
@@ -150,6 +153,44 @@ def test_bench_jobs_run_replays_in_parallel_with_the_same_figures(
         ("reactive", 0.0), ("reactive", 300.0), ("static", 1.0), ("static", 4.0),
         ("static", 32.0)]  # fmt: skip
     assert figures[1] == figures[0]
+
+
+def test_bench_private_pinned_servers_give_the_same_figures(tmp_path: Path) -> None:
+    """Without ``--redis-url`` every job has a private redis-server; pinned (the default)
+    or not, the figures are the shared server's (replays are deterministic)."""
+    figures = []
+    for extra in (["--jobs", "2"], ["--jobs", "2", "--no-pin"], ["--jobs", "1"]):
+        out = tmp_path / "-".join(extra)
+        res = CliRunner().invoke(
+            cli,
+            ["bench", "policy", "--scenario", "spike", "--policy", "static", "--sessions", "60",
+             "--quick", "--out", str(out), *extra],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        rows = json.loads((out / "results.json").read_text())
+        figures.append([{k: v for k, v in r.items() if k != "wall_s"} for r in rows])
+    assert len(figures[0]) == 3
+    assert figures[1] == figures[0] and figures[2] == figures[0]
+    assert os.sched_getaffinity(0) == set(cpus())  # --jobs 1 gave its pin back
+
+
+def test_private_servers_are_pinned_round_robin() -> None:
+    allowed = cpus()
+    with private_servers(3) as slots:
+        assert [cpu for _, cpu in slots] == [allowed[i % len(allowed)] for i in range(3)]
+        for url, _ in slots:
+            assert redis.Redis.from_url(url).ping()
+    with private_servers(1, pinned=False) as slots:
+        assert slots[0][1] is None
+
+
+def test_pin_refuses_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """A CPU the OS refuses leaves the process as it was, with a log line, not a crash."""
+    before = os.sched_getaffinity(0)
+    assert pin(0, None) is False
+    assert pin(0, 100_000) is False
+    assert "running unpinned" in caplog.text
+    assert os.sched_getaffinity(0) == before
 
 
 def test_bench_defaults_and_merge_keep_earlier_rows(redis_url: str, tmp_path: Path) -> None:
