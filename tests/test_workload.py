@@ -27,7 +27,7 @@ DOUBLE_RATE: dict[str, dict[str, object]] = {
     "spike": {"arrival_rate_per_s": 1.0},
     "cold": {"arrival_rate_per_s": 1.0},
     "flaky": {"arrival_rate_per_s": 1.0},
-    "browse-heavy": {"arrival_rate_per_s": 4.0},
+    "browse-heavy": {"arrival_rate_per_s": 8.0},
     "diurnal": {"arrival_rate_per_s": 1.0},
     "returning": {"users": 600},
     # starter: twice the population, activity twice as often overall (per user unchanged)
@@ -283,7 +283,7 @@ def test_browse_heavy_connect_fraction() -> None:
     wl = scenarios.build("browse-heavy", seed=1)
     users = wl.users()
     connectors = {e.user_id for e in wl.events if e.kind == "connect"}
-    assert 0.5 * 2.0 * 1800 <= len(users) <= 2.0 * 1800 * 1.2  # 2 new users/s
+    assert 0.5 * 4.0 * 1800 <= len(users) <= 4.0 * 1800 * 1.2  # 4 new users/s
     assert 0.035 <= len(connectors) / len(users) <= 0.065
     assert wl.count("activity") >= 15 * wl.count("connect")
 
