@@ -17,7 +17,7 @@
   KEYS[12] stats            hash  counters
   KEYS[13] hazard           hash  connects by feature class and recency bucket ("c<k>:r<j>"),
                                   "bg" for users not in the active set (the hazard model),
-                                  "n" their sum
+                                  "n" their sum, "since_ms" its first count
   KEYS[14] boot             hash  learned boot time (mean_ms sets the recency buckets)
   KEYS[15] user_seq_floor   string highest message id of the user records forgetUsers deleted
 
@@ -83,7 +83,11 @@ if score then
 else
   redis.call('HINCRBY', K.hazard, 'bg', 1)
 end
-redis.call('HINCRBY', K.hazard, 'n', 1)  -- every connect counted: observeTick's version
+-- every connect counted, and since_ms set with the hash's first count: "n:since_ms" is
+-- observeTick's version of the hash (a hash deleted and counted up to the same n again
+-- has another since_ms)
+redis.call('HSETNX', K.hazard, 'since_ms', now_ms)
+redis.call('HINCRBY', K.hazard, 'n', 1)
 
 local node = redis.call('ZRANGE', K.nodes_ready, 0, 0)[1]
 if node then

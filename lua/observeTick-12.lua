@@ -27,15 +27,15 @@
   ARGV[5] default_boot_s  number > 0, seconds: B while no boot was observed (or mean 0)
   ARGV[6] n_classes       integer >= 0: feature classes to count (0: no class counts,
                           no hazard counters)
-  ARGV[7] hazard_seen     the hazard hash's "n" (its connects counted) the caller holds
-                          the hash for, or '' (none): while it is unchanged the hash is
-                          not sent again
+  ARGV[7] hazard_seen     the version of the hazard hash the caller holds, "n:since_ms"
+                          (its connects counted, when it counted the first), or '' (none):
+                          while it is unchanged the hash is not sent again
   ARGV[8..] recency edges, multiples of B, ascending (as RECENCY_EDGES_B)
 
   Returns {code, expires_ms, sizes, stats, boot, hazard, active, oldest}:
     sizes  = ZCARD of KEYS[2..9], in that order;
     stats, boot, hazard = HGETALL of KEYS[10], KEYS[11], KEYS[12] (hazard {} when
-             n_classes is 0, false when its "n" equals hazard_seen);
+             n_classes is 0, false when its version equals hazard_seen);
     active = {} when n_classes is 0, else {premium_active, then per occupied class:
              class, counts per bucket} (as countActive);
     oldest = {created ms of the longest-booting node or '', idle-since ms of the
@@ -86,8 +86,9 @@ for _, z in ipairs({K.nodes_booting, K.nodes_ready, K.nodes_allocated, K.nodes_t
 end
 local hazard, active = {}, {}
 if n_classes > 0 then
-  local hn = redis.call('HGET', K.hazard, 'n')
-  if hazard_seen ~= nil and hazard_seen ~= '' and hn == hazard_seen then
+  local v = redis.call('HMGET', K.hazard, 'n', 'since_ms')
+  if hazard_seen ~= nil and hazard_seen ~= '' and (v[1] or '') .. ':' .. (v[2] or '')
+    == hazard_seen then
     hazard = false
   else
     hazard = redis.call('HGETALL', K.hazard)

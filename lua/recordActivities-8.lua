@@ -16,6 +16,8 @@
   ARGV[3i-2] user_id     string, validated by the caller (1-128 printable characters)
   ARGV[3i-1] now_ms      integer >= 0, caller's clock, unix ms
   ARGV[3i]   msg_id      integer, seq * 1e6 + position (0 = unordered)
+  ARGV[3n+1] default_boot_ms  optional integer > 0, after the triples: B before a boot is
+                         observed, as recordActivity's ARGV[4]
 
   Returns {OK, code_1, ..., code_n} (each OK | STALE) | {ERR_BAD_ARG} | {ERR_WRONG_TYPE};
   a refusal writes nothing.
@@ -25,16 +27,18 @@
 --- @include "userrec"
 --- @include "activity"
 
-if #ARGV == 0 or #ARGV % 3 ~= 0 then return {ERR_BAD_ARG} end
+local n_args = #ARGV - #ARGV % 3
+local default_ms = default_boot_arg(#ARGV % 3 == 1 and ARGV[#ARGV] or nil)
+if n_args == 0 or #ARGV % 3 == 2 or not default_ms then return {ERR_BAD_ARG} end
 local items = {}
-for i = 1, #ARGV, 3 do
+for i = 1, n_args, 3 do
   local user, now_ms, msg_id = ARGV[i], int_arg(ARGV[i + 1]), int_arg(ARGV[i + 2])
   if user == '' or now_ms == nil or now_ms < 0 or msg_id == nil then return {ERR_BAD_ARG} end
   items[#items + 1] = {user, now_ms, msg_id}
 end
 if not activity_types_ok() then return {ERR_WRONG_TYPE} end
 local out = {OK}
-local ctx = activity_context()
+local ctx = activity_context(default_ms)
 for _, it in ipairs(items) do
   out[#out + 1] = (apply_activity(it[1], it[2], it[3], ctx))
 end

@@ -14,6 +14,8 @@
   ARGV[1] user_id        string, validated by the caller (1-128 printable characters)
   ARGV[2] now_ms         integer >= 0, caller's clock, unix ms
   ARGV[3] msg_id         integer, seq * 1e6 + position (0 = unordered)
+  ARGV[4] default_boot_ms  optional integer > 0: B before a boot is observed (the feature
+                         class's time scale), as the leader plans with; absent: 30 s
 
   Returns {code, is_new_user}: OK | STALE | ERR_BAD_ARG.
 ]]
@@ -25,11 +27,13 @@
 local user = ARGV[1]
 local now_ms = int_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
-if user == nil or user == '' or now_ms == nil or now_ms < 0 or msg_id == nil then
+local default_ms = default_boot_arg(ARGV[4])
+if user == nil or user == '' or now_ms == nil or now_ms < 0 or msg_id == nil
+  or not default_ms or #ARGV > 4 then
   return {ERR_BAD_ARG, 0}
 end
 if not activity_types_ok() then return {ERR_WRONG_TYPE, 0} end
-local ctx = activity_context()
+local ctx = activity_context(default_ms)
 local code, is_new = apply_activity(user, now_ms, msg_id, ctx)
 activity_flush(ctx)
 return {code, is_new}

@@ -376,8 +376,8 @@ def private_redis(url: str | None) -> Iterator[str]:
 def private_servers(n: int, pinned: bool = True) -> Iterator[list[tuple[str, int | None]]]:
     """``n`` private redis-servers for the ``with`` block, server ``i`` pinned to the
     ``i``-th CPU this process may use (round robin): ``[(url, cpu), ...]``, cpu None
-    where the OS cannot pin or ``pinned`` is False. A replay is then pinned to its server's CPU (one core per
-    replay and its Redis: ``localredis.pin`` says why).
+    where the OS cannot pin or ``pinned`` is False. A replay is then pinned to its
+    server's CPU (one core per replay and its Redis: ``localredis.pin`` says why).
 
     Raises:
         click.ClickException: no redis-server on PATH.

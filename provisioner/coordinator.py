@@ -320,7 +320,8 @@ class Coordinator:
         self.boot_alpha = boot_alpha
         self.default_boot_ms = max(1, int(default_boot_s * 1000))
         self._new_secret = secrets.token_hex(16)  # used only if the pool has none yet
-        self._hazard: tuple[str, dict[str, int]] = ("", {})  # observeTick's copy ("n", hash)
+        # observeTick's copy of P:hazard: (version "n:since_ms", hash)
+        self._hazard: tuple[str, dict[str, int]] = ("", {})
 
     async def _run(self, name: str, *args: str | int | float) -> list[Any]:
         res: list[Any] = await self.runner.call(name, *args)
@@ -332,8 +333,9 @@ class Coordinator:
     # replica can apply several buffered messages in one pipeline (``runner.call_many``),
     # and a method that runs it alone.  Both paths build the same call.
     def activity_call(self, user: str, now_ms: int, msg_id: int = 0) -> Call:
-        """The ``recordActivity`` call of one ``user:activity`` (result: ``[code, is_new]``)."""
-        return ("recordActivity", (user, now_ms, msg_id))
+        """The ``recordActivity`` call of one ``user:activity`` (result: ``[code, is_new]``);
+        its user's feature class uses ``default_boot_s`` as B until a boot is observed."""
+        return ("recordActivity", (user, now_ms, msg_id, self.default_boot_ms))
 
     def activities_call(self, items: Sequence[tuple[str, int, int]]) -> Call:
         """One ``recordActivities`` call for a run of ``(user, now_ms, msg_id)`` activity
@@ -342,6 +344,7 @@ class Coordinator:
         args: list[str | int | float] = []
         for user, now_ms, msg_id in items:
             args += [user, now_ms, msg_id]
+        args.append(self.default_boot_ms)
         return ("recordActivities", args)
 
     async def record_activities(self, items: Sequence[tuple[str, int, int]]) -> list[Code]:
@@ -516,8 +519,10 @@ class Coordinator:
         if res[5] is None or res[5] is False:  # unchanged since our copy (same "n"; RESP3: False)
             hazard = self._hazard[1]
         else:
-            hazard = {a: int(b) for a, b in _pairs(res[5]).items()}
-            self._hazard = (str(hazard.get("n", "")), hazard)
+            raw = _pairs(res[5])
+            hazard = {a: _count(b) for a, b in raw.items()}
+            # the version observeTick compares: "n:since_ms", as stored
+            self._hazard = (f"{raw.get('n', '')}:{raw.get('since_ms', '')}", hazard)
         premium, grid = _sparse_counts(res[6], len(edges_b) + 1)
         oldest = [int(float(x)) if x not in (None, "", False) else None for x in res[7]]
         return TickView(int(res[1]), snap, hazard, premium, grid, oldest[0], oldest[1])

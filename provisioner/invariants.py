@@ -9,6 +9,9 @@ Used by the tests after every step, by the fault-injection suite and by
   allocated, terminating) and in no other; allocated nodes have a holder, others none.
 * A user is never both holding a node and on the waitlist; ready nodes and waiting
   users never coexist (a ready node would have been handed over).
+* No member of the active set (browsing users, counted by the predictive policy as
+  possible connects) holds a node or waits for one: ``connectUser`` takes a user out,
+  and activity of a connected user is counted only.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ async def check_invariants(client: aioredis.Redis, keys: PoolKeys) -> list[str]:
     for s in _SETS:
         pipe.zrange(getattr(keys, f"nodes_{s}"), 0, -1)
     pipe.zrange(keys.users_waiting, 0, -1)
+    pipe.zrange(keys.users_active, 0, -1)
     r = await pipe.execute()
     state: dict[str, str] = r[0]
     node_user: dict[str, str] = r[1]
     user_node: dict[str, str] = r[2]
     members = {s: set(r[3 + i]) for i, s in enumerate(_SETS)}
     waiting: list[str] = r[7]
+    active: set[str] = set(r[8])
     out: list[str] = []
 
     for node, n in Counter(user_node.values()).items():
@@ -72,6 +77,9 @@ async def check_invariants(client: aioredis.Redis, keys: PoolKeys) -> list[str]:
     for user in waiting:
         if user in user_node:
             out.append(f"user {user} waits while holding {user_node[user]}")
+    for user in sorted(active & (set(user_node) | set(waiting))):
+        where = f"holds {user_node[user]}" if user in user_node else "waits"
+        out.append(f"active user {user} {where} (a connected user is not active)")
     if waiting and members["ready"]:
         out.append(f"{len(waiting)} users wait while {len(members['ready'])} nodes are ready")
     return out

@@ -114,6 +114,14 @@ def test_check_passes_then_fails_on_a_broken_invariant(
     result = invoke("check")
     assert result.exit_code == 1
     assert "I1" in result.output and "someone" in result.output
+    r.hdel(keys.user_node, "someone")
+    assert ok(invoke("check")).strip() == "ok"
+    # a waiting user in the active set would count as a possible connect
+    r.zadd(keys.users_waiting, {"eve": 2 * 10**13 + 5})
+    r.zadd(keys.users_active, {"eve": 5})
+    result = invoke("check")
+    assert result.exit_code == 1
+    assert "active user eve waits" in result.output
 
 
 def test_explain_on_an_empty_pool_says_so(invoke: Invoke, pool: str) -> None:

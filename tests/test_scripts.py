@@ -442,7 +442,7 @@ def test_premium_users_are_counted_from_their_class_ids(sc: SyncCoord, r: redis.
     assert sc.active_by_class_recency(2000, [500], 40) == (1, {0: [0, 1], 10: [1, 0]})
     assert sc.active_by_class_recency(2000, [500], 5) == (0, {0: [0, 1]})  # 10 not asked
     sc.connect("a", 2100)
-    assert r.hgetall(sc.keys.hazard) == {"c10:r0": "1", "n": "1"}  # not "c50"
+    assert r.hgetall(sc.keys.hazard) == {"c10:r0": "1", "n": "1", "since_ms": "2100"}  # not "c50"
     assert sc.set_premium(["b"]) == 1 and sc.set_premium(["b"], premium=False) == 1
     assert int(r.zscore(sc.keys.users_active, "b")) == 1000  # back in its own class
     assert sc.set_premium(["b"], premium=False) == 0  # no change, no re-score
@@ -590,20 +590,27 @@ def test_observe_tick_sends_the_hazard_counters_only_when_they_changed(
     sc.record_activity("u1", 1_000)
     sc.connect("u1", 2_000)  # class 0, first bucket
     first = sc.observe_tick("me", token, 3_000, 60_000, 30.0, 40, (0.5,))
-    assert first.hazard == {"c0:r0": 1, "n": 1}
+    assert first.hazard == {"c0:r0": 1, "n": 1, "since_ms": 2_000}
     again = sc.observe_tick("me", token, 4_000, 60_000, 30.0, 40, (0.5,))
     assert again.hazard is first.hazard  # not sent: the copy held is handed back
     sc.connect("cold", 5_000)
     third = sc.observe_tick("me", token, 6_000, 60_000, 30.0, 40, (0.5,))
-    assert third.hazard == {"c0:r0": 1, "bg": 1, "n": 2}
+    assert third.hazard == {"c0:r0": 1, "bg": 1, "n": 2, "since_ms": 2_000}
     # another coordinator (a new leader) holds no copy: it gets the hash
     other = SyncCoord(redis_url, pool)
     try:
         assert other.observe_tick("me", token, 7_000, 60_000, 30.0, 40, (0.5,)).hazard == {
-            "c0:r0": 1, "bg": 1, "n": 2,
+            "c0:r0": 1, "bg": 1, "n": 2, "since_ms": 2_000,
         }  # fmt: skip
     finally:
         other.close()
+    # the hash deleted (an operator's reset) and counted up to the same n again: the copy
+    # was keyed by n alone and stayed {"c0:r0": 1, "bg": 1}; now since_ms tells them apart
+    r.delete(sc.keys.hazard)
+    sc.connect("x1", 8_000)
+    sc.connect("x2", 8_001)
+    fourth = sc.observe_tick("me", token, 9_000, 60_000, 30.0, 40, (0.5,))
+    assert fourth.hazard == {"bg": 2, "n": 2, "since_ms": 8_000}
 
 
 def test_observe_tick_renews_the_lease_and_reads_the_pool(sc: SyncCoord, r: redis.Redis) -> None:
@@ -749,3 +756,40 @@ def test_python_reads_a_record_as_the_scripts_do(
     # the activity starts a session either way; only a record read as valid keeps the
     # user's life-long connects
     assert after.connects == (0 if before is None else before.connects)
+
+
+def test_activity_classes_use_the_callers_default_boot_time(redis_url: str, pool: str) -> None:
+    """Doubt of an earlier stop: before the first boot is observed the activity scripts
+    classed users with a fixed 30 s B while the leader planned with its own default. A
+    session 8 s old is "long" (age >= 1 B) for a B of 5 s, not for 30 s."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = PoolKeys(pool)
+    classes = []
+    for default_s, user in ((5.0, "short-b"), (30.0, "long-b")):
+        sc = SyncCoord(redis_url, pool)
+        sc.coord.default_boot_ms = int(default_s * 1000)
+        try:
+            sc.record_activity(user, 1_000)
+            sc.record_activities([(user, 9_000, 0)])  # 2 events, session 8 s old
+            classes.append(int(client.zscore(keys.users_active, user)) // CLASS_BAND)
+        finally:
+            sc.close()
+    assert classes == [(1 * 2 + 1) * 5, (1 * 2 + 0) * 5]
+    # absent, the old 30 s; malformed, refused with nothing written
+    spec = {n: REGISTRY[n] for n in ("recordActivity", "recordActivities")}
+    one = spec["recordActivity"]
+    k1 = one.keys_for(keys)
+    assert client.evalsha(client.script_load(one.source), len(k1), *k1, "x", 1_000, 0) == [
+        Code.OK, 1,
+    ]  # fmt: skip
+    for bad in ("0", "-5", "1.5", "soon"):
+        got = client.evalsha(client.script_load(one.source), len(k1), *k1, "y", 1_000, 0, bad)
+        assert got == [Code.ERR_BAD_ARG, 0]
+        many = spec["recordActivities"]
+        km = many.keys_for(keys)
+        got = client.evalsha(client.script_load(many.source), len(km), *km, "y", 1_000, 0, bad)
+        assert got == [Code.ERR_BAD_ARG]
+    got = client.evalsha(client.script_load(one.source), len(k1), *k1, "y", 1_000, 0, 5000, 1)
+    assert got == [Code.ERR_BAD_ARG, 0]  # more than four arguments
+    assert client.zscore(keys.users_active, "y") is None
+    client.close()

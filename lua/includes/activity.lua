@@ -15,10 +15,21 @@ local function activity_types_ok()
     [K.users_premium] = 'set', [K.users_waiting] = 'zset'})
 end
 
--- What a run of activity messages shares: B (boot_ms_now(DEFAULT_BOOT_MS)), whether any
--- user is premium, and the counters, written once by activity_flush.
-local function activity_context()
-  return {boot_ms = boot_ms_now(DEFAULT_BOOT_MS),
+-- The optional default_boot_ms argument of the activity scripts: the integer > 0, or
+-- DEFAULT_BOOT_MS when absent, or false (malformed). The leader plans with its own default
+-- B until a boot is observed; the classes are computed with the same one when the caller
+-- passes it (a fixed 30 s used to split them on another time scale than the tick's).
+local function default_boot_arg(arg)
+  if arg == nil then return DEFAULT_BOOT_MS end
+  local ms = int_arg(arg)
+  if ms == nil or ms <= 0 then return false end
+  return ms
+end
+
+-- What a run of activity messages shares: B (boot_ms_now(default_ms)), whether any user
+-- is premium, and the counters, written once by activity_flush.
+local function activity_context(default_ms)
+  return {boot_ms = boot_ms_now(default_ms),
     any_premium = redis.call('SCARD', K.users_premium) > 0,
     activity = 0, users_new = 0, users_activated = 0}
 end

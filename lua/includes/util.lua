@@ -63,8 +63,8 @@ local function user_class(r, now_ms, boot_ms)
 end
 
 -- The boot time B that recency and feature classes are measured with, ms: the learned
--- mean (K.boot), else default_ms (the activity scripts: DEFAULT_BOOT_MS; connectUser: the
--- caller's default).
+-- mean (K.boot), else default_ms (the caller's default; the activity scripts take it as
+-- an optional argument, DEFAULT_BOOT_MS when absent).
 local function boot_ms_now(default_ms)
   local m = tonumber(redis.call('HGET', K.boot, 'mean_ms') or '')
   if m == nil or m ~= m or m <= 0 or m == math.huge then return default_ms end
