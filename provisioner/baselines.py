@@ -82,6 +82,27 @@ class HybridHistogramPolicy:
         k = min(len(self._gaps) - 1, max(0, math.ceil(pct / 100 * len(self._gaps)) - 1))
         return self._gaps[k]
 
+    def steady_until_ms(self, now_ms: int) -> float:
+        """The histogram and the free times move with counters only; by time alone the
+        decision changes where the pre-warm window of the last free time opens or closes
+        (``since`` crosses ``prewarm`` or ``prewarm + keep``); else it holds for good."""
+        c = self.config
+        if len(self._gaps) < c.min_samples or not self._freed_at_ms:
+            return math.inf
+        prewarm = self._pct(c.prewarm_pct) * (1 - c.margin)
+        keep = max(0.0, self._pct(c.keep_alive_pct) * (1 + c.margin) - prewarm)
+        if prewarm <= 0:
+            return math.inf
+        since = (now_ms - max(self._freed_at_ms)) / 1000.0
+        if since < prewarm:
+            edge = prewarm
+        elif since <= prewarm + keep:
+            edge = prewarm + keep
+        else:
+            return math.inf
+        # a millisecond early: "since" is compared in float seconds
+        return max(self._freed_at_ms) + edge * 1000.0 - 1.0
+
     def decide(self, obs: Observation) -> Decision:
         """Windows from the histogram; one spare node during a positive pre-warm window."""
         st = obs.snapshot.stats

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -144,6 +145,7 @@ class Leader:
         self._limiter = LogLimiter(log)
         #: The last tick's atomic read and decision (None before the first tick).
         self.last_tick: tuple[TickView, Decision] | None = None
+        self._last_acted = True  # whether the last tick changed the pool (or was refused)
 
     @property
     def is_leader(self) -> bool:
@@ -228,6 +230,7 @@ class Leader:
             features = {"n": view.active, "premium": view.premium_active, "hazard": view.hazard}
         dec = self.policy.decide(Observation(now, snap, boot_s, features))
         self.last_tick = (view, dec)
+        self._last_acted = True
         self.metrics.target.set(dec.target_spare)
         if snap.boot.mean_s:
             self.metrics.boot_time.set(snap.boot.mean_s)
@@ -236,6 +239,7 @@ class Leader:
         keep_alive_ms = int(dec.keep_alive_s * 1000)
         boot_timeout_ms = self.boot_timeout_ms(snap)
         act = self._must_act(view, dec, now, keep_alive_ms, boot_timeout_ms, max_creates)
+        self._last_acted = act
         if not act and not self._must_record(dec, now, paused):
             self.metrics.ticks_skipped.inc()
             return await self._after_tick(dec, token, now)
@@ -436,6 +440,38 @@ class Leader:
                 self._limiter.warn("delete", "delete %s failed (will retry): %s", node, e)
             except Exception:
                 log.exception("delete %s failed unexpectedly", node)
+
+    def idle_until_ms(self) -> float:
+        """Until when (clock ms), if no inbound event arrives and no node status, every
+        tick would change nothing: the last tick neither acted nor left anything open,
+        and the conditions it acts on cannot turn by time alone before then. ``-inf``
+        when no such promise holds; ``math.inf`` for good.
+
+        The last tick must have written nothing to the pool (no reap, no create, no
+        stuck node) and started no API call, with no intent, unknown or terminating node
+        and nobody waiting. Then the next change by time alone is the earliest of: the
+        policy's own (``Policy.steady_until_ms``: a decision that moves by time), the
+        longest-idle ready node passing keep-alive while ready + booting exceed the reap
+        floor, the longest-booting node passing the boot timeout, and the end of a pause
+        of creates. Decision records a periodic ``record_every_s`` would add are not
+        promised (they change no state). Used by the replay's fast-forward.
+        """
+        if self.last_tick is None or self._last_acted or self._tasks:
+            return -math.inf
+        view, dec = self.last_tick
+        s = view.snapshot
+        if s.waiting or s.intents or s.unknown or s.terminating:
+            return -math.inf
+        steady = getattr(self.policy, "steady_until_ms", None)
+        now = self.clock.now_ms()
+        out = float(steady(now)) if steady is not None else -math.inf
+        if s.ready + s.booting > dec.reap_floor and view.oldest_ready_ms is not None:
+            out = min(out, float(view.oldest_ready_ms + int(dec.keep_alive_s * 1000)))
+        if view.oldest_booting_ms is not None:
+            out = min(out, float(view.oldest_booting_ms + self.boot_timeout_ms(s)))
+        if now < self._create_paused_until_ms:
+            out = min(out, float(self._create_paused_until_ms))
+        return out
 
     def skip_ticks(self, n: int) -> None:
         """Count ``n`` ticks that were not run (the replay's fast-forward), so the

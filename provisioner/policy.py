@@ -125,6 +125,13 @@ class Policy(Protocol):
         """Return the decision for this tick."""
         ...
 
+    def steady_until_ms(self, now_ms: int) -> float:
+        """Until when (unix ms), if no inbound event moves a counter or a user, every
+        later decision equals the last one :meth:`decide` returned (at ``now_ms``):
+        ``math.inf`` for good, ``now_ms`` or less for no promise. The replay
+        fast-forwards over ticks that would change nothing (``Leader.idle_until_ms``)."""
+        ...
+
     def restore(self, last: dict[str, str]) -> None:
         """Recover state from the last stored decision (``P:policy`` hash)."""
         ...
@@ -198,6 +205,31 @@ class BaseStockPolicy:
         self.config = config or BaseStockConfig()
         self._connects = _Rate(self.config.half_life_s)
         self._activations = _Rate(self.config.half_life_s)
+        self._last_mean: tuple[int, float] | None = None  # (ms, lambda * B) of the last tick
+
+    def steady_until_ms(self, now_ms: int) -> float:
+        """Without counts both rates halve every ``half_life_s``, so the forecast
+        ``m = lambda * B`` decays as ``m0 * 2**(-t / half_life)`` and the target steps down
+        when ``m + z sqrt(m)`` falls to the next integer below ``c = ceil(m0 + z sqrt(m0))``:
+        at ``sqrt(m*) = (sqrt(z^2 + 4 (c - 1)) - z) / 2`` (the root of ``m + z sqrt(m) =
+        c - 1``). With ``c = 1`` that is ``m = 0``, which a float reaches by underflow only,
+        after ``log2(m0) + 1074`` halvings; the horizon is taken a few halvings earlier."""
+        if self._last_mean is None:
+            return now_ms
+        t0, m0 = self._last_mean
+        if m0 <= 0.0:
+            return math.inf
+        z = self.config.z
+        c = math.ceil(m0 + z * math.sqrt(m0))
+        hl_ms = self.config.half_life_s * 1000.0
+        if c <= 1:
+            return t0 + hl_ms * (math.log2(m0) + 1070.0)
+        root = (math.sqrt(z * z + 4.0 * (c - 1)) - z) / 2.0
+        m_star = root * root
+        if m_star >= m0:  # cannot happen for c > m0 + z sqrt(m0) - 1; no promise then
+            return now_ms
+        # a second early: the ticks' repeated halvings round differently from one power
+        return t0 + hl_ms * math.log2(m0 / m_star) - 1000.0
 
     def restore(self, last: dict[str, str]) -> None:
         """Start the rate EWMAs from the last leader's values (ignoring corrupt ones)."""
@@ -221,6 +253,7 @@ class BaseStockPolicy:
         conv = min(1.0, st.get("connects_predictable", 0) / max(1, st.get("users_activated", 0)))
         lam = max(lam_c, act * conv)
         mean = lam * obs.boot_s
+        self._last_mean = (obs.now_ms, mean)
         target = min(c.max_spare, math.ceil(mean + c.z * math.sqrt(mean)) + c.min_spare)
         return Decision(
             target_spare=target,
@@ -254,6 +287,10 @@ class ReactivePolicy:
         """Target 0 spare; idle nodes go after ``keep_alive_s``."""
         return Decision(0, self.keep_alive_s, {"boot_s": round(obs.boot_s, 3)})
 
+    def steady_until_ms(self, now_ms: int) -> float:
+        """Target 0 and the same keep-alive whatever happens: for good."""
+        return math.inf
+
 
 class StaticPoolPolicy:
     """Baseline: a static warm pool of ``k`` spare nodes.
@@ -279,6 +316,10 @@ class StaticPoolPolicy:
     def decide(self, obs: Observation) -> Decision:
         """Target ``k`` spare nodes."""
         return Decision(self.k, self.keep_alive_s, {"k": self.k})
+
+    def steady_until_ms(self, now_ms: int) -> float:
+        """A constant decision: for good."""
+        return math.inf
 
 
 POLICY_NAMES = ("predictive", "basestock", "reactive", "static", "hybrid")

@@ -400,6 +400,11 @@ class PredictivePolicy:
             return 1.0
         return min(4.0, max(0.5, self._cal_actual / self._cal_forecast))
 
+    def steady_until_ms(self, now_ms: int) -> float:
+        """No promise: the rates, the calibration and the learned hazards move every tick
+        (the replay fast-forwards this policy only over an empty pool at target 0)."""
+        return now_ms
+
     def decide(self, obs: Observation) -> Decision:
         """The base-stock target for this tick (module docstring)."""
         cfg = self.config

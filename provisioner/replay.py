@@ -393,14 +393,25 @@ async def replay(
                     if walked:
                         break
             next_tick += tick_ms
-            if cfg.fast_forward and policy.target_rises_only_on_events and _quiet(leader, world):
-                # nothing can happen before the next inbound event: the ticks up to it
-                # would read an empty pool and hold target 0 (module docstring); the last
-                # of them runs, so the policy's averages decay over the gap as they would
+            jump = 0
+            if cfg.fast_forward:
                 t_next = T0_MS + int(events[ei].t_s * 1000) if ei < len(events) else end_ms
-                # the last grid tick at or before t_next: an event at t_next is applied
-                # before the tick after it
-                jump = T0_MS + (t_next - T0_MS) // tick_ms * tick_ms
+                if policy.target_rises_only_on_events and _quiet(leader, world):
+                    # nothing can happen before the next inbound event: the ticks up to
+                    # it would read an empty pool and hold target 0 (module docstring);
+                    # the last of them runs, so the policy's averages decay over the gap
+                    # as they would
+                    t_stop: float = t_next
+                else:
+                    # a pool at rest: no tick would change anything before the next
+                    # event, node status or time-driven change (Leader.idle_until_ms)
+                    t_stop = min(t_next, world.heap[0][0] if world.heap else t_next)
+                    t_stop = min(t_stop, leader.idle_until_ms())
+                # the last grid tick at or before t_stop: an event at t_next is applied
+                # before the tick after it, and a change due at t_stop happens at the
+                # first tick at or after it, which runs
+                if t_stop > next_tick:
+                    jump = T0_MS + (int(t_stop) - T0_MS) // tick_ms * tick_ms
                 if jump > next_tick and leader.token is not None:
                     # the lease is renewed over the gap, as the skipped ticks would have
                     ttl = jump - clock.now_ms() + int(leader_cfg.lease_ttl_s * 1000)

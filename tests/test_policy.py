@@ -112,6 +112,34 @@ def test_rising_connect_counter_raises_the_target() -> None:
     assert d4.target_spare < d3.target_spare
 
 
+@pytest.mark.parametrize("z", [0.0, 1.64, 2.5])
+def test_base_stock_promises_its_target_until_the_decay_steps_it_down(z: float) -> None:
+    """steady_until_ms (the replay's fast-forward): while no counter moves, every tick
+    before the promised time keeps the target, and the target has stepped down by the
+    first tick a second after it (its margin); with no demand the promise is for good."""
+    p = BaseStockPolicy(BaseStockConfig(half_life_s=5.0, min_spare=1, z=z))
+    p.decide(obs(0, connects=0))
+    p.decide(obs(10, connects=50))
+    grid = range(20_000, 200_000, 500)  # ms: the demand stopped at 20 s
+    targets, promised = [], []
+    for t in grid:
+        targets.append(p.decide(obs(t / 1000, connects=100)).target_spare)
+        promised.append(p.steady_until_ms(t))
+    assert targets[0] > 3 and targets[-1] == 2  # it decayed step by step to c = 1
+    for i, until in enumerate(promised):
+        later = [(u, x) for u, x in zip(grid[i + 1 :], targets[i + 1 :], strict=True)]
+        assert all(x == targets[i] for u, x in later if u < until)
+        after = [x for u, x in later if u >= until + 1000]
+        if after and until < math.inf:
+            assert after[0] < targets[i] or targets[i] == 2
+    # c = 1 left: the forecast reaches 0 only by underflow, ~1074 halvings away
+    assert promised[-1] > grid[-1] + 1000 * 5.0 * 1000
+    idle = BaseStockPolicy()
+    assert idle.steady_until_ms(0) <= 0  # no decision yet: no promise
+    idle.decide(obs(0))
+    assert idle.steady_until_ms(0) == math.inf  # no demand seen: min_spare for good
+
+
 def test_faster_demand_means_a_larger_target() -> None:
     targets = []
     for per_10s in (0, 5, 20, 80):

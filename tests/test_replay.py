@@ -346,5 +346,42 @@ def test_hybrid_is_not_fast_forwarded_over_its_pre_warm_window(redis_url: str) -
     for ff in (False, True):
         cfg = ReplayConfig(tick_s=1, fast_forward=ff)
         runs[ff] = asyncio.run(replay(wl, make_policy("hybrid"), redis_url, cfg))
-    assert runs[True].extra["ticks_fast_forwarded"] == 0
+    # jumps stop where the window opens or closes (HybridHistogramPolicy.steady_until_ms)
     assert asdict(runs[True].scorecard) == asdict(runs[False].scorecard)
+
+
+@pytest.mark.parametrize(
+    ("policy", "knobs"),
+    [
+        ("static", {"k": 2, "keep_alive_s": 60}),
+        ("reactive", {"keep_alive_s": 300}),
+        ("basestock", {}),
+        ("hybrid", {}),
+    ],
+)
+@pytest.mark.parametrize("lost_ready_p", [0.0, 0.5])
+def test_fast_forward_over_a_pool_at_rest_changes_no_outcome(
+    redis_url: str, policy: str, knobs: dict[str, float], lost_ready_p: float
+) -> None:
+    """A pool that is not empty but at rest (a static pool of 2 ready nodes, nodes kept
+    alive, a base-stock floor) used to be ticked through: the trace's baselines took two
+    minutes. Now the replay jumps to the next event, node status or time-driven change
+    (keep-alive, boot timeout of a node whose ``ready`` was lost, the policy's own), and
+    the scorecard is the one of every tick run."""
+    events = []
+    for i in range(8):
+        t = 10.0 + i * 500.0 + (i % 3) * 37.0
+        u = f"u{i % 3}"
+        events += [Event(t, "activity", u), Event(t + 5, "activity", u)]
+        events += [Event(t + 20, "connect", u), Event(t + 20 + 40 * (1 + i % 2), "disconnect", u)]
+    boot = BootProfile(10.0, 14.0, lost_ready_p=lost_ready_p)
+    wl = Workload("rest", 1, sorted(events), 8 * 500.0 + 400, boot)
+    runs = {}
+    for ff in (False, True):
+        cfg = ReplayConfig(tick_s=2, fast_forward=ff)
+        runs[ff] = asyncio.run(replay(wl, make_policy(policy, **knobs), redis_url, cfg))
+    slow, fast = runs[False], runs[True]
+    assert asdict(fast.scorecard) == asdict(slow.scorecard)
+    assert fast.extra["ticks_fast_forwarded"] > 0.5 * slow.ticks
+    assert fast.ticks + fast.extra["ticks_fast_forwarded"] == slow.ticks
+    assert fast.scorecard.connects == 8 and fast.scorecard.violations == 0
