@@ -212,8 +212,10 @@ class BaseStockPolicy:
         ``m = lambda * B`` decays as ``m0 * 2**(-t / half_life)`` and the target steps down
         when ``m + z sqrt(m)`` falls to the next integer below ``c = ceil(m0 + z sqrt(m0))``:
         at ``sqrt(m*) = (sqrt(z^2 + 4 (c - 1)) - z) / 2`` (the root of ``m + z sqrt(m) =
-        c - 1``). With ``c = 1`` that is ``m = 0``, which a float reaches by underflow only,
-        after ``log2(m0) + 1074`` halvings; the horizon is taken a few halvings earlier."""
+        c - 1``). With ``c = 1`` that is ``m = 0``, which repeated halvings reach only by
+        underflow. No promise reaches beyond 50 half-lives: one update over a gap of more
+        than 53 rounds its weight ``1 - 2**(-gap / half_life)`` to 1 and the rate to 0
+        (target ``min_spare``), where tick by tick it stays positive (``min_spare + 1``)."""
         if self._last_mean is None:
             return now_ms
         t0, m0 = self._last_mean
@@ -222,14 +224,15 @@ class BaseStockPolicy:
         z = self.config.z
         c = math.ceil(m0 + z * math.sqrt(m0))
         hl_ms = self.config.half_life_s * 1000.0
+        longest = t0 + 50.0 * hl_ms
         if c <= 1:
-            return t0 + hl_ms * (math.log2(m0) + 1070.0)
+            return longest
         root = (math.sqrt(z * z + 4.0 * (c - 1)) - z) / 2.0
         m_star = root * root
         if m_star >= m0:  # cannot happen for c > m0 + z sqrt(m0) - 1; no promise then
             return now_ms
         # a second early: the ticks' repeated halvings round differently from one power
-        return t0 + hl_ms * math.log2(m0 / m_star) - 1000.0
+        return min(longest, t0 + hl_ms * math.log2(m0 / m_star) - 1000.0)
 
     def restore(self, last: dict[str, str]) -> None:
         """Start the rate EWMAs from the last leader's values (ignoring corrupt ones)."""

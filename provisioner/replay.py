@@ -312,6 +312,9 @@ async def replay(
     forget_every_ms = max(tick_ms, int(_FORGET_WALK_SHARE * history_ttl_ms))
     forgotten = 0
     skipped_ticks = 0
+    # user -> when its latest activity leaves the active set (user expiry): a bound of
+    # the fast-forward over a pool at rest (the expiry changes what a connect counts as)
+    expires: dict[str, int] = {}
     try:
         await coord.runner.load_all()
         premium = {u for u in wl.users() if is_premium(u, cfg.premium_share)}
@@ -337,6 +340,7 @@ async def replay(
                     applied += 1
                     if kind == "activity":
                         activity.append((t, who))
+                        expires[who] = t_int + user_ttl_ms
                     elif kind == "connect":
                         connects.append((t, who))
                         if code == Code.HIT:
@@ -407,6 +411,13 @@ async def replay(
                     # event, node status or time-driven change (Leader.idle_until_ms)
                     t_stop = min(t_next, world.heap[0][0] if world.heap else t_next)
                     t_stop = min(t_stop, leader.idle_until_ms())
+                    if t_stop > next_tick:
+                        # nor past a user's expiry or the next history walk: each changes
+                        # how a later connect is counted (cold or predictable, new user)
+                        now = clock.now_ms()
+                        expires = {u: e for u, e in expires.items() if e > now}
+                        t_stop = min(t_stop, min(expires.values(), default=t_stop))
+                        t_stop = min(t_stop, last_forget + forget_every_ms)
                 # the last grid tick at or before t_stop: an event at t_next is applied
                 # before the tick after it, and a change due at t_stop happens at the
                 # first tick at or after it, which runs
