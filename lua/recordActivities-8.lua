@@ -12,12 +12,13 @@
   KEYS[7] users_premium  set   premium users (their classes are offset by PREMIUM_CLASS)
   KEYS[8] users_waiting  zset  connected users without a node (their activity is counted only)
 
-  ARGV    n >= 1 triples, in message order:
-  ARGV[3i-2] user_id     string, validated by the caller (1-128 printable characters)
-  ARGV[3i-1] now_ms      integer >= 0, caller's clock, unix ms
-  ARGV[3i]   msg_id      integer, seq * 1e6 + position (0 = unordered)
-  ARGV[3n+1] default_boot_ms  optional integer > 0, after the triples: B before a boot is
-                         observed, as recordActivity's ARGV[4]
+  ARGV[1] default_boot_ms  integer in [1000, 86400000]: B before a boot is observed, as
+                         recordActivity's ARGV[4] (first and required: a trailing optional
+                         one could not be told from a truncated triple's numeric user id)
+  ARGV    then n >= 1 triples, in message order:
+  ARGV[3i-1] user_id     string, validated by the caller (1-128 printable characters)
+  ARGV[3i]   now_ms      integer >= 0, caller's clock, unix ms
+  ARGV[3i+1] msg_id      integer, seq * 1e6 + position (0 = unordered)
 
   Returns {OK, code_1, ..., code_n} (each OK | STALE) | {ERR_BAD_ARG} | {ERR_WRONG_TYPE};
   a refusal writes nothing.
@@ -27,11 +28,10 @@
 --- @include "userrec"
 --- @include "activity"
 
-local n_args = #ARGV - #ARGV % 3
-local default_ms = default_boot_arg(#ARGV % 3 == 1 and ARGV[#ARGV] or nil)
-if n_args == 0 or #ARGV % 3 == 2 or not default_ms then return {ERR_BAD_ARG} end
+local default_ms = ARGV[1] ~= nil and default_boot_arg(ARGV[1])
+if not default_ms or #ARGV < 4 or (#ARGV - 1) % 3 ~= 0 then return {ERR_BAD_ARG} end
 local items = {}
-for i = 1, n_args, 3 do
+for i = 2, #ARGV, 3 do
   local user, now_ms, msg_id = ARGV[i], int_arg(ARGV[i + 1]), int_arg(ARGV[i + 2])
   if user == '' or now_ms == nil or now_ms < 0 or msg_id == nil then return {ERR_BAD_ARG} end
   items[#items + 1] = {user, now_ms, msg_id}

@@ -14,8 +14,9 @@
   ARGV[1] user_id        string, validated by the caller (1-128 printable characters)
   ARGV[2] now_ms         integer >= 0, caller's clock, unix ms
   ARGV[3] msg_id         integer, seq * 1e6 + position (0 = unordered)
-  ARGV[4] default_boot_ms  optional integer > 0: B before a boot is observed (the feature
-                         class's time scale), as the leader plans with; absent: 30 s
+  ARGV[4] default_boot_ms  optional integer in [1000, 86400000]: B before a boot is
+                         observed (the feature classes' time scale), as the leader plans
+                         with; absent: 30 s
 
   Returns {code, is_new_user}: OK | STALE | ERR_BAD_ARG.
 ]]

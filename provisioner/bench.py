@@ -389,7 +389,7 @@ def private_servers(n: int, pinned: bool = True) -> Iterator[list[tuple[str, int
             for i in range(n):
                 cpu = allowed[i % len(allowed)] if allowed else None
                 srv = stack.enter_context(local_redis(cpu=cpu))
-                slots.append((srv.url, cpu))
+                slots.append((srv.url, srv.cpu))  # None where the pin failed
             yield slots
     except RedisNotFound as e:
         raise click.ClickException(str(e)) from e

@@ -319,6 +319,8 @@ class Coordinator:
         self.runner = ScriptRunner(client, self.keys)
         self.boot_alpha = boot_alpha
         self.default_boot_ms = max(1, int(default_boot_s * 1000))
+        # the activity scripts take 1 s to 1 day: a default outside is clamped for them
+        self._activity_boot_ms = min(86_400_000, max(1_000, self.default_boot_ms))
         self._new_secret = secrets.token_hex(16)  # used only if the pool has none yet
         # observeTick's copy of P:hazard: (version "n:since_ms", hash)
         self._hazard: tuple[str, dict[str, int]] = ("", {})
@@ -335,16 +337,15 @@ class Coordinator:
     def activity_call(self, user: str, now_ms: int, msg_id: int = 0) -> Call:
         """The ``recordActivity`` call of one ``user:activity`` (result: ``[code, is_new]``);
         its user's feature class uses ``default_boot_s`` as B until a boot is observed."""
-        return ("recordActivity", (user, now_ms, msg_id, self.default_boot_ms))
+        return ("recordActivity", (user, now_ms, msg_id, self._activity_boot_ms))
 
     def activities_call(self, items: Sequence[tuple[str, int, int]]) -> Call:
         """One ``recordActivities`` call for a run of ``(user, now_ms, msg_id)`` activity
         messages, applied in order, each as :meth:`activity_call` would (result:
         ``[OK, code_1, ..., code_n]``)."""
-        args: list[str | int | float] = []
+        args: list[str | int | float] = [self._activity_boot_ms]
         for user, now_ms, msg_id in items:
             args += [user, now_ms, msg_id]
-        args.append(self.default_boot_ms)
         return ("recordActivities", args)
 
     async def record_activities(self, items: Sequence[tuple[str, int, int]]) -> list[Code]:
@@ -516,7 +517,7 @@ class Coordinator:
             n_classes, self._hazard[0], *[repr(float(e)) for e in edges_b],
         )  # fmt: skip
         snap = _snapshot(res[2], res[3], res[4])
-        if res[5] is None or res[5] is False:  # unchanged since our copy (same "n"; RESP3: False)
+        if res[5] is None or res[5] is False:  # our copy is current (RESP3: False)
             hazard = self._hazard[1]
         else:
             raw = _pairs(res[5])

@@ -8,6 +8,7 @@ serves: see :func:`pin`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
@@ -29,6 +31,7 @@ __all__ = [
     "free_port",
     "local_redis",
     "pin",
+    "pin_threads",
     "wait_ready",
 ]
 
@@ -74,6 +77,27 @@ def pin(pid: int, cpu: int | None) -> bool:
     return True
 
 
+def pin_threads(pid: int, cpu: int | None) -> int | None:
+    """Pin every thread of process ``pid`` to ``cpu`` (``sched_setaffinity`` on a pid
+    pins that one thread only; redis-server starts helper threads at start-up, and a
+    thread started later inherits its creator's CPU). Returns ``cpu`` when the main
+    thread is pinned to it, else None (logged; the process runs unpinned)."""
+    if cpu is None:
+        return None
+    tasks = Path(f"/proc/{pid}/task")
+    tids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, {cpu})
+    try:
+        if os.sched_getaffinity(pid) == {cpu}:
+            return cpu
+    except (AttributeError, OSError):
+        pass
+    log.warning("cannot pin pid %d to CPU %s; it runs unpinned", pid, cpu)
+    return None
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -113,7 +137,7 @@ class LocalRedis:
         workdir: its folder (AOF files live here).
         proc: the process.
         args: the command line, to restart it identically.
-        cpu: the CPU it is pinned to, or None.
+        cpu: the CPU it is pinned to (checked after the start), or None.
     """
 
     url: str
@@ -139,8 +163,8 @@ class LocalRedis:
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        pin(self.proc.pid, self.cpu)
         wait_ready(self.url)
+        self.cpu = pin_threads(self.proc.pid, self.cpu)
 
 
 @contextmanager
@@ -149,7 +173,8 @@ def local_redis(appendonly: bool = False, cpu: int | None = None) -> Iterator[Lo
 
     Args:
         appendonly: turn AOF on (``appendfsync everysec``).
-        cpu: pin the server to this CPU (:func:`pin`); None: the OS places it.
+        cpu: pin the server's threads to this CPU (:func:`pin_threads`, once it answers);
+            None: the OS places it.
 
     Raises:
         RedisNotFound: no binary on PATH (the message says how to install one).
@@ -168,10 +193,10 @@ def local_redis(appendonly: bool = False, cpu: int | None = None) -> Iterator[Lo
         "--dir", workdir,
     ]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pin(proc.pid, cpu)
     server = LocalRedis(f"redis://127.0.0.1:{port}/0", port, workdir, proc, args, cpu)
     try:
         wait_ready(server.url)
+        server.cpu = pin_threads(proc.pid, cpu)
         yield server
     finally:
         server.stop()

@@ -190,6 +190,10 @@ class _Rate:
         return self.value
 
 
+#: Below this forecast base stock promises no steady decision (``steady_until_ms``).
+_TINY = 1e-300
+
+
 class BaseStockPolicy:
     """Base-stock level from a Poisson forecast of connects in one boot time.
 
@@ -212,19 +216,24 @@ class BaseStockPolicy:
         ``m = lambda * B`` decays as ``m0 * 2**(-t / half_life)`` and the target steps down
         when ``m + z sqrt(m)`` falls to the next integer below ``c = ceil(m0 + z sqrt(m0))``:
         at ``sqrt(m*) = (sqrt(z^2 + 4 (c - 1)) - z) / 2`` (the root of ``m + z sqrt(m) =
-        c - 1``). With ``c = 1`` that is ``m = 0``, which repeated halvings reach only by
-        underflow. No promise reaches beyond 50 half-lives: one update over a gap of more
-        than 53 rounds its weight ``1 - 2**(-gap / half_life)`` to 1 and the rate to 0
-        (target ``min_spare``), where tick by tick it stays positive (``min_spare + 1``)."""
+        c - 1``). With ``c = 1`` that is ``m = 0``, which tick by tick is never reached: the
+        repeated decay stalls among the subnormal floats, near 1e-322, and the target stays
+        ``min_spare + 1``. Two limits keep a jump to what the ticks would do: no promise
+        beyond 50 half-lives (one update over a gap of about 54 or more rounds its weight
+        ``1 - 2**(-gap / half_life)`` to 1 and the rate to 0, target ``min_spare``), nor
+        past the time ``m`` falls below 1e-300 (chained jumps would reach 0 where the ticks
+        stall); below it, none at all."""
         if self._last_mean is None:
             return now_ms
         t0, m0 = self._last_mean
         if m0 <= 0.0:
             return math.inf
+        if m0 < _TINY:
+            return now_ms
         z = self.config.z
         c = math.ceil(m0 + z * math.sqrt(m0))
         hl_ms = self.config.half_life_s * 1000.0
-        longest = t0 + 50.0 * hl_ms
+        longest = t0 + hl_ms * min(50.0, math.log2(m0 / _TINY))
         if c <= 1:
             return longest
         root = (math.sqrt(z * z + 4.0 * (c - 1)) - z) / 2.0

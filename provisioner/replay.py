@@ -23,15 +23,25 @@ node status on its way) and the policy holds target 0 and reap floor 0, every ti
 the next inbound event would read the same empty pool: no user can become active, no
 node appear, and the policy's target only decays (its rates are averages of counters
 that do not move; a policy with timers of its own, such as ``hybrid``'s pre-warm window,
-says so by ``target_rises_only_on_events = False`` and is never fast-forwarded).  The
-replay then jumps to the last tick before that event, with the lease renewed over the
+says so by ``target_rises_only_on_events = False`` and is not fast-forwarded this way).
+The replay then jumps to the last tick before that event, with the lease renewed over the
 gap; that tick runs, so the averages decay over the whole gap as they would have tick
 by tick (an EWMA over one long interval with no counts equals the same over many short
-ones), and the maintenance cadence (user expiry, the leader's reconcile) counts the
-skipped ticks.  What is not replayed is the skipped ticks' own forecasts of near-zero
-demand, which the calibration would have added to its sums;
+ones, up to rounding), and the maintenance cadence (user expiry, the leader's reconcile)
+counts the skipped ticks.  What is not replayed is the skipped ticks' own forecasts of
+near-zero demand, which the calibration would have added to its sums;
 ``extra["ticks_fast_forwarded"]`` counts them, and ``ReplayConfig(fast_forward=False)``
 runs every tick.
+
+**A pool at rest** (not empty) is fast-forwarded too, for any policy: when the last tick
+neither acted nor left anything open, :meth:`Leader.idle_until_ms` says until when no
+tick would change anything by time alone (keep-alive, boot timeout, a pause of creates,
+the policy's ``steady_until_ms``), and the replay jumps to the last tick at or before the
+earliest of that, the next inbound event, the next node status and the next history walk.
+The user expiry of the last skipped maintenance tick is run at that tick's time (nothing
+else happens in the gap, so the active set is what the ticks would have left). For a
+static pool, ``reactive``, ``hybrid`` and base stock the scorecards equal the every-tick
+runs' (tests, and the trace's whole sweeps).
 """
 
 from __future__ import annotations
@@ -84,9 +94,9 @@ class ReplayConfig:
             same users in every run); their misses are reported apart.
         fast_forward: while the pool is empty and quiet (no active, waiting or booting
             user or node, no intent, nothing in flight, target and reap floor 0), jump to
-            the last tick before the next inbound event (module docstring); only for a
-            policy whose target rises only on events (not ``hybrid``, whose pre-warm
-            window opens by time).
+            the last tick before the next inbound event, for a policy whose target rises
+            only on events; and while the pool is at rest, to the last tick before
+            anything could change (module docstring).
     """
 
     tick_s: float = 2.0
@@ -312,9 +322,6 @@ async def replay(
     forget_every_ms = max(tick_ms, int(_FORGET_WALK_SHARE * history_ttl_ms))
     forgotten = 0
     skipped_ticks = 0
-    # user -> when its latest activity leaves the active set (user expiry): a bound of
-    # the fast-forward over a pool at rest (the expiry changes what a connect counts as)
-    expires: dict[str, int] = {}
     try:
         await coord.runner.load_all()
         premium = {u for u in wl.users() if is_premium(u, cfg.premium_share)}
@@ -340,7 +347,6 @@ async def replay(
                     applied += 1
                     if kind == "activity":
                         activity.append((t, who))
-                        expires[who] = t_int + user_ttl_ms
                     elif kind == "connect":
                         connects.append((t, who))
                         if code == Code.HIT:
@@ -411,13 +417,9 @@ async def replay(
                     # event, node status or time-driven change (Leader.idle_until_ms)
                     t_stop = min(t_next, world.heap[0][0] if world.heap else t_next)
                     t_stop = min(t_stop, leader.idle_until_ms())
-                    if t_stop > next_tick:
-                        # nor past a user's expiry or the next history walk: each changes
-                        # how a later connect is counted (cold or predictable, new user)
-                        now = clock.now_ms()
-                        expires = {u: e for u, e in expires.items() if e > now}
-                        t_stop = min(t_stop, min(expires.values(), default=t_stop))
-                        t_stop = min(t_stop, last_forget + forget_every_ms)
+                    # nor past the next history walk (a forgotten user's connect counts as
+                    # a new user's)
+                    t_stop = min(t_stop, last_forget + forget_every_ms)
                 # the last grid tick at or before t_stop: an event at t_next is applied
                 # before the tick after it, and a change due at t_stop happens at the
                 # first tick at or after it, which runs
@@ -428,6 +430,15 @@ async def replay(
                     ttl = jump - clock.now_ms() + int(leader_cfg.lease_ttl_s * 1000)
                     await coord.renew_lease(leader.replica_id, leader.token, clock.now_ms(), ttl)
                     n_skip = (jump - next_tick) // tick_ms
+                    # the user expiry of the last skipped maintenance tick, at its time:
+                    # nothing else happens in the gap, so the active set is then what the
+                    # ticks would have left (a user kept past its expiry would count its
+                    # next activity as a return, not a new session)
+                    k_last = (jump - T0_MS) // tick_ms - 1  # index of the last skipped
+                    k_maint = (k_last + 1) // cfg.maintenance_every * cfg.maintenance_every - 1
+                    if k_maint >= (next_tick - T0_MS) // tick_ms:
+                        t_maint = T0_MS + k_maint * tick_ms
+                        await coord.expire_users(t_maint, user_ttl_ms, min_interval_ms=0)
                     skipped_ticks += n_skip
                     leader.skip_ticks(n_skip)
                     next_tick = jump

@@ -141,6 +141,27 @@ def test_base_stock_promises_its_target_until_the_decay_steps_it_down(z: float) 
     jump.decide(obs(20, connects=100))
     assert jump.decide(obs(20 + 54 * 5.0, connects=100)).target_spare == 1  # the cliff
     assert targets[-1] == 2
+    # review finding: chained 50-half-life jumps reached 0 (target 1) after ~1000
+    # halvings, where tick by tick the decay stalls at a subnormal (target 2)
+    chain = BaseStockPolicy(BaseStockConfig(half_life_s=5.0, min_spare=1, z=z))
+    chain.decide(obs(0, connects=0))
+    chain.decide(obs(10, connects=50))
+    t, end, jumps = 20_000, 20_000 + 1200 * 5_000, 0
+    got = chain.decide(obs(t / 1000, connects=100)).target_spare
+    while t < end:  # as the replay: jump to the last tick before the promise, else tick
+        until = chain.steady_until_ms(t)
+        nxt = int(min(until, end)) // 2_500 * 2_500
+        if nxt > t + 2_500:
+            jumps += 1
+        t = max(t + 2_500, nxt)
+        got = chain.decide(obs(t / 1000, connects=100)).target_spare
+    assert jumps >= 10 and got == 2
+    stepwise = BaseStockPolicy(BaseStockConfig(half_life_s=5.0, min_spare=1, z=z))
+    stepwise.decide(obs(0, connects=0))
+    stepwise.decide(obs(10, connects=50))
+    for t_ms in range(20_000, 20_000 + 1200 * 5_000, 2_500):  # 1200 half-lives, tick by tick
+        last = stepwise.decide(obs(t_ms / 1000, connects=100)).target_spare
+    assert last == 2
     idle = BaseStockPolicy()
     assert idle.steady_until_ms(0) <= 0  # no decision yet: no promise
     idle.decide(obs(0))

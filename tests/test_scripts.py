@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from provisioner.coordinator import CLASS_BAND, UserRecord
+from provisioner.coordinator import CLASS_BAND, Coordinator, UserRecord
 from provisioner.errors import BadArgumentError, Code, FencedError, ScriptLoadError, WrongTypeError
 from provisioner.keys import PoolKeys
 from provisioner.predictive import user_class
@@ -767,7 +767,7 @@ def test_activity_classes_use_the_callers_default_boot_time(redis_url: str, pool
     classes = []
     for default_s, user in ((5.0, "short-b"), (30.0, "long-b")):
         sc = SyncCoord(redis_url, pool)
-        sc.coord.default_boot_ms = int(default_s * 1000)
+        sc.coord = Coordinator(sc.coord.client, pool, sc.coord.channels, default_boot_s=default_s)
         try:
             sc.record_activity(user, 1_000)
             sc.record_activities([(user, 9_000, 0)])  # 2 events, session 8 s old
@@ -775,21 +775,36 @@ def test_activity_classes_use_the_callers_default_boot_time(redis_url: str, pool
         finally:
             sc.close()
     assert classes == [(1 * 2 + 1) * 5, (1 * 2 + 0) * 5]
-    # absent, the old 30 s; malformed, refused with nothing written
-    spec = {n: REGISTRY[n] for n in ("recordActivity", "recordActivities")}
-    one = spec["recordActivity"]
-    k1 = one.keys_for(keys)
-    assert client.evalsha(client.script_load(one.source), len(k1), *k1, "x", 1_000, 0) == [
-        Code.OK, 1,
-    ]  # fmt: skip
-    for bad in ("0", "-5", "1.5", "soon"):
-        got = client.evalsha(client.script_load(one.source), len(k1), *k1, "y", 1_000, 0, bad)
-        assert got == [Code.ERR_BAD_ARG, 0]
-        many = spec["recordActivities"]
-        km = many.keys_for(keys)
-        got = client.evalsha(client.script_load(many.source), len(km), *km, "y", 1_000, 0, bad)
-        assert got == [Code.ERR_BAD_ARG]
-    got = client.evalsha(client.script_load(one.source), len(k1), *k1, "y", 1_000, 0, 5000, 1)
-    assert got == [Code.ERR_BAD_ARG, 0]  # more than four arguments
+    one, many = REGISTRY["recordActivity"], REGISTRY["recordActivities"]
+    k1, km = one.keys_for(keys), many.keys_for(keys)
+    sha1, sham = client.script_load(one.source), client.script_load(many.source)
+    # recordActivity: absent, the old 30 s
+    assert client.evalsha(sha1, len(k1), *k1, "x", 1_000, 0) == [Code.OK, 1]
+    for bad in ("0", "999", "86400001", "-5000", "1.5", "0x1000", "5000 ", "soon"):
+        got = client.evalsha(sha1, len(k1), *k1, "y", 1_000, 0, bad)
+        assert got == [Code.ERR_BAD_ARG, 0], bad
+        got = client.evalsha(sham, len(km), *km, bad, "y", 1_000, 0)
+        assert got == [Code.ERR_BAD_ARG], bad
+    assert client.evalsha(sha1, len(k1), *k1, "y", 1_000, 0, 5000, 1) == [Code.ERR_BAD_ARG, 0]
+    # recordActivities: the default first; a truncated run (a numeric user id last, which
+    # a trailing optional default could not tell apart) is refused, not applied
+    assert client.evalsha(sham, len(km), *km, 5000, "y", 1_000, 0, "42") == [Code.ERR_BAD_ARG]
+    assert client.evalsha(sham, len(km), *km, "y", 1_000, 0) == [Code.ERR_BAD_ARG]
+    assert client.evalsha(sham, len(km), *km, 5000) == [Code.ERR_BAD_ARG]
     assert client.zscore(keys.users_active, "y") is None
+    assert client.evalsha(sham, len(km), *km, 5000, "y", 1_000, 0) == [Code.OK, Code.OK]
     client.close()
+
+
+def test_coordinator_clamps_its_default_boot_time_for_the_activity_scripts(
+    redis_url: str, pool: str
+) -> None:
+    """A default boot time outside 1 s .. 1 day (valid for the leader) must not make every
+    activity call a refusal."""
+    for default_s in (0.2, 200_000.0):
+        sc = SyncCoord(redis_url, pool)
+        sc.coord = Coordinator(sc.coord.client, pool, sc.coord.channels, default_boot_s=default_s)
+        try:
+            assert sc.record_activities([("u", 1_000, 0)]) == [Code.OK]
+        finally:
+            sc.close()

@@ -15,14 +15,15 @@ local function activity_types_ok()
     [K.users_premium] = 'set', [K.users_waiting] = 'zset'})
 end
 
--- The optional default_boot_ms argument of the activity scripts: the integer > 0, or
--- DEFAULT_BOOT_MS when absent, or false (malformed). The leader plans with its own default
--- B until a boot is observed; the classes are computed with the same one when the caller
--- passes it (a fixed 30 s used to split them on another time scale than the tick's).
+-- The default_boot_ms argument of the activity scripts: an integer of decimal digits in
+-- [1 s, 1 day], DEFAULT_BOOT_MS when absent, else false (malformed). The leader plans
+-- with its own default B until a boot is observed; the classes are computed with the same
+-- one when the caller passes it (a fixed 30 s used to split them on another time scale).
 local function default_boot_arg(arg)
   if arg == nil then return DEFAULT_BOOT_MS end
+  if not string.match(arg, '^%d+$') then return false end
   local ms = int_arg(arg)
-  if ms == nil or ms <= 0 then return false end
+  if ms == nil or ms < 1000 or ms > 86400000 then return false end
   return ms
 end
 
