@@ -589,8 +589,9 @@ def judge_cmd(results: str, as_json: bool) -> None:
 
 def markdown_table(rows: list[BenchRow]) -> str:
     """The README's results table: per scenario, every policy at its default knob, the
-    predictive sweep's two ends, premium misses and the wall time of the predictive
-    default's replay.  A cell with no row says "not run"."""
+    predictive sweep's two ends, premium misses, and the wall seconds of the predictive
+    default's replay and of the scenario's slowest replay (any policy, any knob).  A cell
+    with no row says "not run"."""
 
     def cell(r: BenchRow | None) -> str:
         if r is None or r.cost_over_oracle is None:
@@ -601,7 +602,7 @@ def markdown_table(rows: list[BenchRow]) -> str:
     head = [
         "scenario (sessions)", *[f"{p}*" for p in pols],
         "predictive sweep (lowest / highest miss cost)", "premium misses (predictive*)",
-        "replay wall s (predictive*)",
+        "replay wall s (predictive* / slowest)",
     ]  # fmt: skip
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in dict.fromkeys(r.scenario for r in rows):
@@ -615,7 +616,8 @@ def markdown_table(rows: list[BenchRow]) -> str:
             "| " + " | ".join([
                 f"{name} ({sessions:,})", *[cell(default.get(p)) for p in pols], ends,
                 f"{d.misses_premium}/{d.connects_premium}" if d else "not run",
-                f"{d.wall_s:.0f}" if d else "not run",
+                (f"{d.wall_s:.0f}" if d else "not run")
+                + f" / {max(r.wall_s for r in mine):.0f}",
             ]) + " |"
         )  # fmt: skip
     return "\n".join(out)
