@@ -32,12 +32,22 @@ local last = tonumber(redis.call('GET', K.throttle_expire) or '-1')
 if last >= 0 and now_ms >= last and now_ms - last < min_interval then return {IGNORED, 0} end
 redis.call('SET', K.throttle_expire, now_ms)
 local old = {}
-for class = 0, PREMIUM_CLASS + N_CLASSES - 1 do
-  if #old >= max_count then break end
-  local base = class * CLASS
-  local some = redis.call('ZRANGEBYSCORE', K.users_active, base, excl(base + now_ms - ttl),
-    'LIMIT', 0, max_count - #old)
-  for _, user in ipairs(some) do old[#old + 1] = user end
+-- class id by class id, from one occupied id to the next (one ZRANGE LIMIT 1 finds it, as
+-- count_active does: empty ids cost nothing); each id's band holds scores id * CLASS + ms
+local from = 0
+while #old < max_count do
+  local nxt = redis.call('ZRANGE', K.users_active, from, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
+    'WITHSCORES')
+  if not nxt[2] then break end
+  local id = math.floor(tonumber(nxt[2]) / CLASS)
+  if id >= PREMIUM_CLASS + N_CLASSES then break end  -- no class id (as before: not expired)
+  local base = id * CLASS
+  if now_ms - ttl >= 0 and tonumber(nxt[2]) < base + now_ms - ttl then
+    local some = redis.call('ZRANGEBYSCORE', K.users_active, base, excl(base + now_ms - ttl),
+      'LIMIT', 0, max_count - #old)
+    for _, user in ipairs(some) do old[#old + 1] = user end
+  end
+  from = (id + 1) * CLASS
 end
 for i = 1, #old, 500 do
   redis.call('ZREM', K.users_active, unpack(old, i, math.min(#old, i + 499)))

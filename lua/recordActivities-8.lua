@@ -30,17 +30,17 @@
 
 local default_ms = ARGV[1] ~= nil and default_boot_arg(ARGV[1])
 if not default_ms or #ARGV < 4 or (#ARGV - 1) % 3 ~= 0 then return {ERR_BAD_ARG} end
-local items = {}
+local times, ids = {}, {}  -- by argument index: no table per message
 for i = 2, #ARGV, 3 do
-  local user, now_ms, msg_id = ARGV[i], int_arg(ARGV[i + 1]), int_arg(ARGV[i + 2])
-  if user == '' or now_ms == nil or now_ms < 0 or msg_id == nil then return {ERR_BAD_ARG} end
-  items[#items + 1] = {user, now_ms, msg_id}
+  local now_ms, msg_id = int_arg(ARGV[i + 1]), int_arg(ARGV[i + 2])
+  if ARGV[i] == '' or now_ms == nil or now_ms < 0 or msg_id == nil then return {ERR_BAD_ARG} end
+  times[i], ids[i] = now_ms, msg_id
 end
 if not activity_types_ok() then return {ERR_WRONG_TYPE} end
 local out = {OK}
 local ctx = activity_context(default_ms)
-for _, it in ipairs(items) do
-  out[#out + 1] = (apply_activity(it[1], it[2], it[3], ctx))
+for i = 2, #ARGV, 3 do
+  out[#out + 1] = (apply_activity(ARGV[i], times[i], ids[i], ctx))
 end
 activity_flush(ctx)
 return out

@@ -808,3 +808,33 @@ def test_coordinator_clamps_its_default_boot_time_for_the_activity_scripts(
             assert sc.record_activities([("u", 1_000, 0)]) == [Code.OK]
         finally:
             sc.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_expire_users_equals_a_brute_force_over_every_class_id(
+    sc: SyncCoord, r: redis.Redis, seed: int
+) -> None:
+    """expireUsers walks only the occupied class ids (one ZRANGE finds the next); it must
+    expire exactly the users of ids 0-79 last seen before now - ttl, at most max_count,
+    lowest id first, and stop on a score beyond the class ids (an 'inf' looped before the
+    guard)."""
+    import random
+
+    rng = random.Random(seed)
+    now, ttl = 1_700_000_000_000, 600_000
+    members = {}
+    for i in range(rng.randint(0, 300)):
+        cid = rng.choice([0, 1, 7, 39, 40, 41, 79, rng.randrange(80)])
+        members[f"u{i}"] = cid * CLASS_BAND + now - rng.randint(0, 2 * ttl)
+    if members:
+        r.zadd(sc.keys.users_active, members)
+    r.zadd(sc.keys.users_active, {"odd": "inf", "big": 95 * CLASS_BAND + 5})
+    max_count = rng.choice([5, 50, 10_000])
+    old = sorted((s, u) for u, s in members.items() if s % CLASS_BAND < now - ttl)
+    by_id: dict[int, list[str]] = {}
+    for s, u in old:
+        by_id.setdefault(s // CLASS_BAND, []).append(u)
+    want = [u for cid in sorted(by_id) for u in by_id[cid]][:max_count]
+    assert sc.expire_users(now, ttl, max_count=max_count, min_interval_ms=0) == len(want)
+    left = set(r.zrange(sc.keys.users_active, 0, -1))
+    assert left == (set(members) - set(want)) | {"odd", "big"}

@@ -53,7 +53,8 @@ local function apply_activity(user, now_ms, msg_id, ctx)
     rec = rec_new(now_ms)
   end
   local connected = false
-  if not redis.call('ZSCORE', K.users_active, user) then
+  local score = redis.call('ZSCORE', K.users_active, user)
+  if not score then
     connected = redis.call('HEXISTS', K.user_node, user) == 1
       or redis.call('ZSCORE', K.users_waiting, user) ~= false
     if not connected then
@@ -66,7 +67,15 @@ local function apply_activity(user, now_ms, msg_id, ctx)
   rec_put(user, rec)
   if not connected then
     local class = user_class(rec, now_ms, ctx.boot_ms)
-    if ctx.any_premium and redis.call('SISMEMBER', K.users_premium, user) == 1 then
+    -- the tier: an active user's class id holds it (setPremium moves the id of an active
+    -- user at once), so only a user entering the set is looked up
+    local premium
+    if score then
+      premium = math.floor(tonumber(score) / CLASS) >= PREMIUM_CLASS
+    else
+      premium = ctx.any_premium and redis.call('SISMEMBER', K.users_premium, user) == 1
+    end
+    if premium then
       class = class + PREMIUM_CLASS
     end
     redis.call('ZADD', K.users_active, class * CLASS + now_ms, user)

@@ -38,25 +38,31 @@ end
 
 local REC_RE = '^(%-?%w+)|(%-?%w+)|(%-?%w+)|(%w+)|(%w+)|(%-?%w+)$'
 
--- The user's record as a table {seq, last, first, count, connects, last_disc}; nil when
--- the user has none (or it is malformed: then it is rewritten as new).
+local REC_FIELDS = {'seq', 'last', 'first', 'count', 'connects', 'last_disc'}
+
+-- The user's record as a table {seq, last, first, count, connects, last_disc}, with the
+-- stored digits and values of each field (for rec_put) in the same table ([i] and [-i]:
+-- one table per record, not three); nil when the user has none (or it is malformed: then
+-- it is rewritten as new).
 local function rec_get(user)
   local v = redis.call('HGET', K.user_info, user)
   if not v then return nil end
   local a, b, c, d, e, f = string.match(v, REC_RE)
   if not a then return nil end
-  local r = {seq = unb36(a), last = unb36(b), first = unb36(c), count = unb36(d),
-    connects = unb36(e), last_disc = unb36(f), raw = {a, b, c, d, e, f}}
-  r.was = {r.seq, r.last, r.first, r.count, r.connects, r.last_disc}
+  local r = {a, b, c, d, e, f}
   for i = 1, 6 do
-    if r.was[i] == nil then return nil end  -- a field out of range: malformed
+    local n = unb36(r[i])
+    if n == nil then return nil end  -- a field out of range: malformed
+    r[-i] = n
+    r[REC_FIELDS[i]] = n
   end
+  r.stored = true
   return r
 end
 
 -- Field i of record r in base 36: its stored digits while it has its stored value.
 local function rec_digits(r, i, v)
-  if r.raw and r.was[i] == v then return r.raw[i] end
+  if r.stored and r[-i] == v then return r[i] end
   return b36(v)
 end
 
