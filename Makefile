@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/provisioner demo
 
 bench: $(STAMP)
-	$(VENV)/bin/provisioner bench policy --quick --jobs 2 --out docs/bench
+	$(VENV)/bin/provisioner bench policy --quick --jobs 2 --out bench-out
 
 clean:
 	rm -rf $(VENV) build

@@ -417,7 +417,12 @@ def command() -> None:
     show_default=True,
     help="Least sessions per workload (the trace has 6,606).",
 )
-@click.option("--quick", is_flag=True, help="Three knob values per policy.")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Three knob values per policy: lowest, default, highest (two where the default is one "
+    "of the ends).",
+)
 @click.option(
     "--defaults", "defaults_only", is_flag=True, help="Only each policy's default knob value."
 )
@@ -540,7 +545,8 @@ def policy_cmd(
         click.echo(json.dumps([asdict(r) for r in rows], indent=1))
     else:
         click.echo(
-            f"{len(rows)} replays in {time.perf_counter() - started:.0f}s on "
+            f"{len(tasks)} replays ({len(rows)} rows in {results}) in "
+            f"{time.perf_counter() - started:.0f}s on "
             f"{os.cpu_count()} cores; plots: {', '.join(str(p) for p in written)}"
         )
         click.echo(format_verdicts(verdicts(rows)))

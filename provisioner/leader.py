@@ -498,4 +498,5 @@ class Leader:
                 log.info("leader: released lease")
             except Exception:
                 log.exception("leader: could not release the lease")
-            self._lost("released")
+            self.token = None  # given back, not lost: no warning (a new user's finding)
+            self.metrics.lease_held.set(0)
