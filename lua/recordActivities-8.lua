@@ -17,7 +17,7 @@
                          one could not be told from a truncated triple's numeric user id)
   ARGV    then n >= 1 triples, in message order:
   ARGV[3i-1] user_id     string, validated by the caller (1-128 printable characters)
-  ARGV[3i]   now_ms      integer >= 0, caller's clock, unix ms
+  ARGV[3i]   now_ms      integer in [0, 1e13), caller's clock, unix ms
   ARGV[3i+1] msg_id      integer, seq * 1e6 + position (0 = unordered)
 
   Returns {OK, code_1, ..., code_n} (each OK | STALE) | {ERR_BAD_ARG} | {ERR_WRONG_TYPE};
@@ -33,7 +33,9 @@ if not default_ms or #ARGV < 4 or (#ARGV - 1) % 3 ~= 0 then return {ERR_BAD_ARG}
 local times, ids = {}, {}  -- by argument index: no table per message
 for i = 2, #ARGV, 3 do
   local now_ms, msg_id = int_arg(ARGV[i + 1]), int_arg(ARGV[i + 2])
-  if ARGV[i] == '' or now_ms == nil or now_ms < 0 or msg_id == nil then return {ERR_BAD_ARG} end
+  if ARGV[i] == '' or now_ms == nil or now_ms < 0 or now_ms >= CLASS or msg_id == nil then
+    return {ERR_BAD_ARG}
+  end
   times[i], ids[i] = now_ms, msg_id
 end
 if not activity_types_ok() then return {ERR_WRONG_TYPE} end

@@ -12,7 +12,7 @@
   KEYS[8] users_waiting  zset  connected users without a node (their activity is counted only)
 
   ARGV[1] user_id        string, validated by the caller (1-128 printable characters)
-  ARGV[2] now_ms         integer >= 0, caller's clock, unix ms
+  ARGV[2] now_ms         integer in [0, 1e13), caller's clock, unix ms (a score's ms part)
   ARGV[3] msg_id         integer, seq * 1e6 + position (0 = unordered)
   ARGV[4] default_boot_ms  optional integer in [1000, 86400000]: B before a boot is
                          observed (the feature classes' time scale), as the leader plans
@@ -29,7 +29,7 @@ local user = ARGV[1]
 local now_ms = int_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 local default_ms = default_boot_arg(ARGV[4])
-if user == nil or user == '' or now_ms == nil or now_ms < 0 or msg_id == nil
+if user == nil or user == '' or now_ms == nil or now_ms < 0 or now_ms >= CLASS or msg_id == nil
   or not default_ms or #ARGV > 4 then
   return {ERR_BAD_ARG, 0}
 end

@@ -389,6 +389,25 @@ def test_fast_forward_runs_the_user_expiry_of_the_ticks_it_skips(
     assert asdict(runs[True].scorecard) == asdict(runs[False].scorecard)
 
 
+def test_fast_forward_expires_more_than_one_call_can(redis_url: str) -> None:
+    """Break-test finding: the jump's one expireUsers call removed at most 1000 users, the
+    skipped ticks up to 1000 each; base stock's scorecard then differed (5012 vs 5020
+    node-seconds)."""
+    ev = []
+    for i in range(10):
+        ev += [Event(10 + i, "activity", f"p{i}"), Event(10.5 + i, "connect", f"p{i}")]
+        ev.append(Event(15 + i, "disconnect", f"p{i}"))
+    ev += [Event(400 + i / 1000, "activity", f"u{i}") for i in range(1200)]
+    ev += [Event(2000 + i / 1000, "activity", f"u{i}") for i in range(1200)]
+    wl = Workload("expire-many", 1, sorted(ev), 2100.0, BootProfile(10.0, 10.0))
+    runs = {}
+    for ff in (False, True):
+        cfg = ReplayConfig(tick_s=2, fast_forward=ff)
+        runs[ff] = asyncio.run(replay(wl, make_policy("basestock"), redis_url, cfg))
+    assert runs[True].extra["ticks_fast_forwarded"] > 0
+    assert asdict(runs[True].scorecard) == asdict(runs[False].scorecard)
+
+
 @pytest.mark.parametrize(
     ("policy", "knobs"),
     [

@@ -838,3 +838,22 @@ def test_expire_users_equals_a_brute_force_over_every_class_id(
     assert sc.expire_users(now, ttl, max_count=max_count, min_interval_ms=0) == len(want)
     left = set(r.zrange(sc.keys.users_active, 0, -1))
     assert left == (set(members) - set(want)) | {"odd", "big"}
+
+
+def test_activity_tier_of_a_score_outside_the_class_ids_is_asked_of_the_set(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """Break-test finding: the tier was read from any score's id, so a hand-written 1e20
+    made a standard user premium for good; a time past the ms band made a score of id 40.
+    Now such a score falls back to the premium set, and now_ms >= 1e13 is refused."""
+    r.zadd(sc.keys.users_active, {"q": 10**20, "p": -5})
+    assert sc.set_premium(["p"]) >= 0
+    sc.record_activity("q", 1_000)
+    sc.record_activity("p", 1_000)
+    assert int(r.zscore(sc.keys.users_active, "q")) // CLASS_BAND < 40
+    assert int(r.zscore(sc.keys.users_active, "p")) // CLASS_BAND >= 40
+    with pytest.raises(BadArgumentError):
+        sc.record_activity("u", 400_000_000_000_000)
+    with pytest.raises(BadArgumentError):
+        sc.record_activities([("u", 10**13, 0)])
+    assert r.zscore(sc.keys.users_active, "u") is None

@@ -70,9 +70,10 @@ local function apply_activity(user, now_ms, msg_id, ctx)
     -- the tier: an active user's class id holds it (setPremium moves the id of an active
     -- user at once), so only a user entering the set is looked up
     local premium
-    if score then
-      premium = math.floor(tonumber(score) / CLASS) >= PREMIUM_CLASS
-    else
+    local id = score and math.floor(tonumber(score) / CLASS)
+    if id and id >= 0 and id < PREMIUM_CLASS + N_CLASSES then
+      premium = id >= PREMIUM_CLASS
+    else  -- entering the set, or a score that is no class id (hand-written): ask the set
       premium = ctx.any_premium and redis.call('SISMEMBER', K.users_premium, user) == 1
     end
     if premium then
