@@ -185,8 +185,8 @@ class Leader:
             log.info("leader: acquired lease, token %s", st.token)
         await self.tick(now)
 
-    def _lost(self, why: str) -> None:
-        if self.token is not None:
+    def _lost(self, why: str, warn: bool = True) -> None:
+        if self.token is not None and warn:
             log.warning("leader: lost lease (%s)", why)
         self.token = None
         self.metrics.lease_held.set(0)
@@ -498,5 +498,4 @@ class Leader:
                 log.info("leader: released lease")
             except Exception:
                 log.exception("leader: could not release the lease")
-            self.token = None  # given back, not lost: no warning (a new user's finding)
-            self.metrics.lease_held.set(0)
+            self._lost("released", warn=False)  # given back, not lost (a new user's finding)

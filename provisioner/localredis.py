@@ -56,7 +56,8 @@ def cpus() -> list[int]:
 
 
 def pin(pid: int, cpu: int | None) -> bool:
-    """Restrict process ``pid`` (0: this one) to CPU ``cpu`` (``None``: leave it as is).
+    """Restrict process ``pid`` (0: this one), every thread of it, to CPU ``cpu``
+    (``None``: leave it as is), as :func:`pin_threads`.
 
     Why: a replay is a ping-pong between one Python process and its redis-server, one
     waiting while the other works. On different cores every reply wakes the sleeping
@@ -67,14 +68,7 @@ def pin(pid: int, cpu: int | None) -> bool:
         Whether the process is now pinned (False, with a log line, where the OS refuses
         or has no affinity call: the run goes on unpinned).
     """
-    if cpu is None:
-        return False
-    try:
-        os.sched_setaffinity(pid, {cpu})
-    except (AttributeError, OSError) as e:
-        log.warning("cannot pin pid %d to CPU %d (%s); running unpinned", pid, cpu, e)
-        return False
-    return True
+    return pin_threads(pid or os.getpid(), cpu) is not None
 
 
 def pin_threads(pid: int, cpu: int | None) -> int | None:
@@ -87,14 +81,14 @@ def pin_threads(pid: int, cpu: int | None) -> int | None:
     tasks = Path(f"/proc/{pid}/task")
     tids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]
     for tid in tids:
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+        with contextlib.suppress(AttributeError, OSError):  # no such call; a thread gone
             os.sched_setaffinity(tid, {cpu})
     try:
         if os.sched_getaffinity(pid) == {cpu}:
             return cpu
     except (AttributeError, OSError):
         pass
-    log.warning("cannot pin pid %d to CPU %s; it runs unpinned", pid, cpu)
+    log.warning("cannot pin pid %d to CPU %s; running unpinned", pid, cpu)
     return None
 
 
