@@ -82,6 +82,12 @@ class HybridHistogramPolicy:
         k = min(len(self._gaps) - 1, max(0, math.ceil(pct / 100 * len(self._gaps)) - 1))
         return self._gaps[k]
 
+    def _windows(self) -> tuple[float, float]:
+        """(pre-warm, keep-alive) windows from the histogram, seconds, with the margin."""
+        c = self.config
+        prewarm = self._pct(c.prewarm_pct) * (1 - c.margin)
+        return prewarm, max(0.0, self._pct(c.keep_alive_pct) * (1 + c.margin) - prewarm)
+
     def steady_until_ms(self, now_ms: int) -> float:
         """The histogram and the free times move with counters only; by time alone the
         decision changes where the pre-warm window of the last free time opens or closes
@@ -89,8 +95,7 @@ class HybridHistogramPolicy:
         c = self.config
         if len(self._gaps) < c.min_samples or not self._freed_at_ms:
             return math.inf
-        prewarm = self._pct(c.prewarm_pct) * (1 - c.margin)
-        keep = max(0.0, self._pct(c.keep_alive_pct) * (1 + c.margin) - prewarm)
+        prewarm, keep = self._windows()
         if prewarm <= 0:
             return math.inf
         since = (now_ms - max(self._freed_at_ms)) / 1000.0
@@ -116,8 +121,7 @@ class HybridHistogramPolicy:
         c = self.config
         if len(self._gaps) < c.min_samples:
             return Decision(0, c.fixed_keep_alive_s, {"mode": 0.0, "samples": len(self._gaps)})
-        prewarm = self._pct(c.prewarm_pct) * (1 - c.margin)
-        keep = max(0.0, self._pct(c.keep_alive_pct) * (1 + c.margin) - prewarm)
+        prewarm, keep = self._windows()
         spare = 0
         if prewarm > 0 and self._freed_at_ms:
             since = (obs.now_ms - max(self._freed_at_ms)) / 1000.0
