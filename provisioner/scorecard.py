@@ -262,11 +262,20 @@ def score(
     Returns:
         The scorecard (definitions in the module docstring).
     """
-    activity = list(activity)
     ledger = {str(n["id"]): n for n in nodes}
-    all_times: list[float] = [
-        float(r[0]) for r in (*connects, *disconnects, *assignments, *activity)
-    ]
+    # activity only decides predictability: a connect is predictable when its user's
+    # first activity is at or before it (at equal times activity counts as before), so
+    # the first time per user stands for all of it (not a million records in the sort)
+    first_seen: dict[str, float] = {}
+    last_seen = -math.inf
+    for r in activity:
+        t_a, u_a = float(r[0]), r[1]
+        if t_a < first_seen.get(u_a, math.inf):
+            first_seen[u_a] = t_a
+        last_seen = max(last_seen, t_a)
+    all_times: list[float] = [float(r[0]) for r in (*connects, *disconnects, *assignments)]
+    if first_seen:
+        all_times += [min(first_seen.values()), last_seen]
     for n in nodes:
         all_times.extend(
             v
@@ -290,13 +299,12 @@ def score(
         return _node_end_ms(n) if n is not None else None
 
     timeline: list[tuple[float, int, int, tuple[Any, ...]]] = []
-    for rank, recs in enumerate((activity, connects, assignments, disconnects)):
+    for rank, recs in enumerate((connects, assignments, disconnects), start=1):
         timeline.extend((float(r[0]), rank, i, tuple(r)) for i, r in enumerate(recs))
     timeline.sort(key=lambda x: (x[0], x[1], x[2]))
 
     sc = Scorecard(start_ms=start, end_ms=end, boot_time_s=boot_time_s)
     anomalies = {"duplicate_connect": 0, "stray_disconnect": 0, "stray_assignment": 0}
-    seen: set[str] = set()
     users: dict[str, _User] = {}
     holder: dict[str, str] = {}
     busy: dict[str, list[tuple[float, float]]] = {}
@@ -319,14 +327,12 @@ def score(
         st.node = None
 
     for t, rank, _, rec in timeline:
-        if rank == 0:
-            seen.add(rec[1])
-        elif rank == 1:
+        if rank == 1:
             u = rec[1]
             if u in users:
                 anomalies["duplicate_connect"] += 1
                 continue
-            pred = u in seen
+            pred = first_seen.get(u, math.inf) <= t
             users[u] = _User(connect_ms=t, predictable=pred)
             sc.connects += 1
             sc.connects_predictable += pred

@@ -74,6 +74,47 @@ def test_miss_with_wait_and_cold() -> None:
     assert sc.violations == 0
 
 
+def test_predictable_means_seen_at_or_before_the_connect() -> None:
+    # a: activity at the connect's own ms (counts as before); b: only after it; c: seen
+    # long before, connects twice; d: never seen
+    sc = score(
+        connects=[(1_000, "a"), (1_000, "b"), (2_000, "c"), (9_000, "c"), (3_000, "d")],
+        disconnects=[(5_000, "a"), (5_000, "b"), (4_000, "c"), (5_000, "d")],
+        assignments=[],
+        activity=[(1_000, "a"), (1_500, "b"), (3_000, "c"), (100, "c"), (8_000, "d2")],
+        nodes=[],
+        boot_time_s=1.0,
+    )
+    assert (sc.connects, sc.connects_predictable, sc.connects_cold) == (5, 3, 2)
+    assert sc.start_ms == 100 and sc.end_ms == 9_000  # activity bounds the span too
+
+
+def test_predictability_matches_a_sorted_timeline_on_random_records() -> None:
+    """The first-activity rule gives what replaying every record in time order gives
+    (activity before connects at equal times): the definition it replaced."""
+    rnd = random.Random(7)
+    for _ in range(200):
+        users = [f"u{i}" for i in range(rnd.randint(1, 6))]
+        activity = [(rnd.randint(0, 50), rnd.choice(users)) for _ in range(rnd.randint(0, 12))]
+        t, connects, disconnects = 0, [], []
+        for u in users:
+            for _ in range(rnd.randint(0, 2)):
+                t += rnd.randint(1, 8)  # after the last disconnect: no duplicate connect
+                connects.append((t, u))
+                t += rnd.randint(1, 8)
+                disconnects.append((t, u))
+        timeline = sorted([(a, 0, u) for a, u in activity] + [(c, 1, u) for c, u in connects])
+        seen: set[str] = set()
+        expected = 0
+        for _, kind, u in timeline:
+            if kind == 0:
+                seen.add(u)
+            else:
+                expected += u in seen
+        sc = score(connects, disconnects, [], activity, [], boot_time_s=1.0)
+        assert sc.connects_predictable == expected
+
+
 def test_never_served() -> None:
     sc = score(
         connects=[(0, "a"), (5_000, "b")],
