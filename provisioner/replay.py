@@ -225,43 +225,46 @@ def _quiet(leader: Leader, world: _World) -> bool:
 def _due_calls(
     coord: Coordinator,
     events: list[Event],
+    times: list[int],
     ei: int,
     heap: list[tuple[int, int, str, str]],
     next_tick: int,
 ) -> tuple[list[Call], list[list[_Meta]], int]:
     """The script calls of every event and node status due before ``next_tick``, in
-    time order (statuses popped from ``heap``); a run of consecutive activity events is
-    one ``recordActivities`` call, as a live replica sends it.
+    time order (statuses popped from ``heap``; an event goes before a status of its
+    own ms); a run of consecutive activity events is one ``recordActivities`` call, as
+    a live replica sends it.
+
+    Args:
+        times: ``events``' times, virtual ms (``T0_MS`` + ``t_s`` in ms).
 
     Returns:
         ``(calls, metas, ei)``: per call the events it applies, and the next event index.
     """
     calls: list[Call] = []
     metas: list[list[_Meta]] = []
-    run: list[tuple[str, int, int]] = []
+    n = len(events)
     while True:
-        t_ev = T0_MS + int(events[ei].t_s * 1000) if ei < len(events) else None
-        t_node = heap[0][0] if heap else None
-        due_ev = t_ev is not None and t_ev < next_tick and (t_node is None or t_ev <= t_node)
-        is_activity = due_ev and events[ei].kind == "activity"
-        if run and (not is_activity or len(run) >= _MAX_RUN):
-            calls.append(coord.activities_call(run))
-            metas.append([("activity", u, t) for u, t, _ in run])
-            run = []
-        if is_activity:
-            assert t_ev is not None
-            run.append((events[ei].user_id, t_ev, 0))
-            ei += 1
-        elif due_ev:
-            assert t_ev is not None
+        # an event is due before the next tick and not after the next node status
+        limit = min(next_tick, heap[0][0] + 1) if heap else next_tick
+        if ei < n and times[ei] < limit:
             ev = events[ei]
+            if ev.kind == "activity":
+                j, stop = ei, min(n, ei + _MAX_RUN)
+                while j < stop and times[j] < limit and events[j].kind == "activity":
+                    j += 1
+                meta = [("activity", events[k].user_id, times[k]) for k in range(ei, j)]
+                calls.append(coord.activities_call([(u, t, 0) for _, u, t in meta]))
+                metas.append(meta)
+                ei = j
+                continue
             ei += 1
             if ev.kind == "connect":
-                calls.append(coord.connect_call(ev.user_id, t_ev))
+                calls.append(coord.connect_call(ev.user_id, times[ei - 1]))
             else:
-                calls.append(coord.disconnect_call(ev.user_id, t_ev))
-            metas.append([(ev.kind, ev.user_id, t_ev)])
-        elif t_node is not None and t_node < next_tick:
+                calls.append(coord.disconnect_call(ev.user_id, times[ei - 1]))
+            metas.append([(ev.kind, ev.user_id, times[ei - 1])])
+        elif heap and heap[0][0] < next_tick:
             t_st, _, node, status = heapq.heappop(heap)
             calls.append(coord.node_status_call(node, status, t_st))
             metas.append([(status, node, t_st)])
@@ -310,6 +313,7 @@ async def replay(
     waiting_since: dict[str, float] = {}
     last_t = 0.0
     events = wl.events
+    times = [T0_MS + int(e.t_s * 1000) for e in events]
     ei = 0
     tick_ms = int(cfg.tick_s * 1000)
     end_ms = T0_MS + int(wl.duration_s * 1000)
@@ -334,20 +338,23 @@ async def replay(
             for meta, res in zip(metas, results, strict=True):
                 if isinstance(res, Exception):
                     raise res  # a deferred call's error, handed over in place
+                # records in processing order get strictly increasing times, as the
+                # live listener's do, so a handover sorts after its disconnect
                 if meta[0][0] == "activity":
-                    codes = [int(c) for c in res[1:]]
-                    assert len(codes) == len(meta) and int(res[0]) == Code.OK, res
-                else:
-                    codes = [int(res[0])]
-                for (kind, who, t_int), code in zip(meta, codes, strict=True):
-                    # records in processing order get strictly increasing times, as
-                    # the live listener's do, so a handover sorts after its disconnect
+                    # a run: one code per event (OK or STALE: the records take both)
+                    assert len(res) == len(meta) + 1 and int(res[0]) == Code.OK, res
+                    for _, who, t_int in meta:
+                        t = float(t_int) if t_int > last_t + 0.001 else last_t + 0.001
+                        last_t = t
+                        activity.append((t, who))
+                    applied += len(meta)
+                    continue
+                for kind, who, t_int in meta:
+                    code = int(res[0])
                     t = max(float(t_int), last_t + 0.001)
                     last_t = t
                     applied += 1
-                    if kind == "activity":
-                        activity.append((t, who))
-                    elif kind == "connect":
+                    if kind == "connect":
                         connects.append((t, who))
                         if code == Code.HIT:
                             assignments.append((t, who, str(res[1]), 0))
@@ -379,7 +386,7 @@ async def replay(
             # every batch but the last now, the last in one round trip with the tick's
             # observeTick (ScriptRunner.defer: Redis runs it first, and its results are
             # handled before the leader reads its own)
-            calls, metas, ei = _due_calls(coord, events, ei, world.heap, next_tick)
+            calls, metas, ei = _due_calls(coord, events, times, ei, world.heap, next_tick)
             last = max(0, (len(calls) - 1) // cfg.batch * cfg.batch)
             for i in range(0, last, cfg.batch):
                 part = slice(i, i + cfg.batch)
@@ -405,7 +412,7 @@ async def replay(
             next_tick += tick_ms
             jump = 0
             if cfg.fast_forward:
-                t_next = T0_MS + int(events[ei].t_s * 1000) if ei < len(events) else end_ms
+                t_next = times[ei] if ei < len(events) else end_ms
                 if policy.target_rises_only_on_events and _quiet(leader, world):
                     # nothing can happen before the next inbound event: the ticks up to
                     # it would read an empty pool and hold target 0 (module docstring);
