@@ -192,6 +192,33 @@ def _bench_task(args: tuple[str, str, str, float, int, int]) -> BenchRow:
     return asyncio.run(bench_one(name, url, policy, value, seed, sessions))
 
 
+def _rows_while_workers_live(rows: Any, poll_s: float = 1.0) -> Iterator[BenchRow]:
+    """The rows of a ``Pool.imap_unordered`` as they come, until a worker process dies.
+
+    A worker killed mid-replay (OOM killer, ``kill -9``) is replaced by the pool, but its
+    replay is lost and the iterator would wait for it for ever; a replacement shows as a
+    worker process that was not there at the start, so this checks the pool's processes
+    every ``poll_s`` seconds while it waits.
+
+    Raises:
+        click.ClickException: a worker died (the rows so far are written; ``--merge``
+            runs the rest).
+    """
+    start = {p.pid for p in multiprocessing.active_children()}
+    while True:
+        try:
+            yield rows.next(timeout=poll_s)
+        except StopIteration:
+            return
+        except multiprocessing.TimeoutError:
+            now = {p.pid for p in multiprocessing.active_children()}
+            if now - start:
+                raise click.ClickException(
+                    "a --jobs worker process died mid-replay (killed?); the rows done so "
+                    "far are in results.json: run the rest with --merge"
+                ) from None
+
+
 @dataclass(frozen=True)
 class Verdict:
     """How one scenario's ``ours`` policy fares against the baselines (the targets of
@@ -537,7 +564,7 @@ def policy_cmd(
             # terminated at once instead of finishing their replays
             with multiprocessing.Pool(jobs, _worker_init, (free, spare)) as workers:
                 args = [(name, "", pol, value, seed, sessions) for name, pol, value in tasks]
-                for row in workers.imap_unordered(_bench_task, args):
+                for row in _rows_while_workers_live(workers.imap_unordered(_bench_task, args)):
                     done(row)
     written = plot(rows, outdir)
     (outdir / "verdicts.json").write_text(json.dumps([asdict(v) for v in verdicts(rows)], indent=1))

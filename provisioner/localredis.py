@@ -9,11 +9,14 @@ serves: see :func:`pin`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -154,11 +157,33 @@ class LocalRedis:
     def restart(self) -> None:
         """Stop, then start again on the same port and folder (AOF is replayed)."""
         self.stop()
-        self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.proc = _spawn(self.args)
         wait_ready(self.url)
         self.cpu = pin_threads(self.proc.pid, self.cpu)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_LIBC: ctypes.CDLL | None = None
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    """Start the server; on Linux it is sent SIGTERM should the process that started it
+    die without stopping it (``prctl(PR_SET_PDEATHSIG)``, set in the child before the
+    exec: a benchmark killed with SIGKILL left its private servers running). The signal
+    follows the death of the starting *thread*: servers are started from the main one."""
+    global _LIBC
+    preexec = None
+    if sys.platform == "linux":
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here, not in the child
+        libc = _LIBC
+
+        def preexec() -> None:
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+    return subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=preexec
+    )
 
 
 @contextmanager
@@ -186,7 +211,7 @@ def local_redis(appendonly: bool = False, cpu: int | None = None) -> Iterator[Lo
         "--appendonly", "yes" if appendonly else "no",
         "--dir", workdir,
     ]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _spawn(args)
     server = LocalRedis(f"redis://127.0.0.1:{port}/0", port, workdir, proc, args, cpu)
     try:
         wait_ready(server.url)

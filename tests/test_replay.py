@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -175,6 +179,91 @@ def test_bench_private_pinned_servers_give_the_same_figures(tmp_path: Path) -> N
     assert len(figures[0]) == 3
     assert figures[1] == figures[0] and figures[2] == figures[0]
     assert os.sched_getaffinity(0) == before  # --jobs 1 gave its pin back
+
+
+def _child_pids(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_bench_stops_with_an_error_when_a_jobs_worker_is_killed(tmp_path: Path) -> None:
+    """A worker killed mid-replay lost its replay: the bench says so and exits (it used
+    to wait for that replay for ever), and leaves no redis-server behind."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "bench", "policy", "--scenario", "steady",
+         "--policy", "static", "--sessions", "3000", "--quick", "--out", str(out),
+         "--jobs", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            kids = _child_pids(proc.pid)
+            workers = [
+                k for k in kids if b"redis-server" not in Path(f"/proc/{k}/cmdline").read_bytes()
+            ]
+        assert len(workers) == 2, "the two workers did not start"
+        servers = [k for k in _child_pids(proc.pid) if k not in workers]
+        time.sleep(1.0)  # inside a replay
+        os.kill(workers[0], signal.SIGKILL)
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "worker process died mid-replay" in output and "--merge" in output
+    assert not [s for s in servers if Path(f"/proc/{s}").exists()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_private_servers_stop_when_the_bench_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the bench (no clean-up runs) still stops its private redis-servers: each
+    is told to end when the process that started it dies (it used to run on)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "bench", "policy", "--scenario", "steady",
+         "--policy", "static", "--sessions", "3000", "--quick", "--out",
+         str(tmp_path / "out"), "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    servers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(servers) < 2:
+            time.sleep(0.2)
+            servers = [
+                k for k in _child_pids(proc.pid)
+                if b"redis-server" in Path(f"/proc/{k}/cmdline").read_bytes()
+            ]  # fmt: skip
+        assert len(servers) == 2, "the two private servers did not start"
+        time.sleep(1.0)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(s) for s in servers):
+            time.sleep(0.2)
+        assert not [s for s in servers if _alive(s)]
+    finally:
+        for s in servers:
+            if _alive(s):
+                os.kill(s, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_private_servers_are_pinned_round_robin() -> None:
