@@ -358,12 +358,21 @@ class PredictivePolicy:
             if self._g > _RESCALE_AT:
                 self._set(self.connects, self.exposure)
         last_n = self._last_n
+        g = self._g
+        be = self._be
         for c in n.keys() | last_n.keys():
             now_row, last_row = n.get(c), last_n.get(c)
-            for b in range(N_BUCKETS):
-                users = 0.5 * ((now_row[b] if now_row else 0) + (last_row[b] if last_row else 0))
-                if users:
-                    self._add(c, b, 0.0, users * dt)
+            if now_row and last_row:
+                both = [x + y for x, y in zip(now_row, last_row, strict=True)]
+            else:
+                both = now_row or last_row or []
+            row_e, row_pe = self._e[c], self._pe[_PARENT[c]]
+            for b, k in enumerate(both):
+                if k:  # as _add(c, b, 0, users * dt), inlined: ~45 cells a tick
+                    y = 0.5 * k * dt * g
+                    row_e[b] += y
+                    row_pe[b] += y
+                    be[b] += y
         if counts is not self._last_counts:  # the coordinator hands back the same dict
             last = self._last_counts
             for key, v in counts.items():
