@@ -46,10 +46,12 @@ runs' (tests, and the trace's whole sweeps).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import heapq
 import itertools
+import logging
 import random
 import time
 import uuid
@@ -70,7 +72,9 @@ from provisioner.scorecard import Scorecard, score
 from provisioner.scripts import Call
 from provisioner.workload import Event, Workload
 
-__all__ = ["ReplayConfig", "ReplayResult", "is_premium", "replay"]
+log = logging.getLogger(__name__)
+
+__all__ = ["ReplayConfig", "ReplayResult", "ReplayStalled", "is_premium", "replay"]
 
 #: Virtual time of the workload's t = 0, unix ms (any fixed value works).
 T0_MS = 1_700_000_000_000
@@ -97,6 +101,12 @@ class ReplayConfig:
             the last tick before the next inbound event, for a policy whose target rises
             only on events; and while the pool is at rest, to the last tick before
             anything could change (module docstring).
+        stall_timeout_s: wall seconds the replay may go without finishing a tick before
+            it gives up (:class:`ReplayStalled`). Its Redis client reads without a
+            deadline per reply: redis-py's asyncio client (8.x) arms a timer for each
+            read, about 40 us of Python a round trip (measured, one core), some 10% of a
+            ``browse-heavy`` replay; this watchdog, checked every few seconds, takes
+            its place.
     """
 
     tick_s: float = 2.0
@@ -108,6 +118,12 @@ class ReplayConfig:
     maintenance_every: int = 10
     premium_share: float = 0.1
     fast_forward: bool = True
+    stall_timeout_s: float = 120.0
+
+
+class ReplayStalled(RuntimeError):
+    """A replay finished no tick for ``ReplayConfig.stall_timeout_s`` wall seconds (its
+    Redis does not answer)."""
 
 
 @dataclass
@@ -299,7 +315,7 @@ async def replay(
         reconcile_every=cfg.maintenance_every, defer_records=True,
     )  # fmt: skip
     pool = "replay-" + uuid.uuid4().hex[:8]
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=None)
     clock = VirtualClock(T0_MS)
     channels = Channels(prefix=f"{pool}.", pool=pool)
     coord = Coordinator(client, pool, channels, default_boot_s=leader_cfg.default_boot_s)
@@ -326,6 +342,24 @@ async def replay(
     forget_every_ms = max(tick_ms, int(_FORGET_WALK_SHARE * history_ttl_ms))
     forgotten = 0
     skipped_ticks = 0
+    main = asyncio.current_task()
+    stalled = False
+
+    async def watchdog() -> None:
+        """Cancel the replay when no tick finished for ``cfg.stall_timeout_s``."""
+        nonlocal stalled
+        seen, since = -1, time.monotonic()
+        while True:
+            await asyncio.sleep(min(5.0, cfg.stall_timeout_s / 4))
+            if ticks != seen:
+                seen, since = ticks, time.monotonic()
+            elif time.monotonic() - since >= cfg.stall_timeout_s:
+                stalled = True
+                assert main is not None
+                main.cancel()
+                return
+
+    guard = asyncio.create_task(watchdog())
     try:
         await coord.runner.load_all()
         premium = {u for u in wl.users() if is_premium(u, cfg.premium_share)}
@@ -483,8 +517,24 @@ async def replay(
                 "users_forgotten": forgotten,
             },
         )  # fmt: skip
+    except asyncio.CancelledError:
+        if not stalled:
+            raise
+        assert main is not None
+        main.uncancel()
+        raise ReplayStalled(
+            f"replay gave up: no tick finished in {cfg.stall_timeout_s:g} s of wall time "
+            f"(Redis at {redis_url} does not answer)"
+        ) from None
     finally:
-        keys = coord.keys.all()
-        for i in range(0, len(keys), 50):
-            await client.delete(*keys[i : i + 50])
+        guard.cancel()
+        try:
+            async with asyncio.timeout(max(10.0, cfg.stall_timeout_s)):
+                keys = coord.keys.all()
+                for i in range(0, len(keys), 50):
+                    await client.delete(*keys[i : i + 50])
+        except TimeoutError:
+            log.warning(
+                "replay: could not delete the keys of pool %s (Redis does not answer)", pool
+            )
         await client.aclose()

@@ -21,10 +21,10 @@ from provisioner import scenarios
 from provisioner.bench import BenchRow, bench_scenario, private_servers, verdicts
 from provisioner.cli import cli
 from provisioner.leader import Leader
-from provisioner.localredis import cpus, pin
+from provisioner.localredis import cpus, local_redis, pin
 from provisioner.policy import make_policy
 from provisioner.predictive import PredictivePolicy
-from provisioner.replay import ReplayConfig, replay
+from provisioner.replay import ReplayConfig, ReplayStalled, replay
 from provisioner.workload import BootProfile, Event, Workload
 
 
@@ -46,6 +46,36 @@ def _workload(n: int = 20, gap_s: float = 60.0, lead_s: float = 20.0) -> Workloa
 
 def _run(wl: Workload, policy: str, redis_url: str, **knobs: float):  # type: ignore[no-untyped-def]
     return asyncio.run(replay(wl, make_policy(policy, **knobs), redis_url, ReplayConfig(tick_s=1)))
+
+
+def test_a_replay_whose_redis_stops_answering_gives_up_with_a_clear_error() -> None:
+    """The replay's client reads without a per-reply deadline (ReplayConfig): a Redis
+    that stops answering (SIGSTOP) ends the replay through the stall watchdog, not a
+    hang, and the pool's keys go once it answers again."""
+    wl = _workload(n=2000, gap_s=5.0)
+    with local_redis() as srv:
+        pid = int(redis.Redis.from_url(srv.url).info("server")["process_id"])
+
+        async def run() -> None:
+            async def stop_soon() -> None:
+                await asyncio.sleep(1.0)
+                os.kill(pid, signal.SIGSTOP)
+                await asyncio.sleep(2.0)  # the watchdog gives up meanwhile
+                os.kill(pid, signal.SIGCONT)
+
+            stopper = asyncio.create_task(stop_soon())
+            try:
+                cfg = ReplayConfig(tick_s=1, stall_timeout_s=1.0)
+                await replay(wl, make_policy("reactive"), srv.url, cfg)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+                await stopper
+
+        started = time.monotonic()
+        with pytest.raises(ReplayStalled, match="no tick finished in 1 s"):
+            asyncio.run(run())
+        assert time.monotonic() - started < 30
+        assert redis.Redis.from_url(srv.url).dbsize() == 0  # cleaned up after SIGCONT
 
 
 def test_reactive_without_keep_alive_misses_every_connect(redis_url: str) -> None:
