@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -793,6 +794,36 @@ def test_activity_classes_use_the_callers_default_boot_time(redis_url: str, pool
     assert client.evalsha(sham, len(km), *km, 5000) == [Code.ERR_BAD_ARG]
     assert client.zscore(keys.users_active, "y") is None
     assert client.evalsha(sham, len(km), *km, 5000, "y", 1_000, 0) == [Code.OK, Code.OK]
+    client.close()
+
+
+def test_integers_beyond_2_53_are_refused_before_any_write(redis_url: str, pool: str) -> None:
+    """A message id or time beyond 2^53 (no longer exact as a double) is ERR_BAD_ARG and
+    writes nothing; encoded in base 36 into a user record it made the script fail half way
+    through a run (2^64 + 28672) or wrote a record that no longer parses (2^61 + 512)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = PoolKeys(pool)
+    specs = {n: REGISTRY[n] for n in ("recordActivity", "recordActivities", "connectUser",
+                                      "disconnectUser")}  # fmt: skip
+    sha = {n: client.script_load(s.source) for n, s in specs.items()}
+
+    def run(name: str, *args: Any) -> Any:
+        ks = specs[name].keys_for(keys)
+        return client.evalsha(sha[name], len(ks), *ks, *args)
+
+    for huge in (str(2**64 + 28672), str(2**61 + 512), str(-(2**60)), "9007199254740994"):
+        assert run("recordActivity", "u1", 1_000, huge)[0] == Code.ERR_BAD_ARG, huge
+        assert run("recordActivity", "u1", huge, 0)[0] == Code.ERR_BAD_ARG, huge
+        # a run whose second event carries it: the first is not applied either
+        got = run("recordActivities", 30_000, "u0", 1_000, 7, "u1", 2_000, huge)
+        assert got == [Code.ERR_BAD_ARG], huge
+        for name in ("connectUser", "disconnectUser"):
+            got = run(name, "u1", 1_000, huge, "assigned", 30_000)
+            assert got[0] == Code.ERR_BAD_ARG, (name, huge)
+    assert client.hlen(keys.user_info) == 0 and client.zcard(keys.users_active) == 0
+    # 2^53 itself is exact and still taken
+    assert run("recordActivity", "u1", 1_000, str(2**53))[0] == Code.OK
+    assert client.hget(keys.user_info, "u1").startswith("2gosa7pa2gw|")
     client.close()
 
 

@@ -1,9 +1,12 @@
 -- Small helpers used by several scripts.
 
--- Parse an integer argument; nil when it is not a finite integer.
+-- Parse an integer argument; nil when it is not an integer of at most 2^53 in magnitude
+-- (beyond, doubles are no longer exact: such a message id or time garbled the user record
+-- it was written to, in base 36, or failed the script half way).
 local function int_arg(v)
   local n = tonumber(v)
-  if n == nil or n ~= n or n == math.huge or n == -math.huge or n ~= math.floor(n) then
+  if n == nil or n ~= n or n > 9007199254740992 or n < -9007199254740992
+    or n ~= math.floor(n) then
     return nil
   end
   return n
