@@ -5,15 +5,15 @@
 -- then for each class below n_classes that has active users, in ascending order: the
 -- class, then its counts per bucket (#bounds of them), both tiers together.
 -- Needs K.users_active (scores (class + PREMIUM_CLASS * premium) * CLASS + last seen ms).
--- The next occupied class id is found by one ZRANGE BYSCORE LIMIT 1 from the current
--- one's end (empty classes cost nothing). A class's buckets add up to its users, so one
--- ZCOUNT of that total comes first, then the oldest (open) bucket, where users linger
--- until they expire: a class of long-idle users costs 3 calls. The rest are recent: at
--- most FETCH_RECENT of them are read (one ZRANGE BYSCORE WITHSCORES) and put in their
--- buckets here, which costs less than a ZCOUNT per bucket (each call from Lua costs about
--- a microsecond more than its own work); more than that are counted bucket by bucket,
--- newest first, stopping once the total is reached (the last is what remains). Either
--- way a class costs O(buckets) calls or elements, never O(users).
+-- The next occupied class id and its oldest member are found by one ZRANGE BYSCORE LIMIT 1
+-- from the current one's end (empty classes cost nothing). The oldest (open) bucket, where
+-- users linger until they expire, is one ZCOUNT, skipped when that oldest member is
+-- younger. The rest are recent: up to FETCH_RECENT + 1 of them are read (one ZRANGE
+-- BYSCORE LIMIT WITHSCORES); FETCH_RECENT or fewer are put in their buckets here, which
+-- costs less than a ZCOUNT per bucket (each call from Lua costs about a microsecond more
+-- than its own work); more are counted bucket by bucket (their total, then newest first,
+-- stopping once all are placed: the last is what remains). A class costs 2-3 calls, or
+-- O(buckets) for a crowded one, never O(users).
 local FETCH_RECENT = 12
 -- ids .. CLASS_START is the string of the score id * CLASS (a class's first score).
 local CLASS_START = '0000000000000'
@@ -51,10 +51,11 @@ local function count_active(out, now_ms, n_classes, bounds)
   end
   local from = 0
   while true do
+    -- the next occupied class id, and its oldest member (scores rise with last seen)
     local nxt = redis.call('ZRANGE', K.users_active, from, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
       'WITHSCORES')
     if not nxt[2] then break end
-    local class, id = score_parts(tonumber(nxt[2]))
+    local class, id, first_ms = score_parts(tonumber(nxt[2]))
     if id >= PREMIUM_CLASS + PREMIUM_CLASS then break end
     if class >= n_classes then
       -- beyond the classes asked for: on to the premium tier, or done
@@ -63,8 +64,6 @@ local function count_active(out, now_ms, n_classes, bounds)
     else
       local ids = tostring(id)
       local lo, hi = ids .. CLASS_START, at(ids, id, 1)
-      local left = redis.call('ZCOUNT', K.users_active, lo, hi)
-      if id >= PREMIUM_CLASS then premium = premium + left end
       local row = counts[class]
       if not row then
         row = {}
@@ -72,35 +71,48 @@ local function count_active(out, now_ms, n_classes, bounds)
         counts[class] = row
         order[#order + 1] = class
       end
-      if nb > 1 and left > 0 then
-        local old = redis.call('ZCOUNT', K.users_active, lo, at(ids, id, nb))
-        row[nb] = row[nb] + old
-        left = left - old
-      end
-      if nb > 1 and left > 0 and left <= FETCH_RECENT then
-        -- the recent users themselves: age = now - seen is in [0, bounds[nb])
+      local total
+      if nb == 1 then
+        total = redis.call('ZCOUNT', K.users_active, lo, hi)
+        row[1] = row[1] + total
+      else
+        -- the oldest (open) bucket, counted only when the class's oldest member is in it
+        local old = 0
+        if ms[nb] and first_ms <= ms[nb] then
+          old = redis.call('ZCOUNT', K.users_active, lo, at(ids, id, nb))
+          row[nb] = row[nb] + old
+        end
+        -- the recent users themselves, when there are few: age = now - seen is in
+        -- [0, bounds[nb]); one more than FETCH_RECENT says there are more
         local got = redis.call('ZRANGE', K.users_active, after(ids, id, nb), hi, 'BYSCORE',
-          'WITHSCORES')
-        local base = id * CLASS
-        for i = 2, #got, 2 do
-          local age = now_ms - (tonumber(got[i]) - base)
-          local j = nb - 1
-          while j > 1 and age < bounds[j] do j = j - 1 end
-          row[j] = row[j] + 1
+          'LIMIT', 0, FETCH_RECENT + 1, 'WITHSCORES')
+        if #got <= 2 * FETCH_RECENT then
+          local base = id * CLASS
+          for i = 2, #got, 2 do
+            local age = now_ms - (tonumber(got[i]) - base)
+            local j = nb - 1
+            while j > 1 and age < bounds[j] do j = j - 1 end
+            row[j] = row[j] + 1
+          end
+          total = old + #got / 2
+        else
+          -- many: counted bucket by bucket, newest first, stopping once all are placed
+          -- (the last is what remains)
+          local left = redis.call('ZCOUNT', K.users_active, after(ids, id, nb), hi)
+          total = old + left
+          for j = 1, nb - 1 do
+            local n = 0
+            if j == nb - 1 then
+              n = left
+            elseif left > 0 then
+              n = redis.call('ZCOUNT', K.users_active, after(ids, id, j + 1), at(ids, id, j))
+            end
+            left = left - n
+            row[j] = row[j] + n
+          end
         end
-        left = 0
       end
-      for j = 1, nb - 1 do
-        local n = 0
-        if j == nb - 1 then
-          n = left
-        elseif left > 0 then
-          n = redis.call('ZCOUNT', K.users_active, after(ids, id, j + 1), at(ids, id, j))
-        end
-        left = left - n
-        row[j] = row[j] + n
-      end
-      if nb == 1 then row[1] = row[1] + left end
+      if id >= PREMIUM_CLASS then premium = premium + total end
       from = (id + 1) .. CLASS_START
     end
   end
