@@ -483,6 +483,12 @@ class Leader:
         """Node API calls (creates, deletes) running now."""
         return len(self._tasks)
 
+    def cancel_calls(self) -> None:
+        """Cancel every Node API call in flight (a replay that gives up: they must not
+        write to the pool once its keys are deleted)."""
+        for task in list(self._tasks):
+            task.cancel()
+
     async def drain(self) -> None:
         """Wait for every Node API call in flight (the replay benchmark's step)."""
         while self._tasks:

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from provisioner.clock import VirtualClock
 from provisioner.coordinator import Coordinator
@@ -101,8 +102,9 @@ class ReplayConfig:
             the last tick before the next inbound event, for a policy whose target rises
             only on events; and while the pool is at rest, to the last tick before
             anything could change (module docstring).
-        stall_timeout_s: wall seconds the replay may go without finishing a tick before
-            it gives up (:class:`ReplayStalled`). Its Redis client reads without a
+        stall_timeout_s: wall seconds (> 0) the replay may go without finishing a tick, a
+            history walk call or an expiry call before it gives up (:class:`ReplayStalled`;
+            ValueError at construction otherwise). Its Redis client reads without a
             deadline per reply: redis-py's asyncio client (8.x) arms a timer for each
             read, about 40 us of Python a round trip (measured, one core), some 10% of a
             ``browse-heavy`` replay; this watchdog, checked every few seconds, takes
@@ -119,6 +121,10 @@ class ReplayConfig:
     premium_share: float = 0.1
     fast_forward: bool = True
     stall_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not self.stall_timeout_s > 0:
+            raise ValueError(f"stall_timeout_s must be > 0, not {self.stall_timeout_s!r}")
 
 
 class ReplayStalled(RuntimeError):
@@ -344,15 +350,16 @@ async def replay(
     skipped_ticks = 0
     main = asyncio.current_task()
     stalled = False
+    progress = 0  # ticks, history walk and expiry calls done
 
     async def watchdog() -> None:
-        """Cancel the replay when no tick finished for ``cfg.stall_timeout_s``."""
+        """Cancel the replay when nothing finished for ``cfg.stall_timeout_s``."""
         nonlocal stalled
         seen, since = -1, time.monotonic()
         while True:
             await asyncio.sleep(min(5.0, cfg.stall_timeout_s / 4))
-            if ticks != seen:
-                seen, since = ticks, time.monotonic()
+            if progress != seen:
+                seen, since = progress, time.monotonic()
             elif time.monotonic() - since >= cfg.stall_timeout_s:
                 stalled = True
                 assert main is not None
@@ -431,6 +438,7 @@ async def replay(
             await leader.step()  # sends the queued events first (it always sends)
             await leader.drain()
             ticks += 1
+            progress += 1
             if ((next_tick - T0_MS) // tick_ms + 1) % cfg.maintenance_every == 0:
                 await coord.expire_users(next_tick, user_ttl_ms, min_interval_ms=0)
             if next_tick - last_forget >= forget_every_ms:
@@ -441,6 +449,7 @@ async def replay(
                 for _ in range(10_000):
                     gone, walked = await coord.forget_users(next_tick, history_ttl_ms, count=5000)
                     forgotten += gone
+                    progress += 1
                     if walked:
                         break
             next_tick += tick_ms
@@ -481,7 +490,7 @@ async def replay(
                         t_maint = T0_MS + k_maint * tick_ms
                         # each skipped tick expired up to 1000: all of them, here
                         while await coord.expire_users(t_maint, user_ttl_ms, min_interval_ms=0):
-                            pass
+                            progress += 1
                     skipped_ticks += n_skip
                     leader.skip_ticks(n_skip)
                     next_tick = jump
@@ -523,18 +532,18 @@ async def replay(
         assert main is not None
         main.uncancel()
         raise ReplayStalled(
-            f"replay gave up: no tick finished in {cfg.stall_timeout_s:g} s of wall time "
-            f"(Redis at {redis_url} does not answer)"
+            f"replay of pool {pool} gave up: nothing finished in {cfg.stall_timeout_s:g} s "
+            "of wall time (its Redis does not answer)"
         ) from None
     finally:
         guard.cancel()
+        leader.cancel_calls()
         try:
             async with asyncio.timeout(max(10.0, cfg.stall_timeout_s)):
                 keys = coord.keys.all()
                 for i in range(0, len(keys), 50):
                     await client.delete(*keys[i : i + 50])
-        except TimeoutError:
-            log.warning(
-                "replay: could not delete the keys of pool %s (Redis does not answer)", pool
-            )
-        await client.aclose()
+        except (TimeoutError, RedisError, OSError) as e:
+            log.warning("replay: the keys of pool %s are left (%r)", pool, e)
+        finally:
+            await client.aclose()
