@@ -9,11 +9,9 @@ serves: see :func:`pin`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -162,28 +160,16 @@ class LocalRedis:
         self.cpu = pin_threads(self.proc.pid, self.cpu)
 
 
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_LIBC: ctypes.CDLL | None = None
-
-
 def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
-    """Start the server; on Linux it is sent SIGTERM should the process that started it
-    die without stopping it (``prctl(PR_SET_PDEATHSIG)``, set in the child before the
-    exec: a benchmark killed with SIGKILL left its private servers running). The signal
-    follows the death of the starting *thread*: servers are started from the main one."""
-    global _LIBC
-    preexec = None
-    if sys.platform == "linux":
-        if _LIBC is None:
-            _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here, not in the child
-        libc = _LIBC
-
-        def preexec() -> None:
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-
-    return subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=preexec
-    )
+    """Start the server. Where util-linux's ``setpriv`` is on PATH (Linux) it execs the
+    server with ``--pdeathsig TERM``: the server is sent SIGTERM should the process that
+    started it die without stopping it (a benchmark killed with SIGKILL left its private
+    servers running). The signal follows the death of the starting *thread*: servers are
+    started from the main one. (``setpriv`` rather than a ``preexec_fn`` calling
+    ``prctl``: Python code between fork and exec is unsafe while other threads run.)"""
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    prefix = [setpriv, "--pdeathsig", "TERM"] if setpriv else []
+    return subprocess.Popen(prefix + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @contextmanager
