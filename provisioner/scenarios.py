@@ -552,7 +552,8 @@ browsing users never connect.  The connects come at ``steady``'s rate (0.2/s: 0.
 there, 4 x 5% here), so the two need pools of one size and differ in the signal only.
 About 7,200 users and 360 sessions in the 30 min.  (Until 2026-12-01 the arrivals were
 2/s: half the connect rate, so the benchmark needed 29 h of virtual time, twice the
-ticks, for its 10,000 sessions, and the replay took over a minute.)"""
+ticks, for its 10,000 sessions, and the replay took over a minute.)  The benchmark
+ticks it every 3 s, not 2 s (``bench.TICK_S``)."""
 
 
 @register("browse-heavy")
