@@ -12,6 +12,7 @@ misses at cost 1.0.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import itertools
 import json
@@ -19,8 +20,12 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -171,12 +176,22 @@ async def bench_scenario(
 
 #: A ``--jobs`` worker's own (url, cpu), taken from the queue at its start (``_worker_init``).
 _WORKER: dict[str, Any] = {}
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+#: The bench process (the workers' parent; set before they are forked).
+_BENCH_PID = os.getpid()
 
 
 def _worker_init(slots: Any, spare: tuple[str, int | None]) -> None:
     """Start of a ``--jobs`` worker: take one (url, cpu) slot and pin to that CPU, where
     the slot's private redis-server runs too (``private_servers``); a worker started
-    after the slots are gone (the pool replaces one that died) takes ``spare``."""
+    after the slots are gone takes ``spare``. On Linux the worker asks to be killed
+    when the bench dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)``): a worker waiting for work
+    never sees the queue close, as its sibling holds the pipe too, and a bench killed
+    with SIGKILL left its workers waiting for ever."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != _BENCH_PID:  # the bench died before the call
+            os._exit(1)
     logging.getLogger("provisioner").setLevel(logging.WARNING)
     try:
         url, cpu = slots.get(timeout=5.0)
@@ -195,31 +210,50 @@ def _bench_task(args: tuple[str, str, str, float, int, int]) -> BenchRow:
     return asyncio.run(bench_one(name, url, policy, value, seed, sessions))
 
 
-def _rows_while_workers_live(rows: Any, poll_s: float = 1.0) -> Iterator[BenchRow]:
-    """The rows of a ``Pool.imap_unordered`` as they come, until a worker process dies.
+def _run_jobs(
+    jobs: int, tasks: list[tuple[str, str, float]], seed: int, sessions: int,
+    slots: list[tuple[str, int | None]], done: Callable[[BenchRow], None],
+) -> None:  # fmt: skip
+    """Run ``tasks`` on ``jobs`` worker processes, handing each row to ``done`` as it
+    comes (``--jobs``).
 
-    A worker killed mid-replay (OOM killer, ``kill -9``) is replaced by the pool, but its
-    replay is lost and the iterator would wait for it for ever; a replacement shows as a
-    worker process that was not there at the start, so this checks the pool's processes
-    every ``poll_s`` seconds while it waits.
+    A ``ProcessPoolExecutor`` reports a worker that dies (OOM killer, ``kill -9``) as a
+    broken pool, busy or idle; a ``multiprocessing.Pool`` replaced it, lost its replay and
+    waited for it for ever, and one killed while idle left the task queue's lock held, so
+    even its clean-up hung. On any other way out (an error, SIGTERM, Ctrl-C) the workers
+    are killed at once rather than left to finish their replays.
 
     Raises:
-        click.ClickException: a worker died (the rows so far are written; ``--merge``
-            runs the rest).
+        click.ClickException: a worker died (the rows done so far are written).
     """
-    start = {p.pid for p in multiprocessing.active_children()}
-    while True:
+    free: Any = multiprocessing.Queue()
+    for slot in slots:
+        free.put(slot)
+    global _BENCH_PID
+    _BENCH_PID = os.getpid()
+    ctx = multiprocessing.get_context("fork")  # the workers inherit the loaded scripts
+    with ProcessPoolExecutor(jobs, ctx, _worker_init, (free, slots[0])) as workers:
         try:
-            yield rows.next(timeout=poll_s)
-        except StopIteration:
-            return
-        except multiprocessing.TimeoutError:
-            now = {p.pid for p in multiprocessing.active_children()}
-            if now - start:
-                raise click.ClickException(
-                    "a --jobs worker process died mid-replay (killed?); the rows done so "
-                    "far are in results.json: run the rest with --merge"
-                ) from None
+            futures = [
+                workers.submit(_bench_task, (name, "", pol, value, seed, sessions))
+                for name, pol, value in tasks
+            ]
+            for fut in as_completed(futures):
+                done(fut.result())
+        except BrokenProcessPool:
+            # the pool SIGTERMs the others, which a replay turns into its own clean-up
+            # (the CLI's handler): they must not keep the executor's shutdown waiting
+            for proc in multiprocessing.active_children():
+                proc.kill()
+            raise click.ClickException(
+                "a --jobs worker process died (killed?); the rows done so far are in "
+                "results.json (--merge keeps them when the missing points are run alone, "
+                "with --scenario, --policy and --value)"
+            ) from None
+        except BaseException:
+            for proc in multiprocessing.active_children():
+                proc.kill()
+            raise
 
 
 @dataclass(frozen=True)
@@ -559,16 +593,7 @@ def policy_cmd(
             for name, pol, value in tasks:
                 done(asyncio.run(bench_one(name, url, pol, value, seed, sessions)))
         else:
-            free: Any = multiprocessing.Queue()
-            for slot in slots:
-                free.put(slot)
-            spare = slots[0]
-            # a Pool, not a ProcessPoolExecutor: on SIGTERM or an error its workers are
-            # terminated at once instead of finishing their replays
-            with multiprocessing.Pool(jobs, _worker_init, (free, spare)) as workers:
-                args = [(name, "", pol, value, seed, sessions) for name, pol, value in tasks]
-                for row in _rows_while_workers_live(workers.imap_unordered(_bench_task, args)):
-                    done(row)
+            _run_jobs(jobs, tasks, seed, sessions, slots, done)
     written = plot(rows, outdir)
     (outdir / "verdicts.json").write_text(json.dumps([asdict(v) for v in verdicts(rows)], indent=1))
     if as_json:
