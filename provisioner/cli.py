@@ -27,6 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from provisioner import __version__
 from provisioner.coordinator import Coordinator
+from provisioner.errors import Code, ScriptError
 from provisioner.invariants import check_invariants
 from provisioner.keys import Channels, validate_pool_name
 from provisioner.leader import LeaderConfig
@@ -460,17 +461,21 @@ async def _seed(
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     tag = uuid.uuid4().hex[:6]
     try:
-        calls: list[tuple[str, list[str | int | float]]] = [
-            ("recordActivity", [f"seed-user-{tag}-{i}", now, 0]) for i in range(users)
-        ]
+        calls = [coord.activity_call(f"seed-user-{tag}-{i}", now) for i in range(users)]
         for i in range(0, len(calls), 1000):
-            await coord.runner.call_many(calls[i : i + 1000])
+            for res in await coord.runner.call_many(calls[i : i + 1000]):
+                if int(res[0]) != Code.OK:  # a script's refusal, not a count of users
+                    raise click.ClickException(
+                        f"seed: recordActivity refused: {Code(int(res[0])).name}"
+                    )
         for i in range(ready + booting):
             node = f"seed-node-{tag}-{i}"
             await coord.register_node("", node, now)
             if i < ready:
                 await coord.node_status(node, "ready", now)
         return {"users": users, "ready_nodes": ready, "booting_nodes": booting}
+    except ScriptError as e:
+        raise click.ClickException(f"seed: {e}") from e
     finally:
         await coord.client.aclose()
 
@@ -479,7 +484,12 @@ async def _seed(
 @click.option("--users", type=int, default=0, help="Active users to add.")
 @click.option("--ready-nodes", type=int, default=0, help="Ready nodes to add (not in any API).")
 @click.option("--booting-nodes", type=int, default=0, help="Booting nodes to add.")
-@click.option("--now-ms", type=int, default=None, help="Time to seed at (default: now).")
+@click.option(
+    "--now-ms",
+    type=click.IntRange(0, 10**13 - 1),
+    default=None,
+    help="Time to seed at, unix ms (default: now).",
+)
 @click.pass_obj
 def seed(obj: Ctx, users: int, ready_nodes: int, booting_nodes: int, now_ms: int | None) -> None:
     """Seed users and nodes for debugging, through the same Lua scripts."""

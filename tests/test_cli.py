@@ -96,6 +96,20 @@ def test_seed_rejects_negative_counts(invoke: Invoke) -> None:
     assert "counts must be >= 0" in result.output
 
 
+def test_seed_refuses_a_time_the_scripts_would_refuse(invoke: Invoke) -> None:
+    """``--now-ms`` outside [0, 1e13) is a usage error: it used to report the users it
+    asked for while the activity script refused every one (-5), or end in a traceback
+    from a refused node registration (2^64)."""
+    for bad in ("-5", str(10**13), str(2**64 + 28672)):
+        result = invoke("seed", "--users", "2", "--ready-nodes", "1", "--now-ms", bad)
+        assert result.exit_code == 2, (bad, result.output)
+        assert "--now-ms" in result.output and "Traceback" not in result.output
+    st = json.loads(ok(invoke("status", "--json")))
+    assert st["users"]["active"] == 0 and st["nodes"]["ready"] == 0  # nothing written
+    out = ok(invoke("seed", "--users", "2", "--now-ms", "1700000000000"))
+    assert json.loads(out)["users"] == 2
+
+
 def test_check_passes_then_fails_on_a_broken_invariant(
     invoke: Invoke, r: redis.Redis, pool: str
 ) -> None:
