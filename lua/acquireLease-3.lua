@@ -17,7 +17,7 @@
 --- @include "util"
 
 local holder = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 local ttl = int_arg(ARGV[3])
 if not holder or holder == '' or now_ms == nil or ttl == nil or ttl <= 0 then
   return {ERR_BAD_ARG, '', '', 0}

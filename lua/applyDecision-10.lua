@@ -46,7 +46,7 @@
 --- @include "decision"
 
 local token = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 local keep_alive = int_arg(ARGV[3])
 local floor = int_arg(ARGV[4])
 local boot_timeout = int_arg(ARGV[5])

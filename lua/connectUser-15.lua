@@ -35,7 +35,7 @@
 --- @include "userrec"
 
 local user = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 local channel = ARGV[4]
 local default_boot = int_arg(ARGV[5])

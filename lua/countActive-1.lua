@@ -16,7 +16,7 @@
 --- @include "util"
 --- @include "active"
 
-local now_ms = int_arg(ARGV[1])
+local now_ms = ms_arg(ARGV[1])
 local n_classes = int_arg(ARGV[2])
 if now_ms == nil or n_classes == nil or n_classes <= 0 then return {ERR_BAD_ARG} end
 local bounds = {0}

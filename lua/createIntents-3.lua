@@ -19,7 +19,7 @@
 --- @include "intents"
 
 local token = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 if not token or now_ms == nil or #ARGV < 3 then return {ERR_BAD_ARG, 0} end
 if not types_ok({[K.leader] = 'hash', [K.intents] = 'zset', [K.stats] = 'hash'}) then
   return {ERR_WRONG_TYPE, 0}

@@ -29,7 +29,7 @@
 --- @include "userrec"
 
 local user = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 local channel = ARGV[4]
 if user == nil or user == '' or now_ms == nil or msg_id == nil or not channel then

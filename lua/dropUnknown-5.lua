@@ -22,7 +22,7 @@
 --- @include "fence"
 
 local token = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 if not token or now_ms == nil then return {ERR_BAD_ARG} end
 if not types_ok({[K.leader] = 'hash', [K.nodes_unknown] = 'zset', [K.node_early] = 'hash',
   [K.nodes_terminated] = 'zset', [K.node_state] = 'hash'}) then return {ERR_WRONG_TYPE} end

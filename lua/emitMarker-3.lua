@@ -21,7 +21,7 @@
 --- @include "codes"
 --- @include "util"
 
-local now_ms = int_arg(ARGV[1])
+local now_ms = ms_arg(ARGV[1])
 local interval = int_arg(ARGV[2])
 local channel = ARGV[3]
 local new_secret = ARGV[4]

@@ -17,7 +17,7 @@
 --- @include "codes"
 --- @include "util"
 
-local now_ms = int_arg(ARGV[1])
+local now_ms = ms_arg(ARGV[1])
 local ttl = int_arg(ARGV[2])
 local max_count = int_arg(ARGV[3])
 local min_interval = int_arg(ARGV[4])

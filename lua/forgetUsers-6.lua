@@ -24,7 +24,7 @@
 --- @include "util"
 --- @include "userrec"
 
-local now_ms = int_arg(ARGV[1])
+local now_ms = ms_arg(ARGV[1])
 local ttl = int_arg(ARGV[2])
 local count = int_arg(ARGV[3])
 if now_ms == nil or ttl == nil or ttl <= 0 or count == nil or count <= 0 then

@@ -14,7 +14,7 @@
 --- @include "util"
 
 local replica = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 local stale = int_arg(ARGV[3])
 if not replica or replica == '' or now_ms == nil or stale == nil or stale <= 0 then
   return {ERR_BAD_ARG, 0}

@@ -21,7 +21,7 @@
 --- @include "terminate"
 
 local token = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 if not token or now_ms == nil then return {ERR_BAD_ARG} end
 if not types_ok({[K.leader] = 'hash', [K.node_state] = 'hash', [K.nodes_booting] = 'zset',
   [K.nodes_ready] = 'zset', [K.nodes_terminating] = 'zset'}) then return {ERR_WRONG_TYPE} end

@@ -48,7 +48,7 @@
 --- @include "active"
 
 local holder, token = ARGV[1], ARGV[2]
-local now_ms = int_arg(ARGV[3])
+local now_ms = ms_arg(ARGV[3])
 local ttl = int_arg(ARGV[4])
 local default_s = tonumber(ARGV[5])
 local n_classes = int_arg(ARGV[6])

@@ -16,7 +16,7 @@
 --- @include "codes"
 --- @include "util"
 
-local now_ms = int_arg(ARGV[1])
+local now_ms = ms_arg(ARGV[1])
 local retain = int_arg(ARGV[2])
 local max_count = int_arg(ARGV[3])
 if now_ms == nil or retain == nil or retain <= 0 or max_count == nil or max_count <= 0 then

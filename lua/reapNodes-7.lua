@@ -30,7 +30,7 @@
 --- @include "reap"
 
 local token = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 local keep_alive = int_arg(ARGV[3])
 local target = int_arg(ARGV[4])
 local boot_timeout = int_arg(ARGV[5])

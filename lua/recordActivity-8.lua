@@ -26,7 +26,7 @@
 --- @include "activity"
 
 local user = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 local default_ms = default_boot_arg(ARGV[4])
 if user == nil or user == '' or now_ms == nil or now_ms < 0 or now_ms >= CLASS or msg_id == nil

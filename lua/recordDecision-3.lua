@@ -20,7 +20,7 @@
 --- @include "decision"
 
 local token = ARGV[1]
-local now_ms = int_arg(ARGV[2])
+local now_ms = ms_arg(ARGV[2])
 local maxlen = int_arg(ARGV[3])
 if not token or now_ms == nil or maxlen == nil or maxlen <= 0 or (#ARGV - 3) % 2 ~= 0 then
   return {ERR_BAD_ARG}

@@ -43,7 +43,7 @@
 
 local node = ARGV[1]
 local status = ARGV[2]
-local now_ms = int_arg(ARGV[3])
+local now_ms = ms_arg(ARGV[3])
 local msg_id = int_arg(ARGV[4])
 local channel = ARGV[5]
 local alpha_min = tonumber(ARGV[6])

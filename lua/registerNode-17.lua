@@ -37,7 +37,7 @@
 
 local intent = ARGV[1]
 local node = ARGV[2]
-local now_ms = int_arg(ARGV[3])
+local now_ms = ms_arg(ARGV[3])
 local channel = ARGV[4]
 local alpha_min = tonumber(ARGV[5])
 if intent == nil or node == nil or node == '' or now_ms == nil or not channel

@@ -15,7 +15,7 @@
 --- @include "util"
 
 local holder, token = ARGV[1], ARGV[2]
-local now_ms = int_arg(ARGV[3])
+local now_ms = ms_arg(ARGV[3])
 local ttl = int_arg(ARGV[4])
 if not holder or not token or now_ms == nil or ttl == nil or ttl <= 0 then return {ERR_BAD_ARG, 0} end
 if not types_ok({[K.leader] = 'hash'}) then return {ERR_WRONG_TYPE, 0} end

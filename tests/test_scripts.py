@@ -797,6 +797,42 @@ def test_activity_classes_use_the_callers_default_boot_time(redis_url: str, pool
     client.close()
 
 
+#: Scripts that take a time, called with it (the other arguments valid).
+TIME_CALLS: dict[str, Any] = {
+    "connectUser": lambda sc, now: sc.connect("u1", now),
+    "disconnectUser": lambda sc, now: sc.disconnect("u1", now),
+    "registerNode": lambda sc, now: sc.register_node("i1", "n1", now),
+    "recordNodeStatus": lambda sc, now: sc.node_status("n1", "ready", now),
+    "recordActivity": lambda sc, now: sc.record_activity("u1", now),
+    "acquireLease": lambda sc, now: sc.acquire_lease("L", now, 1000),
+    "heartbeat": lambda sc, now: sc.heartbeat("r1", now),
+    "expireUsers": lambda sc, now: sc.expire_users(now, 1, min_interval_ms=0),
+    "forgetUsers": lambda sc, now: sc.forget_users(now, 1),
+    "pruneNodes": lambda sc, now: sc.prune_nodes(now, 1),
+    "emitMarker": lambda sc, now: sc.emit_marker(now, 0),
+    "countActive": lambda sc, now: sc.active_by_class_recency(now, [1000.0], 2),
+}
+
+
+@pytest.mark.parametrize("script", sorted(TIME_CALLS))
+def test_a_time_outside_0_to_1e13_ms_is_refused_before_any_write(
+    sc: SyncCoord, r: redis.Redis, script: str
+) -> None:
+    """Scores put a band or class id above a time's 13 digits: a connect at -5 ms waited
+    in the premium band's range, one at 1e13 in a band that does not exist. Every script
+    that takes a time refuses one outside [0, 1e13) and writes nothing."""
+    sc.connect("u0", 1_000)  # some state to keep
+    before = {k: r.dump(k) for k in r.keys("*")}
+    for now in (-5, 10**13, -(2**40)):
+        try:
+            got = TIME_CALLS[script](sc, now)
+        except BadArgumentError:
+            continue
+        assert got in (Code.ERR_BAD_ARG, [Code.ERR_BAD_ARG]), (script, now, got)
+    assert {k: r.dump(k) for k in r.keys("*")} == before
+    TIME_CALLS[script](sc, 10**13 - 1)  # the last ms of the range is taken
+
+
 def test_integers_beyond_2_53_are_refused_before_any_write(redis_url: str, pool: str) -> None:
     """A message id or time beyond 2^53 (no longer exact as a double) is ERR_BAD_ARG and
     writes nothing; encoded in base 36 into a user record it made the script fail half way

@@ -12,6 +12,15 @@ local function int_arg(v)
   return n
 end
 
+-- Parse a time argument, unix ms: an integer in [0, 1e13) (1970 to 2286), else nil. Scores
+-- put a band or class id above the 13 digits of a time (codes.lua), so a time outside them
+-- was misread as another band (a connect at -5 ms waited in the premium band).
+local function ms_arg(v)
+  local n = int_arg(v)
+  if n == nil or n < 0 or n >= 10000000000000 then return nil end
+  return n
+end
+
 -- The exclusive score bound "(x" of an integer x: string.format, not `..`, which formats a
 -- number with 14 significant digits (class * 1e13 + ms has 15 from class 10 on).
 local function excl(x)
