@@ -176,14 +176,22 @@ def test_live_subscription_is_applied_in_batches_each_event_once(redis_url: str,
 # -- the packed record and the history TTL ---------------------------------------------
 
 
-def test_record_round_trips_large_ids_and_negative_times(sc: SyncCoord) -> None:
+def test_record_round_trips_large_ids_and_negative_fields(sc: SyncCoord, r: redis.Redis) -> None:
     big = (2**53 // POSITIONS_PER_MARKER - 1) * POSITIONS_PER_MARKER + 999_999
-    # a connect (activity refuses a negative clock: its score would leave its class)
-    assert sc.connect("u", -5, big)[0] == Code.MISS
-    rec = sc.user_record("u")
-    assert rec == UserRecord(big, -5, -5, 0, 1, 0)
+    # a negative clock is refused by every script (a score would leave its band)
+    with pytest.raises(BadArgumentError):
+        sc.connect("u", -5, big)
+    assert sc.user_record("u") is None
+    assert sc.connect("u", 5, big)[0] == Code.MISS
+    assert sc.user_record("u") == UserRecord(big, 5, 5, 0, 1, 0)
     assert sc.record_activity("u", 10, big) == Code.STALE
     assert sc.record_activity("u", 10, big - 1) == Code.STALE
+    # negative fields (only a hand edit writes them now) still decode, in Python and in
+    # Lua: the activity keeps the record's connects and last disconnect
+    r.hset(sc.keys.user_info, "h", "1|-5|-5|0|1|-7")
+    assert sc.user_record("h") == UserRecord(1, -5, -5, 0, 1, -7)
+    assert sc.record_activity("h", 10, 2) == Code.OK
+    assert sc.user_record("h") == UserRecord(2, 10, 10, 1, 1, -7)
 
 
 def test_history_outlives_the_active_set_and_is_forgotten_after_its_ttl(
