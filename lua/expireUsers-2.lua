@@ -39,10 +39,10 @@ while #old < max_count do
   local nxt = redis.call('ZRANGE', K.users_active, from, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
     'WITHSCORES')
   if not nxt[2] then break end
-  local id = math.floor(tonumber(nxt[2]) / CLASS)
+  local _, id, first_ms = score_parts(tonumber(nxt[2]))
   if id >= PREMIUM_CLASS + N_CLASSES then break end  -- no class id (as before: not expired)
   local base = id * CLASS
-  if now_ms - ttl >= 0 and tonumber(nxt[2]) < base + now_ms - ttl then
+  if now_ms - ttl >= 0 and first_ms < now_ms - ttl then  -- its oldest member is due
     local some = redis.call('ZRANGEBYSCORE', K.users_active, base, excl(base + now_ms - ttl),
       'LIMIT', 0, max_count - #old)
     for _, user in ipairs(some) do old[#old + 1] = user end

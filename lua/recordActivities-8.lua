@@ -32,10 +32,8 @@ local default_ms = ARGV[1] ~= nil and default_boot_arg(ARGV[1])
 if not default_ms or #ARGV < 4 or (#ARGV - 1) % 3 ~= 0 then return {ERR_BAD_ARG} end
 local times, ids = {}, {}  -- by argument index: no table per message
 for i = 2, #ARGV, 3 do
-  local now_ms, msg_id = int_arg(ARGV[i + 1]), int_arg(ARGV[i + 2])
-  if ARGV[i] == '' or now_ms == nil or now_ms < 0 or now_ms >= CLASS or msg_id == nil then
-    return {ERR_BAD_ARG}
-  end
+  local now_ms, msg_id = ms_arg(ARGV[i + 1]), int_arg(ARGV[i + 2])
+  if ARGV[i] == '' or now_ms == nil or msg_id == nil then return {ERR_BAD_ARG} end
   times[i], ids[i] = now_ms, msg_id
 end
 if not activity_types_ok() then return {ERR_WRONG_TYPE} end

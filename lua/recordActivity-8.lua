@@ -29,8 +29,8 @@ local user = ARGV[1]
 local now_ms = ms_arg(ARGV[2])
 local msg_id = int_arg(ARGV[3])
 local default_ms = default_boot_arg(ARGV[4])
-if user == nil or user == '' or now_ms == nil or now_ms < 0 or now_ms >= CLASS or msg_id == nil
-  or not default_ms or #ARGV > 4 then
+if user == nil or user == '' or now_ms == nil or msg_id == nil or not default_ms
+  or #ARGV > 4 then
   return {ERR_BAD_ARG, 0}
 end
 if not activity_types_ok() then return {ERR_WRONG_TYPE, 0} end

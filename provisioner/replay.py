@@ -280,12 +280,13 @@ def _due_calls(
                 metas.append(meta)
                 ei = j
                 continue
+            t_ev = times[ei]
             ei += 1
             if ev.kind == "connect":
-                calls.append(coord.connect_call(ev.user_id, times[ei - 1]))
+                calls.append(coord.connect_call(ev.user_id, t_ev))
             else:
-                calls.append(coord.disconnect_call(ev.user_id, times[ei - 1]))
-            metas.append([(ev.kind, ev.user_id, times[ei - 1])])
+                calls.append(coord.disconnect_call(ev.user_id, t_ev))
+            metas.append([(ev.kind, ev.user_id, t_ev)])
         elif heap and heap[0][0] < next_tick:
             t_st, _, node, status = heapq.heappop(heap)
             calls.append(coord.node_status_call(node, status, t_st))
@@ -390,8 +391,8 @@ async def replay(
                         activity.append((t, who))
                     applied += len(meta)
                     continue
+                code = int(res[0])
                 for kind, who, t_int in meta:
-                    code = int(res[0])
                     t = max(float(t_int), last_t + 0.001)
                     last_t = t
                     applied += 1
