@@ -177,20 +177,18 @@ async def bench_scenario(
 #: A ``--jobs`` worker's own (url, cpu), taken from the queue at its start (``_worker_init``).
 _WORKER: dict[str, Any] = {}
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-#: The bench process (the workers' parent; set before they are forked).
-_BENCH_PID = os.getpid()
 
 
-def _worker_init(slots: Any, spare: tuple[str, int | None]) -> None:
+def _worker_init(slots: Any, spare: tuple[str, int | None], bench_pid: int) -> None:
     """Start of a ``--jobs`` worker: take one (url, cpu) slot and pin to that CPU, where
     the slot's private redis-server runs too (``private_servers``); a worker started
     after the slots are gone takes ``spare``. On Linux the worker asks to be killed
-    when the bench dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)``): a worker waiting for work
-    never sees the queue close, as its sibling holds the pipe too, and a bench killed
-    with SIGKILL left its workers waiting for ever."""
+    when the bench (``bench_pid``) dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)``): a worker
+    waiting for work never sees the queue close, as its sibling holds the pipe too, and
+    a bench killed with SIGKILL left its workers waiting for ever."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != _BENCH_PID:  # the bench died before the call
+        if os.getppid() != bench_pid:  # the bench died before the call
             os._exit(1)
     logging.getLogger("provisioner").setLevel(logging.WARNING)
     try:
@@ -229,10 +227,9 @@ def _run_jobs(
     free: Any = multiprocessing.Queue()
     for slot in slots:
         free.put(slot)
-    global _BENCH_PID
-    _BENCH_PID = os.getpid()
     ctx = multiprocessing.get_context("fork")  # the workers inherit the loaded scripts
-    with ProcessPoolExecutor(jobs, ctx, _worker_init, (free, slots[0])) as workers:
+    init = (free, slots[0], os.getpid())
+    with ProcessPoolExecutor(jobs, ctx, _worker_init, init) as workers:
         try:
             futures = [
                 workers.submit(_bench_task, (name, "", pol, value, seed, sessions))
@@ -240,19 +237,18 @@ def _run_jobs(
             ]
             for fut in as_completed(futures):
                 done(fut.result())
-        except BrokenProcessPool:
-            # the pool SIGTERMs the others, which a replay turns into its own clean-up
-            # (the CLI's handler): they must not keep the executor's shutdown waiting
+        except BaseException as e:
+            # on a broken pool the executor SIGTERMs the other workers, which a replay
+            # turns into its own clean-up (the CLI's handler): they must not keep its
+            # shutdown waiting
             for proc in multiprocessing.active_children():
                 proc.kill()
-            raise click.ClickException(
-                "a --jobs worker process died (killed?); the rows done so far are in "
-                "results.json (--merge keeps them when the missing points are run alone, "
-                "with --scenario, --policy and --value)"
-            ) from None
-        except BaseException:
-            for proc in multiprocessing.active_children():
-                proc.kill()
+            if isinstance(e, BrokenProcessPool):
+                raise click.ClickException(
+                    "a --jobs worker process died (killed?); the rows done so far are in "
+                    "results.json (--merge keeps them when the missing points are run "
+                    "alone, with --scenario, --policy and --value)"
+                ) from None
             raise
 
 

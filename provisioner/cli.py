@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from provisioner import __version__
 from provisioner.coordinator import Coordinator
-from provisioner.errors import Code, ScriptError
+from provisioner.errors import ScriptError, raise_for_code
 from provisioner.invariants import check_invariants
 from provisioner.keys import Channels, validate_pool_name
 from provisioner.leader import LeaderConfig
@@ -464,10 +464,7 @@ async def _seed(
         calls = [coord.activity_call(f"seed-user-{tag}-{i}", now) for i in range(users)]
         for i in range(0, len(calls), 1000):
             for res in await coord.runner.call_many(calls[i : i + 1000]):
-                if int(res[0]) != Code.OK:  # a script's refusal, not a count of users
-                    raise click.ClickException(
-                        f"seed: recordActivity refused: {Code(int(res[0])).name}"
-                    )
+                raise_for_code("recordActivity", int(res[0]))  # a refusal is no user
         for i in range(ready + booting):
             node = f"seed-node-{tag}-{i}"
             await coord.register_node("", node, now)
