@@ -4,12 +4,12 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY lua ./lua
 COPY provisioner ./provisioner
 # provisioner/lua is a link to ../lua in the repository; make it a real folder here
 RUN rm -f provisioner/lua && cp -r lua provisioner/lua \
- && pip install . \
+ && PIP_CONSTRAINT=/app/constraints.txt pip install . \
  && useradd --system --uid 10001 provisioner
 USER provisioner
 

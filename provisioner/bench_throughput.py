@@ -461,7 +461,7 @@ async def probe(
     finally:
         stop.set()
         await task
-        await sub.aclose()  # type: ignore[no-untyped-call]
+        await sub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         await sub_client.aclose()
         await pub.aclose()
     return {"connects": i, "latencies_ms": lat}

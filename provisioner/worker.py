@@ -255,7 +255,7 @@ class Worker:
                 self.subscribed = False
                 self.metrics.subscribed.set(0)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
         await pubsub.subscribe(*self.channels.inbound())
