@@ -7,9 +7,8 @@ WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY lua ./lua
 COPY provisioner ./provisioner
-# provisioner/lua is a link to ../lua in the repository; make it a real folder here
-RUN rm -f provisioner/lua && cp -r lua provisioner/lua \
- && PIP_CONSTRAINT=/app/constraints.txt pip install . \
+# the wheel carries lua/ as the package provisioner.lua (setuptools package-dir)
+RUN PIP_CONSTRAINT=/app/constraints.txt pip install . \
  && useradd --system --uid 10001 provisioner
 USER provisioner
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from provisioner.localredis import local_redis, wait_ready
+from provisioner.harness import local_redis, wait_ready
 
 
 @pytest.fixture(scope="session")

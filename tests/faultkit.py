@@ -27,9 +27,9 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from provisioner.invariants import check_invariants
-from provisioner.keys import Channels, PoolKeys
-from provisioner.localredis import free_port
+from provisioner.core.invariants import check_invariants
+from provisioner.core.keys import Channels, PoolKeys
+from provisioner.harness import free_port
 from tests.procs import Replicas, subscribers
 from tests.procs import wait_until as _wait_until
 
@@ -276,7 +276,7 @@ class Stack:
         group = self.group
         url, group.redis_url = group.redis_url, redis_url or self.redis_url
         try:
-            group.start(
+            group.start_replica(
                 name, "--node-api-url", self.api_url, "--metrics-host", "127.0.0.1",
                 "--metrics-port", str(port), *FAST, *self.replica_args, *extra,
             )  # fmt: skip

@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from provisioner.coordinator import Coordinator
-from provisioner.invariants import check_invariants
-from provisioner.keys import Channels
+from provisioner.core.coordinator import Coordinator
+from provisioner.core.invariants import check_invariants
+from provisioner.core.keys import Channels
 
 T = TypeVar("T")
 

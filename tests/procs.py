@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,49 +11,33 @@ from pathlib import Path
 
 import redis
 
-from provisioner.keys import PoolKeys
+from provisioner.core.keys import PoolKeys
+from provisioner.harness import Procs
 
 
-class Replicas:
-    """Start and stop ``provisioner run`` processes for one pool; logs in ``logdir``."""
+class Replicas(Procs):
+    """Start and stop ``provisioner run`` processes for one pool; logs in ``logdir``
+    (appended to across restarts of one name)."""
 
     def __init__(self, redis_url: str, pool: str, prefix: str, logdir: Path) -> None:
+        super().__init__(logdir, append_logs=True)
         self.redis_url = redis_url
         self.pool = pool
         self.prefix = prefix
-        self.logdir = logdir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - child owns it; restarts append
-        cmd = [
-            sys.executable, "-m", "provisioner",
-            "--redis-url", self.redis_url, "--pool", self.pool,
-            "--channel-prefix", self.prefix, "--log-level", "debug",
-            "run", "--replica-id", name, *args,
-        ]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.procs[name] = proc
-        return proc
+    def start_replica(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """``provisioner run --replica-id NAME ARGS`` on this group's pool."""
+        return self.start(
+            name,
+            [
+                "--redis-url", self.redis_url, "--pool", self.pool,
+                "--channel-prefix", self.prefix, "--log-level", "debug",
+                "run", "--replica-id", name, *args,
+            ],
+        )  # fmt: skip
 
     def signal(self, name: str, sig: signal.Signals) -> None:
         self.procs[name].send_signal(sig)
-
-    def stop_all(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGCONT)
-                p.terminate()
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-    def log(self, name: str) -> str:
-        return (self.logdir / f"{name}.log").read_text(errors="replace")
 
 
 @contextmanager

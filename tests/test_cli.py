@@ -11,8 +11,8 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from provisioner.cli import cli
-from provisioner.keys import PoolKeys
+from provisioner.cli.main import cli
+from provisioner.core.keys import PoolKeys
 from tests.helpers import SyncCoord
 
 # Unset the environment twins for the duration of each invocation (and restore them

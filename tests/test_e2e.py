@@ -13,10 +13,10 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from provisioner.cli import cli
-from provisioner.demo import DemoConfig, run_demo
-from provisioner.keys import Channels, PoolKeys
-from provisioner.localredis import free_port
+from provisioner.cli.main import cli
+from provisioner.core.keys import Channels, PoolKeys
+from provisioner.harness import free_port
+from provisioner.sim.demo import DemoConfig, run_demo
 from tests.procs import replicas, subscribers, wait_until
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ def test_learned_boot_time_follows_a_change_of_the_boot_delay(
     mock_log.close()
     try:
         with replicas(redis_url, pool, prefix, tmp_path) as group:
-            group.start(
+            group.start_replica(
                 "r1", "--node-api-url", api, "--policy", "reactive", "--keep-alive", "0",
                 "--tick", "0.1", "--marker-interval", "0.05", "--default-boot", "1",
             )  # fmt: skip

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner.messages import (
+from provisioner.core.messages import (
     BAD_KINDS,
     BadInput,
     decode_activity,

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from provisioner.localredis import free_port, local_redis
-from provisioner.scripts import REGISTRY
+from provisioner.core.scripts import REGISTRY
+from provisioner.harness import free_port, local_redis
 from tests.faultkit import (
     MARKER_TIMEOUT_S,
     Stack,
@@ -248,7 +248,7 @@ def test_half_open_connection_is_detected_and_remade(stack_factory: Any, redis_u
         traffic.start()
         time.sleep(1)
         cuts = stack.metric("a", "provisioner_redis_reconnects_total")
-        subs = stack.log("a").count("INFO provisioner.worker: subscribed to")
+        subs = stack.log("a").count("INFO provisioner.core.worker: subscribed to")
         fences = stack.metric("a", "provisioner_fenced_total")
         holed = proxy.black_hole()
         t0 = time.monotonic()
@@ -260,7 +260,7 @@ def test_half_open_connection_is_detected_and_remade(stack_factory: Any, redis_u
         )
         detected = time.monotonic() - t0
         wait_until(
-            lambda: stack.log("a").count("INFO provisioner.worker: subscribed to") > subs,
+            lambda: stack.log("a").count("INFO provisioner.core.worker: subscribed to") > subs,
             15,
             "a to resubscribe",
         )

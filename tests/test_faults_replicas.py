@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from provisioner import scenarios
-from provisioner.simulate import SimResult, run_simulation
+from provisioner.sim import scenarios
+from provisioner.sim.simulate import SimResult, run_simulation
 from tests.faultkit import (
     LEASE_S,
     MARKER_TIMEOUT_S,

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import redis
 
-from provisioner.errors import WrongTypeError
-from provisioner.scripts import REGISTRY
+from provisioner.core.errors import WrongTypeError
+from provisioner.core.scripts import REGISTRY
 from tests.helpers import SyncCoord
 
 NOW = 1_000_000

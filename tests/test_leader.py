@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from provisioner.clock import VirtualClock
-from provisioner.leader import Leader, LeaderConfig
-from provisioner.metrics import Metrics
-from provisioner.nodeapi import CreateFailed, NodeGone
-from provisioner.policy import StaticPoolPolicy
+from provisioner.core.clock import VirtualClock
+from provisioner.core.leader import Leader, LeaderConfig
+from provisioner.core.metrics import Metrics
+from provisioner.core.nodeapi import CreateFailed, NodeGone
+from provisioner.policies.static import StaticPoolPolicy
 from tests.helpers import SyncCoord
 
 

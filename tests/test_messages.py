@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.messages import (
+from provisioner.core.messages import (
     BAD_KINDS,
     MAX_NODE_ID,
     MAX_PAYLOAD_BYTES,

@@ -26,7 +26,7 @@ import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
-from provisioner.mock_api import ConfigError, MockConfig, MockNodeApi, command
+from provisioner.sim.mock_api import ConfigError, MockConfig, MockNodeApi, command
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_ID = re.compile(r"^node-[0-9a-f]+-\d+$")
@@ -426,7 +426,7 @@ def test_python_dash_m_serves_and_stops_on_sigterm(redis_url: str, pool: str) ->
         [
             sys.executable,
             "-m",
-            "provisioner.mock_api",
+            "provisioner.sim.mock_api",
             "--port",
             str(port),
             "--channel-prefix",

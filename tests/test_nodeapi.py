@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from provisioner.mock_api import MockConfig, MockNodeApi
-from provisioner.nodeapi import (
+from provisioner.core.nodeapi import (
     CreateFailed,
     CreateUncertain,
     NodeApi,
@@ -29,6 +28,7 @@ from provisioner.nodeapi import (
     NodeApiError,
     NodeGone,
 )
+from provisioner.sim.mock_api import MockConfig, MockNodeApi
 
 FAST = {"boot_min_s": 0.2, "boot_max_s": 0.3, "terminate_delay_s": 0.05, "seed": 7}
 
@@ -98,7 +98,7 @@ def emulated_503s(caplog: pytest.LogCaptureFixture, verb: str) -> int:
     return sum(
         1
         for r in caplog.records
-        if r.name == "provisioner.mock_api"
+        if r.name == "provisioner.sim.mock_api"
         and "emulated 503" in r.getMessage()
         and r.getMessage().startswith(verb)
     )
@@ -122,7 +122,7 @@ def test_create_returns_the_new_node_id(redis_url: str, pool: str) -> None:
 def test_create_with_5xx_fails_after_retries_and_creates_nothing(
     redis_url: str, pool: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="provisioner.mock_api")
+    caplog.set_level(logging.INFO, logger="provisioner.sim.mock_api")
 
     async def body() -> None:
         async with (
@@ -211,7 +211,7 @@ def test_delete_of_an_unknown_node_is_node_gone(redis_url: str, pool: str, node_
 def test_delete_with_5xx_fails_after_retries_but_is_not_gone(
     redis_url: str, pool: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="provisioner.mock_api")
+    caplog.set_level(logging.INFO, logger="provisioner.sim.mock_api")
 
     async def body() -> None:
         async with world(redis_url, pool) as w, NodeApi(client_config(w.url, attempts=3)) as api:

@@ -31,7 +31,7 @@ def test_compose_names_the_stack_with_three_replicas_and_aof() -> None:
     # every command is a real subcommand of the CLI
     from click.testing import CliRunner
 
-    from provisioner.cli import cli
+    from provisioner.cli.main import cli
 
     for name in ("mock-node-api", "provisioner", "simulator"):
         sub = services[name]["command"][0]
@@ -59,4 +59,5 @@ def test_built_wheel_carries_the_lua_scripts(tmp_path: Path) -> None:
     lua = {Path(n).name for n in names if n.startswith("provisioner/lua/") and n.endswith(".lua")}
     expected = {p.name for p in (ROOT / "lua").glob("*.lua")}
     assert expected <= lua, expected - lua
-    assert any(n.startswith("provisioner/data/") for n in names)
+    assert any(n.startswith("provisioner/lua/includes/") for n in names)
+    assert any(n.startswith("provisioner/sim/data/") for n in names)

@@ -11,15 +11,11 @@ import math
 
 import pytest
 
-from provisioner.coordinator import PoolSnapshot
-from provisioner.policy import (
-    BaseStockConfig,
-    BaseStockPolicy,
-    Observation,
-    ReactivePolicy,
-    StaticPoolPolicy,
-    make_policy,
-)
+from provisioner.policies.base import Observation, PoolSnapshot
+from provisioner.policies.basestock import BaseStockConfig, BaseStockPolicy
+from provisioner.policies.reactive import ReactivePolicy
+from provisioner.policies.registry import make_policy
+from provisioner.policies.static import StaticPoolPolicy
 
 
 def snap(**stats: int) -> PoolSnapshot:
@@ -325,7 +321,7 @@ def test_make_policy_rejects_a_negative_static_pool() -> None:
 
 
 def test_run_knobs_map_the_run_options_to_each_policy() -> None:
-    from provisioner.policy import POLICY_NAMES, make_policy, run_knobs
+    from provisioner.policies.registry import POLICY_NAMES, make_policy, run_knobs
 
     assert run_knobs("predictive", miss_cost=30) == {"miss_cost_s": 30, "min_spare": 0}
     assert run_knobs("basestock")["min_spare"] == 1 and run_knobs("static")["k"] == 4

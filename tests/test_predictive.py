@@ -13,9 +13,8 @@ import random
 
 import pytest
 
-from provisioner.coordinator import PoolSnapshot
-from provisioner.policy import Observation
-from provisioner.predictive import (
+from provisioner.policies.base import Observation, PoolSnapshot
+from provisioner.policies.predictive import (
     N_BUCKETS,
     N_CLASSES,
     PredictiveConfig,
@@ -163,7 +162,7 @@ def test_premium_factor_below_one_is_refused(factor: float) -> None:
 
 def test_midpoint_probabilities_equal_the_integrated_hazard() -> None:
     """The fixed overlap windows give what p_within integrates, at every midpoint."""
-    from provisioner.predictive import _LAST_MID_B, RECENCY_EDGES_B, _Hazards
+    from provisioner.policies.predictive import _LAST_MID_B, RECENCY_EDGES_B, _Hazards
 
     pol = PredictivePolicy()
     rng = random.Random(7)

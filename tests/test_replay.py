@@ -18,15 +18,15 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from provisioner import scenarios
-from provisioner.bench import BenchRow, bench_scenario, private_servers, verdicts
-from provisioner.cli import cli
-from provisioner.leader import Leader
-from provisioner.localredis import cpus, local_redis, pin
-from provisioner.policy import make_policy
-from provisioner.predictive import PredictivePolicy
-from provisioner.replay import ReplayConfig, ReplayStalled, replay
-from provisioner.workload import BootProfile, Event, Workload
+from provisioner.bench.policy import BenchRow, bench_scenario, verdicts
+from provisioner.cli.main import cli
+from provisioner.core.leader import Leader
+from provisioner.harness import cpus, local_redis, pin, private_servers
+from provisioner.policies.predictive import PredictivePolicy
+from provisioner.policies.registry import make_policy
+from provisioner.sim import scenarios
+from provisioner.sim.replay import ReplayConfig, ReplayStalled, replay
+from provisioner.sim.workload import BootProfile, Event, Workload
 
 
 def _workload(n: int = 20, gap_s: float = 60.0, lead_s: float = 20.0) -> Workload:
@@ -451,7 +451,7 @@ def test_a_run_of_activity_longer_than_one_call_is_split_not_misread(
 ) -> None:
     """Regression (own review): the activity event after a full recordActivities call was
     taken for a disconnect.  Splitting runs at 2 events gives the scorecard of whole runs."""
-    import provisioner.replay as rp
+    import provisioner.sim.replay as rp
 
     events = [Event(10.0 + 0.01 * i, "activity", f"u{i % 8}") for i in range(24)]
     events += [Event(40.0 + i, "connect", f"u{i}") for i in range(8)]

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import redis
 
-from provisioner.keys import Channels, PoolKeys
-from provisioner.localredis import free_port
+from provisioner.core.keys import Channels, PoolKeys
+from provisioner.harness import free_port
 from tests.helpers import SyncCoord
 from tests.procs import live_replicas, replicas, subscribers, wait_until
 
@@ -113,7 +113,7 @@ def _run(
         (logdir / pool).mkdir(parents=True, exist_ok=True)
         for name in names:
             lag = ("--lag", "0.06") if name == "laggard" else ()
-            group.start(name, *common, *lag)
+            group.start_replica(name, *common, *lag)
         wait_until(
             lambda: (
                 subscribers(r, ch.marker) == len(names) and live_replicas(r, pool) == len(names)

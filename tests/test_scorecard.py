@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.scorecard import (
+from provisioner.sim.scorecard import (
     Scorecard,
     format_scorecard,
     oracle_node_seconds,

@@ -13,12 +13,18 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from provisioner.coordinator import CLASS_BAND, Coordinator, UserRecord
-from provisioner.errors import BadArgumentError, Code, FencedError, ScriptLoadError, WrongTypeError
-from provisioner.keys import PoolKeys
-from provisioner.predictive import user_class
-from provisioner.scripts import REGISTRY, ScriptRunner, load_registry
-from provisioner.sequencer import Sequencer, marker_tag
+from provisioner.core.coordinator import CLASS_BAND, Coordinator, UserRecord
+from provisioner.core.errors import (
+    BadArgumentError,
+    Code,
+    FencedError,
+    ScriptLoadError,
+    WrongTypeError,
+)
+from provisioner.core.keys import PoolKeys
+from provisioner.core.scripts import REGISTRY, ScriptRunner, load_registry
+from provisioner.core.sequencer import Sequencer, marker_tag
+from provisioner.policies.predictive import user_class
 from tests.helpers import SyncCoord
 
 
@@ -550,7 +556,7 @@ def test_feature_class_of_every_activity_matches_the_python_mirror(
     sc: SyncCoord, r: redis.Redis, ops: list[tuple[str, int]]
 ) -> None:
     """The class the activity scripts give a user (its users:active score) is what
-    provisioner.predictive.user_class computes from a reference model of the session:
+    provisioner.policies.predictive.user_class computes from a reference model of the session:
     a session restarts when the user (re)enters the active set, the past connects and
     the last disconnect outlive it; B is the learned boot time (20 s here)."""
     for key in sc.keys.all():

@@ -19,10 +19,10 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from provisioner.acl import acl_setuser
-from provisioner.cli import cli
-from provisioner.keys import Channels
-from provisioner.localredis import free_port, local_redis, wait_ready
+from provisioner.cli.main import cli
+from provisioner.core.acl import acl_setuser
+from provisioner.core.keys import Channels
+from provisioner.harness import free_port, local_redis, wait_ready
 from tests.helpers import SyncCoord
 from tests.procs import replicas, subscribers, wait_until
 
@@ -44,7 +44,7 @@ def _serve_one_connect(admin_url: str, url: str, pool: str, prefix: str, tmp: Pa
     ps = admin.pubsub()
     ps.subscribe(ch.assigned)
     with replicas(url, pool, prefix, tmp) as group:
-        group.start("r1", "--node-api-url", f"http://127.0.0.1:{free_port()}")
+        group.start_replica("r1", "--node-api-url", f"http://127.0.0.1:{free_port()}")
         wait_until(lambda: subscribers(admin, ch.marker) >= 1, 30, "the replica to subscribe")
         time.sleep(0.5)  # its first markers name the messages
         admin.publish(ch.activity, json.dumps({"user_id": "u1", "timestamp": 1}))

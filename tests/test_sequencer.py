@@ -16,7 +16,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.sequencer import POSITIONS_PER_MARKER, Sequencer
+from provisioner.core.sequencer import POSITIONS_PER_MARKER, Sequencer
 from tests.helpers import SyncCoord
 
 P = POSITIONS_PER_MARKER

@@ -11,10 +11,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from click.testing import CliRunner
 
-from provisioner import simulate
-from provisioner.scorecard import ScoreListener
-from provisioner.simulate import SimResult, run_simulation
-from provisioner.workload import BootProfile, Event, Workload
+from provisioner.sim import simulate
+from provisioner.sim.scorecard import ScoreListener
+from provisioner.sim.simulate import SimResult, run_simulation
+from provisioner.sim.workload import BootProfile, Event, Workload
 
 TINY = Workload(
     name="tiny",

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from provisioner.errors import FencedError
+from provisioner.core.errors import FencedError
 from tests.helpers import SyncCoord
 
 USERS = st.sampled_from([f"u{i}" for i in range(6)])

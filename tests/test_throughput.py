@@ -19,12 +19,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from provisioner.clock import VirtualClock
-from provisioner.coordinator import UserRecord
-from provisioner.errors import BadArgumentError, Code
-from provisioner.keys import Channels, PoolKeys
-from provisioner.sequencer import POSITIONS_PER_MARKER
-from provisioner.worker import Worker, WorkerConfig
+from provisioner.core.clock import VirtualClock
+from provisioner.core.coordinator import UserRecord
+from provisioner.core.errors import BadArgumentError, Code
+from provisioner.core.keys import Channels, PoolKeys
+from provisioner.core.sequencer import POSITIONS_PER_MARKER
+from provisioner.core.worker import Worker, WorkerConfig
 from tests.helpers import SyncCoord
 from tests.test_worker_inprocess import eventually, stack
 

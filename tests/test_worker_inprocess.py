@@ -20,11 +20,11 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from provisioner.invariants import check_invariants
-from provisioner.keys import Channels, PoolKeys
-from provisioner.leader import LeaderConfig
-from provisioner.mock_api import MockConfig, MockNodeApi
-from provisioner.worker import Worker, WorkerConfig
+from provisioner.core.invariants import check_invariants
+from provisioner.core.keys import Channels, PoolKeys
+from provisioner.core.leader import LeaderConfig
+from provisioner.core.worker import Worker, WorkerConfig
+from provisioner.sim.mock_api import MockConfig, MockNodeApi
 
 
 def free_port() -> int:

@@ -7,15 +7,14 @@ import itertools
 import math
 import random
 import statistics
-import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 
-from provisioner import scenarios, trace
-from provisioner.workload import BootProfile, Event, Workload, scale
+from provisioner.sim import scenarios, trace
+from provisioner.sim.workload import BootProfile, Event, Workload, scale
 
 NEW = ("cold", "flaky", "browse-heavy", "diurnal", "returning")
 GENERATED = ("steady", "spike", "starter", *NEW)
@@ -169,13 +168,11 @@ def test_sessions_and_scale() -> None:
     assert BootProfile(20, 40, slow_tail_p=0.5, slow_tail_factor=3).mean_s == 60.0
 
 
-def test_generation_is_fast() -> None:
-    import time
-
-    t = time.perf_counter()
+def test_a_ten_hour_world_generates() -> None:
+    """Generation speed is the benches' business (no timed unit tests); this checks that
+    a large world builds at all."""
     wl = scenarios.build("steady", duration_s=36_000.0, arrival_rate_per_s=1.0)
     assert len(wl.sessions()) > 10_000
-    assert time.perf_counter() - t < 3.0
 
 
 def test_existing_scenarios_unchanged() -> None:
@@ -336,13 +333,10 @@ def test_flaky_boot_profile() -> None:
 
 @pytest.mark.parametrize("name", [n for n in scenarios.NAMES if n != "trace"])
 def test_bench_workload_reaches_min_sessions(name: str) -> None:
-    t = time.perf_counter()
     wl = scenarios.bench_workload(name)
-    elapsed = time.perf_counter() - t
     n = len(wl.sessions())
     assert 10_000 <= n <= 12_500, n
     assert len(wl.events) <= 1_200_000
-    assert elapsed < 20.0  # ~0.2-2.5 s each on one core; generous for a loaded machine
     assert scenarios.bench_workload(name, seed=2, min_sessions=500).duration_s > 0
     if name == "starter":
         assert Counter(wl.user_class.values()) == {"fast": 66, "slow": 374, "browser": 660}

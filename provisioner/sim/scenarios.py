@@ -1,6 +1,6 @@
 """Named, seeded scenario generators.
 
-``build(name, seed, **overrides)`` returns a :class:`~provisioner.workload.Workload`; the
+``build(name, seed, **overrides)`` returns a :class:`~provisioner.sim.workload.Workload`; the
 same name, seed and overrides always give the same events.  Overrides are the fields of
 the scenario's parameter dataclass (e.g. ``build("steady", duration_s=600,
 arrival_rate_per_s=1.0)``), plus ``boot=BootProfile(...)`` for every scenario.
@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from provisioner import trace
-from provisioner.workload import BootProfile, Event, Workload, sort_events
+from provisioner.sim import trace
+from provisioner.sim.workload import BootProfile, Event, Workload, sort_events
 
 Generator = Callable[..., Workload]
 """``gen(seed: int, **overrides) -> Workload``."""
@@ -475,7 +475,7 @@ def starter(seed: int, **overrides: Any) -> Workload:
 
 @register("trace")
 def trace_scenario(seed: int, **overrides: Any) -> Workload:
-    """Replay of the real Alibaba GenAI trace; see :func:`provisioner.trace.build_workload`
+    """Replay of the real Alibaba GenAI trace; see :func:`provisioner.sim.trace.build_workload`
     for the overrides (``window``, ``lead_activity``, ``gap_s``, ``path``)."""
     return trace.build_workload(seed=seed, **overrides)
 
@@ -511,7 +511,7 @@ def cold(seed: int, **overrides: Any) -> Workload:
 @dataclass(frozen=True)
 class FlakyParams(BrowsingParams):
     """Parameters of ``flaky``: :class:`BrowsingParams` (the events of ``steady``) plus the
-    boot failure modes of :class:`~provisioner.workload.BootProfile`.
+    boot failure modes of :class:`~provisioner.sim.workload.BootProfile`.
 
     Boots take ``U(boot_min_s, boot_max_s)``, multiplied by ``slow_tail_factor`` with
     probability ``slow_tail_p``; a boot fails (``terminated``) with probability ``fail_p``;

@@ -25,7 +25,7 @@ Every error answer is JSON ``{"error": "<message>"}``.  Status messages are publ
 the order of the ledger's transitions through one publisher task, so a node's ``booting``,
 ``ready`` and ``terminated`` never overtake each other.
 
-Run it with ``python -m provisioner.mock_api --port 8099`` or through the main CLI
+Run it with ``python -m provisioner.sim.mock_api --port 8099`` or through the main CLI
 (:data:`command`, named ``mock-node-api``).
 """
 
@@ -60,7 +60,7 @@ __all__ = [
     "serve",
 ]
 
-logger = logging.getLogger("provisioner.mock_api")
+logger = logging.getLogger("provisioner.sim.mock_api")
 
 STATUS_CHANNEL: Final = "node:status"
 """Name of the node status channel, before any channel prefix."""

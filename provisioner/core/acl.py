@@ -1,6 +1,6 @@
 """A least-privilege Redis ACL for the service (README, Security basics).
 
-The service needs its pool's keys (``prov:{<pool>}:*``, :class:`provisioner.keys.PoolKeys`),
+The service needs its pool's keys (``prov:{<pool>}:*``, :class:`provisioner.core.keys.PoolKeys`),
 its channels (the contract's four inbound ones, ``user:assigned`` and the pool's marker
 channel, each with the deployment's channel prefix), reading and writing commands,
 scripting (``EVALSHA``, ``SCRIPT LOAD``), Pub/Sub, connection commands (``AUTH``,
@@ -11,7 +11,7 @@ else: no other keys or channels, no admin or dangerous commands (``FLUSHALL``, `
 
 from __future__ import annotations
 
-from provisioner.keys import Channels, PoolKeys
+from provisioner.core.keys import Channels, PoolKeys
 
 __all__ = ["acl_rules", "acl_setuser"]
 

@@ -1,13 +1,13 @@
 """The live user simulator: replays a workload on real Redis Pub/Sub.
 
-Each event of a :class:`~provisioner.workload.Workload` is published ``t_s / time_scale``
+Each event of a :class:`~provisioner.sim.workload.Workload` is published ``t_s / time_scale``
 seconds (wall time) after the start, on ``{prefix}user:activity``
 (``{"user_id": u, "timestamp": <unix seconds, int>}``), ``{prefix}user:connect``
 (``{"user_id": u}``) or ``{prefix}user:disconnect`` (``{"user_id": u}``), as compact JSON.
 Events already due are sent together in one pipeline (order kept).  The simulator keeps the
 ground truth: who is connected now, and what was published at which wall time (ms).
 
-``python -m provisioner.simulate --scenario starter --time-scale 5`` runs it from a shell;
+``python -m provisioner.sim.simulate --scenario starter --time-scale 5`` runs it from a shell;
 :data:`command` is the click command for the ``provisioner`` CLI.
 """
 
@@ -24,8 +24,8 @@ import click
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from provisioner import scenarios
-from provisioner.workload import Event, EventKind, Workload
+from provisioner.sim import scenarios
+from provisioner.sim.workload import Event, EventKind, Workload
 
 CHANNELS: dict[EventKind, str] = {
     "activity": "user:activity",

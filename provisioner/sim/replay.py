@@ -3,8 +3,8 @@
 A discrete-event simulation of one workload against one policy.  The world (users,
 the node manager) is simulated in-process; the provisioner is not: every transition is
 the real Lua script on a real redis-server, and scaling is the real
-:class:`provisioner.leader.Leader` with the policy under test, driven by a
-:class:`provisioner.clock.VirtualClock`.  Time only moves when the simulation says so,
+:class:`provisioner.core.leader.Leader` with the policy under test, driven by a
+:class:`provisioner.core.clock.VirtualClock`.  Time only moves when the simulation says so,
 so hours of traffic replay in seconds.
 
 Per tick (``tick_s`` of virtual time): every event due before the next tick (activity,
@@ -12,10 +12,10 @@ connects, disconnects, node statuses) goes to Redis in one pipeline, in time ord
 with its own ``now_ms``; then the clock moves to the tick and the leader takes one step
 (lease, policy, reap, create).  The emulated Node API answers at once: a created node
 reports ``ready`` after a boot time drawn from the workload's
-:class:`~provisioner.workload.BootProfile` (or ``terminated`` for a failed boot, or
+:class:`~provisioner.sim.workload.BootProfile` (or ``terminated`` for a failed boot, or
 nothing for a lost ``ready``); a deleted node reports ``terminated`` after
 ``terminate_delay_s``.  Its ledger has the mock API's shape, so the run is scored by the
-same :func:`provisioner.scorecard.score` as a live run.
+same :func:`provisioner.sim.scorecard.score` as a live run.
 
 **Fast-forward.**  When a tick finds the pool empty and quiet (no active, waiting or
 booting user or node, no ready, terminating or unknown node, no intent, no API call or
@@ -61,17 +61,17 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from provisioner.clock import VirtualClock
-from provisioner.coordinator import Coordinator
-from provisioner.errors import Code
-from provisioner.keys import Channels
-from provisioner.leader import Leader, LeaderConfig
-from provisioner.metrics import Metrics
-from provisioner.nodeapi import NodeGone
-from provisioner.policy import Policy
-from provisioner.scorecard import Scorecard, score
-from provisioner.scripts import Call
-from provisioner.workload import Event, Workload
+from provisioner.core.clock import VirtualClock
+from provisioner.core.coordinator import Coordinator
+from provisioner.core.errors import Code
+from provisioner.core.keys import Channels
+from provisioner.core.leader import Leader, LeaderConfig
+from provisioner.core.metrics import Metrics
+from provisioner.core.nodeapi import NodeGone
+from provisioner.core.scripts import Call
+from provisioner.policies.base import Policy
+from provisioner.sim.scorecard import Scorecard, score
+from provisioner.sim.workload import Event, Workload
 
 log = logging.getLogger(__name__)
 

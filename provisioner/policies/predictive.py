@@ -77,7 +77,8 @@ from operator import mul
 from statistics import NormalDist
 from typing import Any
 
-from provisioner.policy import Decision, Features, Observation, _Rate
+from provisioner.policies.base import Decision, Features, Observation
+from provisioner.policies.rate import Rate
 
 __all__ = [
     "N_CLASSES",
@@ -273,10 +274,10 @@ class PredictivePolicy:
         self._last_counts: dict[str, int] | None = None
         self._last_n: dict[int, list[int]] | None = None
         self._last_ms: int | None = None
-        self._bg = _Rate(60.0)
-        self._arrivals = _Rate(60.0)
-        self._arrivals_fast = _Rate(15.0)
-        self._disconnects = _Rate(60.0)
+        self._bg = Rate(60.0)
+        self._arrivals = Rate(60.0)
+        self._arrivals_fast = Rate(15.0)
+        self._disconnects = Rate(60.0)
         self._ticks = 0
         self._pending: list[tuple[int, float, int]] = []  # (due ms, forecast, connects then)
         # (ms, target) within the hold window, targets decreasing: its first is the largest

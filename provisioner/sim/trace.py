@@ -50,7 +50,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from provisioner.workload import BootProfile, Event, Session, Workload, sort_events
+from provisioner.sim.workload import BootProfile, Event, Session, Workload, sort_events
 
 DATA_FILE = "alibaba-genai-lora-requests.csv.gz"
 """The packaged trace, under ``provisioner/data/``."""
@@ -104,7 +104,7 @@ class Request:
 
 def _open_text(path: Path | None) -> io.TextIOBase:
     if path is None:
-        ref = resources.files("provisioner") / "data" / DATA_FILE
+        ref = resources.files("provisioner.sim") / "data" / DATA_FILE
         raw = ref.read_bytes()
         return io.StringIO(gzip.decompress(raw).decode("utf-8"))
     path = Path(path)

@@ -1,8 +1,8 @@
 """``provisioner bench policy``: every policy on every scenario, fast, against the oracle.
 
-For each scenario, :func:`provisioner.scenarios.bench_workload` gives a workload of at
+For each scenario, :func:`provisioner.sim.scenarios.bench_workload` gives a workload of at
 least 10,000 sessions (the real trace: its 6,606); each policy is replayed at several
-settings of its knob (:mod:`provisioner.replay`: the real Lua scripts on a real
+settings of its knob (:mod:`provisioner.sim.replay`: the real Lua scripts on a real
 redis-server, the real leader and policy on a virtual clock) and scored like a live run.
 The result is a table (text or ``--json``) and, per scenario, a PNG of miss rate against
 cost / oracle, one curve per policy.  The oracle is the clairvoyant lower bound: zero
@@ -23,22 +23,22 @@ import queue
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import click
-from redis.exceptions import RedisError
 
-from provisioner import scenarios
-from provisioner.localredis import RedisNotFound, cpus, local_redis, pin, wait_ready
-from provisioner.policy import make_policy
-from provisioner.replay import ReplayConfig, replay
-from provisioner.workload import Workload
+from provisioner.cli.lazy import LazyGroup
+from provisioner.harness import cpus, pin, private_redis, private_servers
+from provisioner.policies.registry import make_policy
+from provisioner.sim import scenarios
+from provisioner.sim.replay import ReplayConfig, replay
+from provisioner.sim.workload import Workload
 
 __all__ = [
     "DEFAULTS",
@@ -49,7 +49,6 @@ __all__ = [
     "bench_scenario",
     "command",
     "format_verdicts",
-    "private_redis",
     "verdicts",
 ]
 
@@ -409,53 +408,7 @@ def plot(rows: list[BenchRow], out: Path) -> list[Path]:
     return written
 
 
-@contextmanager
-def private_redis(url: str | None) -> Iterator[str]:
-    """``url`` itself (once it answers a PING), or the URL of a private redis-server for
-    the ``with`` block.
-
-    Raises:
-        click.ClickException: ``url`` does not answer within 5 s, or no redis-server on
-            PATH (the message says how to get one).
-    """
-    if url:
-        try:
-            wait_ready(url, timeout_s=5.0)
-        except RedisError as e:
-            raise click.ClickException(f"Redis at {url} does not answer: {e}") from e
-        yield url
-        return
-    try:
-        with local_redis() as srv:
-            yield srv.url
-    except RedisNotFound as e:
-        raise click.ClickException(str(e)) from e
-
-
-@contextmanager
-def private_servers(n: int, pinned: bool = True) -> Iterator[list[tuple[str, int | None]]]:
-    """``n`` private redis-servers for the ``with`` block, server ``i`` pinned to the
-    ``i``-th CPU this process may use (round robin): ``[(url, cpu), ...]``, cpu None
-    where the OS cannot pin or ``pinned`` is False. A replay is then pinned to its
-    server's CPU (one core per replay and its Redis: ``localredis.pin`` says why).
-
-    Raises:
-        click.ClickException: no redis-server on PATH.
-    """
-    allowed = cpus() if pinned else []
-    try:
-        with ExitStack() as stack:
-            slots = []
-            for i in range(n):
-                cpu = allowed[i % len(allowed)] if allowed else None
-                srv = stack.enter_context(local_redis(cpu=cpu))
-                slots.append((srv.url, srv.cpu))  # None where the pin failed
-            yield slots
-    except RedisNotFound as e:
-        raise click.ClickException(str(e)) from e
-
-
-@click.group("bench")
+@click.group("bench", cls=LazyGroup, lazy={"throughput": "provisioner.bench.throughput:command"})
 def command() -> None:
     """Benchmarks (fast replay of the policies)."""
 

@@ -1,8 +1,8 @@
 """The workload model: timed user events plus the boot-time profile of a scenario.
 
 Pure data, no I/O.  A :class:`Workload` is what a scenario generator
-(:mod:`provisioner.scenarios`) produces, what the live simulator
-(:mod:`provisioner.simulate`) replays on Redis Pub/Sub and what the mock node API reads
+(:mod:`provisioner.sim.scenarios`) produces, what the live simulator
+(:mod:`provisioner.sim.simulate`) replays on Redis Pub/Sub and what the mock node API reads
 its boot-time distribution from (:class:`BootProfile`).
 
 All times here are **seconds** (floats) from the start of the workload.

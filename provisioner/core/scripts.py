@@ -2,7 +2,7 @@
 
 Each file ``lua/<name>-<numkeys>.lua`` is one state transition.  Its header comment
 names every key as ``KEYS[i] <attr>``, where ``<attr>`` is an attribute of
-:class:`provisioner.keys.PoolKeys`; the loader checks that the names are numbered
+:class:`provisioner.core.keys.PoolKeys`; the loader checks that the names are numbered
 1..numkeys and exist, builds the key list from them (so key names are built in one
 place, Python), and prepends ``local K = {<attr> = KEYS[i], ...}`` so the script and
 its includes say ``K.nodes_ready``.  A line ``--- @include "x"`` is replaced by
@@ -27,8 +27,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from provisioner.errors import ScriptLoadError
-from provisioner.keys import PoolKeys
+from provisioner.core.errors import ScriptLoadError
+from provisioner.core.keys import PoolKeys
 
 __all__ = ["REGISTRY", "Call", "ScriptRunner", "ScriptSpec", "load_registry", "lua_dir"]
 
@@ -40,16 +40,17 @@ _INCLUDE_RE = re.compile(r'^--- @include "([\w-]+)"\s*$', re.MULTILINE)
 def lua_dir() -> Path:
     """The folder holding the Lua scripts.
 
-    ``PROVISIONER_LUA_DIR`` wins; else ``provisioner/lua`` (a link to the top-level
-    ``lua/`` in a checkout, a copy in an installed wheel).
+    ``PROVISIONER_LUA_DIR`` wins; else ``provisioner/lua`` of an installed wheel (the
+    package ``provisioner.lua``, mapped to the top-level ``lua/`` when it was built), or
+    the top-level ``lua/`` beside the package in a checkout or editable install.
 
     Raises:
         ScriptLoadError: if no such folder exists.
     """
     env = os.environ.get("PROVISIONER_LUA_DIR")
     candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve().parent
-    candidates += [here / "lua", here.parent / "lua"]
+    package = Path(__file__).resolve().parent.parent  # provisioner/
+    candidates += [package / "lua", package.parent / "lua"]
     for c in candidates:
         if c.is_dir() and any(c.glob("*.lua")):
             return c
@@ -346,7 +347,7 @@ def dump_expanded(folder: Path) -> list[Path]:
     return out
 
 
-if __name__ == "__main__":  # python -m provisioner.scripts DIR
+if __name__ == "__main__":  # python -m provisioner.core.scripts DIR
     import sys
 
     for p in dump_expanded(Path(sys.argv[1] if len(sys.argv) > 1 else "build/lua")):

@@ -20,7 +20,7 @@ Three parts, on one real redis-server (a private one unless ``--redis-url``):
   read from ``/proc/<pid>/stat``.
 * **Scale.** For 1k, 100k and 1M active users seeded with pipelined ``recordActivity``:
   the wall time of one leader step with the predictive policy (driven directly on a
-  virtual clock, as :mod:`provisioner.replay` does), Redis memory per active user (the
+  virtual clock, as :mod:`provisioner.sim.replay` does), Redis memory per active user (the
   ``used_memory`` delta, and ``MEMORY USAGE`` of the per-user keys), then, after every user
   went quiet, what is left per known user and what is left after the history TTL.
 
@@ -54,16 +54,14 @@ import click
 import redis
 import redis.asyncio as aioredis
 
-from provisioner.bench import private_redis
-from provisioner.clock import VirtualClock
-from provisioner.coordinator import Coordinator
-from provisioner.demo import Procs, wait_http
-from provisioner.keys import Channels, PoolKeys
-from provisioner.leader import Leader, LeaderConfig
-from provisioner.localredis import free_port
-from provisioner.metrics import Metrics
-from provisioner.predictive import PredictivePolicy
-from provisioner.scripts import REGISTRY
+from provisioner.core.clock import VirtualClock
+from provisioner.core.coordinator import Coordinator
+from provisioner.core.keys import Channels, PoolKeys
+from provisioner.core.leader import Leader, LeaderConfig
+from provisioner.core.metrics import Metrics
+from provisioner.core.scripts import REGISTRY
+from provisioner.harness import Procs, free_port, private_redis, wait_http
+from provisioner.policies.predictive import PredictivePolicy
 
 __all__ = [
     "LimitResult",
@@ -468,7 +466,7 @@ async def probe(
 
 
 def _child_main(argv: list[str]) -> None:
-    """``python -m provisioner.bench_throughput flood|probe JSON``: print the result."""
+    """``python -m provisioner.bench.throughput flood|probe JSON``: print the result."""
     what, cfg = argv[0], json.loads(argv[1])
     if what == "flood":
         out = flood(cfg["url"], cfg["channel"], cfg["rate"], cfg["duration_s"], cfg["seed"])
@@ -511,7 +509,7 @@ def _seed_ready_nodes(redis_url: str, pool: str, prefix: str, n: int) -> None:
 
 def _child(what: str, cfg: dict[str, Any]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "provisioner.bench_throughput", what, json.dumps(cfg)],
+        [sys.executable, "-m", "provisioner.bench.throughput", what, json.dumps(cfg)],
         stdout=subprocess.PIPE,
         text=True,
     )

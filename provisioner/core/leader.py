@@ -33,21 +33,21 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from provisioner.clock import Clock
-from provisioner.coordinator import ApplyResult, Coordinator, PoolSnapshot, TickView
-from provisioner.errors import FencedError
-from provisioner.logutil import LogLimiter
-from provisioner.metrics import Metrics
-from provisioner.nodeapi import CreateFailed, CreateUncertain, NodeApiError, NodeGone
-from provisioner.policy import Decision, Observation, Policy
+from provisioner.core.clock import Clock
+from provisioner.core.coordinator import ApplyResult, Coordinator, TickView
+from provisioner.core.errors import FencedError
+from provisioner.core.logutil import LogLimiter
+from provisioner.core.metrics import Metrics
+from provisioner.core.nodeapi import CreateFailed, CreateUncertain, NodeApiError, NodeGone
+from provisioner.policies.base import Decision, Observation, Policy, PoolSnapshot
 
 __all__ = ["Leader", "LeaderConfig", "NodeApiLike"]
 
-log = logging.getLogger("provisioner.leader")
+log = logging.getLogger("provisioner.core.leader")
 
 
 class NodeApiLike(Protocol):
-    """What the leader needs of the Node API: :class:`provisioner.nodeapi.NodeApi`
+    """What the leader needs of the Node API: :class:`provisioner.core.nodeapi.NodeApi`
     live, an in-process emulation in the replay benchmark."""
 
     async def create(self) -> str:

@@ -20,7 +20,7 @@ from collections import Counter
 
 import redis.asyncio as aioredis
 
-from provisioner.keys import PoolKeys
+from provisioner.core.keys import PoolKeys
 
 __all__ = ["check_invariants"]
 

@@ -1,4 +1,8 @@
-"""Start a private, throwaway redis-server from PATH (for the demo, benchmarks, tests).
+"""The harness of the demo, the benchmarks and the tests: private, throwaway
+redis-servers (:func:`local_redis`, :func:`private_redis`, :func:`private_servers`) and
+child processes (:class:`Procs`).  The service itself never imports it.
+
+A private redis-server is started from PATH.
 
 The server listens on 127.0.0.1 on a free port, keeps no snapshot, and lives in a
 temporary folder removed at exit.  AOF can be switched on (for restart tests), and the
@@ -8,31 +12,40 @@ serves: see :func:`pin`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+import click
 import redis
+from redis.exceptions import RedisError
 
 __all__ = [
     "INSTALL_HINT",
     "LocalRedis",
+    "Procs",
     "RedisNotFound",
     "cpus",
     "free_port",
     "local_redis",
     "pin",
     "pin_threads",
+    "private_redis",
+    "private_servers",
+    "wait_http",
     "wait_ready",
 ]
 
@@ -206,3 +219,128 @@ def local_redis(appendonly: bool = False, cpu: int | None = None) -> Iterator[Lo
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def private_redis(url: str | None) -> Iterator[str]:
+    """``url`` itself (once it answers a PING), or the URL of a private redis-server for
+    the ``with`` block.
+
+    Raises:
+        click.ClickException: ``url`` does not answer within 5 s, or no redis-server on
+            PATH (the message says how to get one).
+    """
+    if url:
+        try:
+            wait_ready(url, timeout_s=5.0)
+        except RedisError as e:
+            raise click.ClickException(f"Redis at {url} does not answer: {e}") from e
+        yield url
+        return
+    try:
+        with local_redis() as srv:
+            yield srv.url
+    except RedisNotFound as e:
+        raise click.ClickException(str(e)) from e
+
+
+@contextmanager
+def private_servers(n: int, pinned: bool = True) -> Iterator[list[tuple[str, int | None]]]:
+    """``n`` private redis-servers for the ``with`` block, server ``i`` pinned to the
+    ``i``-th CPU this process may use (round robin): ``[(url, cpu), ...]``, cpu None
+    where the OS cannot pin or ``pinned`` is False. A replay is then pinned to its
+    server's CPU (one core per replay and its Redis: ``localredis.pin`` says why).
+
+    Raises:
+        click.ClickException: no redis-server on PATH.
+    """
+    allowed = cpus() if pinned else []
+    try:
+        with ExitStack() as stack:
+            slots = []
+            for i in range(n):
+                cpu = allowed[i % len(allowed)] if allowed else None
+                srv = stack.enter_context(local_redis(cpu=cpu))
+                slots.append((srv.url, srv.cpu))  # None where the pin failed
+            yield slots
+    except RedisNotFound as e:
+        raise click.ClickException(str(e)) from e
+
+
+class Procs:
+    """Child ``provisioner`` processes (``python -m provisioner ARGS``), each logging to
+    ``logdir/<name>.log``, stopped with SIGCONT and SIGTERM (then SIGKILL after 15 s) in
+    reverse order: the demo's, ``bench throughput``'s and the tests' replicas.
+
+    Attributes:
+        procs: the live children by name, in start order; starting a name again
+            replaces its entry (the log is appended to when ``append_logs``).
+    """
+
+    def __init__(self, logdir: Path, append_logs: bool = False) -> None:
+        self.logdir = logdir
+        self.append_logs = append_logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``python -m provisioner *args`` as child ``name`` (env: this process's
+        when None)."""
+        mode = "ab" if self.append_logs else "wb"
+        log = open(self.logdir / f"{name}.log", mode)  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "provisioner", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        self.procs.pop(name, None)
+        self.procs[name] = proc
+        return proc
+
+    def stop_all(self, names: Collection[str] | None = None) -> None:
+        """Stop every child (or those named), wait for them, and forget them."""
+        todo = [(n, p) for n, p in reversed(self.procs.items()) if names is None or n in names]
+        for _, p in todo:
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)  # a stopped child cannot act on SIGTERM
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, p in todo:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for n, _ in todo:
+            del self.procs[n]
+
+    def dead(self) -> list[str]:
+        """Names of the children that have exited."""
+        return [n for n, p in self.procs.items() if p.poll() is not None]
+
+    def log(self, name: str) -> str:
+        """What child ``name`` wrote so far."""
+        return (self.logdir / f"{name}.log").read_text(errors="replace")
+
+
+async def wait_http(url: str, timeout_s: float = 60.0) -> None:
+    """Poll ``url`` until it answers 200.
+
+    Raises:
+        click.ClickException: not within ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as s:
+        while True:
+            try:
+                async with s.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"{url} did not come up in {timeout_s}s")
+            await asyncio.sleep(0.1)

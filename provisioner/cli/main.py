@@ -26,14 +26,15 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from provisioner import __version__
-from provisioner.coordinator import Coordinator
-from provisioner.errors import ScriptError, raise_for_code
-from provisioner.invariants import check_invariants
-from provisioner.keys import Channels, validate_pool_name
-from provisioner.leader import LeaderConfig
-from provisioner.messages import MAX_USER_ID
-from provisioner.policy import POLICY_NAMES, run_knobs
-from provisioner.worker import WorkerConfig, run_worker
+from provisioner.cli.lazy import LazyGroup
+from provisioner.core.coordinator import Coordinator
+from provisioner.core.errors import ScriptError, raise_for_code
+from provisioner.core.invariants import check_invariants
+from provisioner.core.keys import Channels, validate_pool_name
+from provisioner.core.leader import LeaderConfig
+from provisioner.core.messages import MAX_USER_ID
+from provisioner.core.worker import WorkerConfig, run_worker
+from provisioner.policies.registry import POLICY_NAMES, run_knobs
 
 __all__ = ["cli", "main"]
 
@@ -76,7 +77,20 @@ def _setup_logging(level: str) -> None:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+#: Commands of the emulated world and the benchmarks, imported on first use.
+LAZY_COMMANDS = {
+    "bench": "provisioner.bench.policy:command",
+    "demo": "provisioner.sim.demo:command",
+    "mock-node-api": "provisioner.sim.mock_api:command",
+    "simulate": "provisioner.sim.simulate:command",
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(__version__)
 @click.option(
     "--redis-url",
@@ -565,26 +579,6 @@ def premium(obj: Ctx, action: str, users: tuple[str, ...]) -> None:
         click.echo(f"{out} changed")
 
 
-def _add_lazy_commands() -> None:
-    from provisioner.bench import command as bench_cmd
-    from provisioner.bench_throughput import command as throughput_cmd
-    from provisioner.mock_api import command as mock_cmd
-    from provisioner.simulate import command as sim_cmd
-
-    bench_cmd.add_command(throughput_cmd, "throughput")
-    cli.add_command(bench_cmd, "bench")
-    cli.add_command(mock_cmd, "mock-node-api")
-    cli.add_command(sim_cmd, "simulate")
-    try:
-        from provisioner.demo import command as demo_cmd
-    except ImportError:  # pragma: no cover - demo module under construction
-        return
-    cli.add_command(demo_cmd, "demo")
-
-
-_add_lazy_commands()
-
-
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -612,7 +606,7 @@ def main() -> None:
 def acl_cmd(obj: Ctx, user: str, password: str) -> None:
     """Print a least-privilege ACL SETUSER command for this pool and channel prefix
     (paste it into redis-cli; nothing is sent)."""
-    from provisioner.acl import acl_setuser
+    from provisioner.core.acl import acl_setuser
 
     try:
         tokens = acl_setuser(user, password, obj.pool, obj.channel_prefix)

@@ -34,7 +34,7 @@ __all__ = [
     "NodeGone",
 ]
 
-log = logging.getLogger("provisioner.nodeapi")
+log = logging.getLogger("provisioner.core.nodeapi")
 
 
 class NodeApiError(Exception):

@@ -13,7 +13,7 @@ scenario's value divided by the time scale, so the policy sees the same world, o
 faster.
 
 With ``--replay`` the same world minutes are then replayed by the fast replay benchmark
-(:mod:`provisioner.replay`: the same scripts and policy on a virtual clock, the same
+(:mod:`provisioner.sim.replay`: the same scripts and policy on a virtual clock, the same
 world-time knobs, the leader ticking as often in world time as the live one) and both
 scorecards are printed side by side: the live run should reproduce the replay's miss rate
 within a few points.
@@ -27,36 +27,27 @@ import json
 import logging
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import click
 
-from provisioner import scenarios
-from provisioner.bench import private_redis
-from provisioner.localredis import free_port
-from provisioner.policy import POLICY_NAMES, make_policy, run_knobs
-from provisioner.replay import ReplayConfig, replay
-from provisioner.scorecard import Scorecard, ScoreListener, format_scorecard
-from provisioner.simulate import run_simulation
-from provisioner.workload import Workload
+from provisioner.harness import Procs, free_port, private_redis, wait_http
+from provisioner.policies.registry import POLICY_NAMES, make_policy, run_knobs
+from provisioner.sim import scenarios
+from provisioner.sim.replay import ReplayConfig, replay
+from provisioner.sim.scorecard import Scorecard, ScoreListener, format_scorecard
+from provisioner.sim.simulate import run_simulation
+from provisioner.sim.workload import Workload
 
 __all__ = [
     "DemoConfig",
-    "Procs",
     "command",
     "compare_lines",
     "live_tick_s",
     "replay_same",
     "run_demo",
-    "wait_http",
 ]
 
 
@@ -65,7 +56,7 @@ class DemoConfig:
     """What the demo runs.
 
     Attributes:
-        scenario: a name of :data:`provisioner.scenarios.NAMES`.
+        scenario: a name of :data:`provisioner.sim.scenarios.NAMES`.
         seed: scenario and mock API seed.
         duration_s: wall seconds of traffic.
         time_scale: world seconds per wall second.
@@ -91,60 +82,6 @@ class DemoConfig:
     channel_prefix: str = ""
     logdir: str | None = None
     pool: str = "default"
-
-
-class Procs:
-    """Child ``provisioner`` processes, logging to ``logdir/<name>.log``, stopped with
-    SIGTERM (then SIGKILL) in reverse order (the demo's and ``bench throughput``'s)."""
-
-    def __init__(self, logdir: Path) -> None:
-        self.logdir = logdir
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "provisioner", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        log.close()
-        self.procs.append((name, proc))
-        return proc
-
-    def stop_all(self, names: Collection[str] | None = None) -> None:
-        """Stop every child (or those named), wait for them, and forget them."""
-        todo = [(n, p) for n, p in reversed(self.procs) if names is None or n in names]
-        for _, p in todo:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _, p in todo:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.procs = [np for np in self.procs if np not in todo]
-
-    def dead(self) -> list[str]:
-        return [n for n, p in self.procs if p.poll() is not None]
-
-
-async def wait_http(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as s:
-        while True:
-            try:
-                async with s.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"{url} did not come up in {timeout_s}s")
-            await asyncio.sleep(0.1)
 
 
 async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> Scorecard:
@@ -222,7 +159,7 @@ def replay_same(cfg: DemoConfig, redis_url: str, wl: Workload) -> Scorecard:
     """The fast replay of the world minutes a live demo of ``cfg`` plays.
 
     The workload is cut at ``duration_s * time_scale`` world seconds; the policy gets the
-    replicas' knobs (:func:`provisioner.policy.run_knobs`) in world units; the leader
+    replicas' knobs (:func:`provisioner.policies.registry.run_knobs`) in world units; the leader
     ticks every ``live_tick_s * time_scale`` world seconds; no user is premium (the live
     demo marks none).
 

@@ -4,7 +4,7 @@ Every method is one atomic script call on Redis; nothing here reads, modifies an
 writes back.  Times are unix **milliseconds** of the caller's clock (``now_ms``); the
 same code runs on the wall clock live and on a virtual clock in the benchmark.
 Message ids (``msg_id``) are ``seq * 1_000_000 + position`` from the shared sequence
-(see :mod:`provisioner.sequencer`); 0 means "unordered" (seeding, benchmarks).
+(see :mod:`provisioner.core.sequencer`); 0 means "unordered" (seeding, benchmarks).
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import math
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from provisioner.errors import Code, raise_for_code
-from provisioner.keys import Channels, PoolKeys
-from provisioner.scripts import Call, ScriptRunner
+from provisioner.core.errors import Code, raise_for_code
+from provisioner.core.keys import Channels, PoolKeys
+from provisioner.core.scripts import Call, ScriptRunner
+from provisioner.policies.base import BootStats, PoolSnapshot
 
 __all__ = [
     "ApplyResult",
@@ -69,54 +70,6 @@ class LeaseState:
     token: str
     holder: str
     expires_ms: int
-
-
-@dataclass(frozen=True)
-class BootStats:
-    """The learned boot time (lead time), from ``P:boot``.
-
-    Attributes:
-        n: booting->ready observations so far.
-        mean_s: EWMA of the boot time, seconds (None before the first observation).
-        sd_s: EW standard deviation, seconds.
-        last_s: the latest observation, seconds.
-    """
-
-    n: int = 0
-    mean_s: float | None = None
-    sd_s: float = 0.0
-    last_s: float | None = None
-
-
-@dataclass(frozen=True)
-class PoolSnapshot:
-    """A consistent read of the pool's sizes (one MULTI), for policy and status.
-
-    Attributes:
-        booting, ready, allocated, terminating: nodes by state.
-        waiting: users on the waitlist.
-        active: users in the active set (seen recently, not connected).
-        intents: open create intents (POSTs not yet answered).
-        unknown: nodes reported by the node manager that we never registered.
-        stats: the counters hash (connects, hits, misses, ...).
-        boot: the learned boot time.
-    """
-
-    booting: int
-    ready: int
-    allocated: int
-    terminating: int
-    waiting: int
-    active: int
-    intents: int
-    unknown: int
-    stats: dict[str, int] = field(default_factory=dict)
-    boot: BootStats = field(default_factory=BootStats)
-
-    @property
-    def spare(self) -> int:
-        """Nodes that will be free for a new connect: ready + booting + open intents."""
-        return self.ready + self.booting + self.intents
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from provisioner.policy import NO_FEATURES, Decision, Observation
+from provisioner.policies.base import NO_FEATURES, Decision, Observation
 
 __all__ = ["HybridConfig", "HybridHistogramPolicy"]
 

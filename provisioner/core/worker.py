@@ -2,14 +2,14 @@
 
 A replica subscribes, on **one** connection, to the marker channel and the four
 inbound channels; names every message with the shared sequence
-(:mod:`provisioner.sequencer`); validates it (:mod:`provisioner.messages`); and
+(:mod:`provisioner.core.sequencer`); validates it (:mod:`provisioner.core.messages`); and
 applies it through one Lua script, which publishes ``user:assigned`` itself.  Any
 number of replicas may run: each script applies a message once (per-user/per-node
 message ids), whichever replica comes first.
 
 Besides ingest, each replica runs: the marker timer (every ``marker_interval_s``),
 a heartbeat, user expiry and node pruning (maintenance any replica may do), the
-metrics server, and the :class:`provisioner.leader.Leader` loop, which scales only
+metrics server, and the :class:`provisioner.core.leader.Leader` loop, which scales only
 while this replica holds the lease.
 
 Failure handling: on a Redis error the subscription is dropped and re-made with
@@ -44,28 +44,29 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from provisioner.clock import Clock, WallClock
-from provisioner.coordinator import Coordinator
-from provisioner.errors import Code, ScriptError, raise_for_code
-from provisioner.keys import Channels
-from provisioner.leader import Leader, LeaderConfig
-from provisioner.logutil import LogLimiter
-from provisioner.messages import (
+from provisioner.core.clock import Clock, WallClock
+from provisioner.core.coordinator import Coordinator
+from provisioner.core.errors import Code, ScriptError, raise_for_code
+from provisioner.core.keys import Channels
+from provisioner.core.leader import Leader, LeaderConfig
+from provisioner.core.logutil import LogLimiter
+from provisioner.core.messages import (
     BadInput,
     decode_activity,
     decode_node_status,
     decode_user,
     truncate,
 )
-from provisioner.metrics import Metrics, serve_metrics
-from provisioner.nodeapi import NodeApi, NodeApiConfig
-from provisioner.policy import Policy, make_policy
-from provisioner.scripts import Call
-from provisioner.sequencer import Sequencer
+from provisioner.core.metrics import Metrics, serve_metrics
+from provisioner.core.nodeapi import NodeApi, NodeApiConfig
+from provisioner.core.scripts import Call
+from provisioner.core.sequencer import Sequencer
+from provisioner.policies.base import Policy
+from provisioner.policies.registry import make_policy
 
 __all__ = ["Worker", "WorkerConfig", "run_worker"]
 
-log = logging.getLogger("provisioner.worker")
+log = logging.getLogger("provisioner.core.worker")
 
 _PROBE = "provisioner-liveness-probe"
 
@@ -92,7 +93,7 @@ class WorkerConfig:
         health_check_interval_s: redis-py connection health-check period.
         socket_timeout_s: a Redis command unanswered this long fails (a half-open
             connection is dropped and re-made); redis-py before 8.0 waits forever by default.
-        policy: policy name (see :func:`provisioner.policy.make_policy`).
+        policy: policy name (see :func:`provisioner.policies.registry.make_policy`).
         policy_knobs: the policy's knobs.
         leader: lease and scaling timing.
         api_timeout_s: Node API request timeout.

@@ -1,0 +1,80 @@
+"""The policies by name: :data:`POLICY_NAMES`, :func:`make_policy`, :func:`run_knobs`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provisioner.policies.base import Policy
+from provisioner.policies.basestock import BaseStockConfig, BaseStockPolicy
+from provisioner.policies.hybrid import HybridConfig, HybridHistogramPolicy
+from provisioner.policies.predictive import PredictiveConfig, PredictivePolicy
+from provisioner.policies.reactive import ReactivePolicy
+from provisioner.policies.static import StaticPoolPolicy
+
+__all__ = ["POLICY_NAMES", "make_policy", "run_knobs"]
+
+POLICY_NAMES = ("predictive", "basestock", "reactive", "static", "hybrid")
+
+
+def _config(cls: Any, knobs: dict[str, float]) -> Any:
+    defaults = cls()
+    fields = cls.__dataclass_fields__
+    unknown = set(knobs) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown knobs for {cls.__name__}: {sorted(unknown)}")
+    return cls(**{k: type(getattr(defaults, k))(v) for k, v in knobs.items()})
+
+
+def run_knobs(
+    policy: str,
+    *,
+    miss_cost: float = 1000.0,
+    keep_alive: float = 60.0,
+    z: float = 1.64,
+    min_spare: int | None = None,
+    half_life: float = 60.0,
+) -> dict[str, float]:
+    """The knobs of ``policy`` from the options of ``provisioner run`` (seconds and
+    node-seconds), for :func:`make_policy`: what each policy takes of them, and its own
+    defaults where ``min_spare`` is None (predictive 0, basestock 1, static's pool 4).
+
+    Raises:
+        ValueError: unknown policy name.
+    """
+    if policy == "predictive":
+        return {"miss_cost_s": miss_cost, "min_spare": min_spare or 0}
+    if policy == "basestock":
+        return {
+            "z": z,
+            "min_spare": 1 if min_spare is None else min_spare,
+            "half_life_s": half_life,
+            "keep_alive_s": keep_alive,
+        }
+    if policy == "static":
+        return {"k": 4 if min_spare is None else min_spare, "keep_alive_s": keep_alive}
+    if policy == "hybrid":
+        return {"fixed_keep_alive_s": keep_alive}
+    if policy == "reactive":
+        return {"keep_alive_s": keep_alive}
+    raise ValueError(f"unknown policy {policy!r}: one of {', '.join(POLICY_NAMES)}")
+
+
+def make_policy(name: str, **knobs: float) -> Policy:
+    """Build a policy by name (one of :data:`POLICY_NAMES`) with its knobs.
+
+    Raises:
+        ValueError: unknown name or knob.
+    """
+    if name == "predictive":
+        return PredictivePolicy(_config(PredictiveConfig, knobs))
+    if name == "hybrid":
+        return HybridHistogramPolicy(_config(HybridConfig, knobs))
+    if name == "basestock":
+        fields = BaseStockConfig.__dataclass_fields__
+        kw = {k: type(getattr(BaseStockConfig(), k))(v) for k, v in knobs.items() if k in fields}
+        return BaseStockPolicy(BaseStockConfig(**kw))
+    if name == "reactive":
+        return ReactivePolicy(float(knobs.get("keep_alive_s", 0.0)))
+    if name == "static":
+        return StaticPoolPolicy(int(knobs.get("k", 3)), float(knobs.get("keep_alive_s", 60.0)))
+    raise ValueError(f"unknown policy {name!r}: one of {', '.join(POLICY_NAMES)}")
