@@ -201,3 +201,26 @@ def test_deferred_records_go_with_the_next_call_and_acts_are_not_deferred(
     r.hset(sc.keys.leader, "token", "someone-else")
     sc.run(sc.coord.runner.flush())
     assert leader.token is None and r.xlen(sc.keys.decisions) == 2  # fenced: not written
+
+
+def test_a_first_boot_longer_than_the_default_guess_is_not_deleted_as_stuck(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """With no boot observed yet, the default boot time is only a guess: a first boot of
+    8x the default (over the 3x stuck timeout of a learned boot time) must be waited for,
+    and its boot time learned (held-out worlds with 150-190 s boots: every first boot was
+    deleted, so no node ever became ready)."""
+    clock = VirtualClock(5_000_000)
+    api = RecordingApi()
+    leader = _leader(sc, api, clock, k=1)  # default boot 10 s
+    t0 = 5_000_000
+    for t in range(t0, t0 + 80_000, 1000):
+        clock.advance_to(t)
+        _step(sc, leader)
+    assert api.created == ["api-0"], api.created
+    assert api.deleted == []
+    sc.node_status("api-0", "ready", t0 + 80_000)
+    assert int(r.hget(sc.keys.boot, "n") or 0) == 1
+    clock.advance_to(t0 + 81_000)
+    _step(sc, leader)
+    assert api.deleted == []

@@ -43,6 +43,9 @@ from provisioner.policies.base import Decision, Observation, Policy, PoolSnapsho
 
 __all__ = ["Leader", "LeaderConfig", "NodeApiLike"]
 
+#: While no boot has been observed, the stuck-boot timeout is this many times longer.
+UNOBSERVED_TIMEOUT_FACTOR = 10.0
+
 log = logging.getLogger("provisioner.core.leader")
 
 
@@ -192,10 +195,19 @@ class Leader:
         self.metrics.lease_held.set(0)
 
     def boot_timeout_ms(self, snap: PoolSnapshot) -> int:
-        """How long a node may boot before it is declared stuck, ms."""
+        """How long a node may boot before it is declared stuck, ms.
+
+        ``boot_timeout_factor`` times the learned mean boot time plus 4 standard
+        deviations; while no boot has been observed yet, the default boot time is a
+        guess rather than evidence, so the timeout is ``UNOBSERVED_TIMEOUT_FACTOR`` times
+        longer (else, with boots over ``boot_timeout_factor`` times the default, every
+        first boot is deleted as stuck and the boot time is never learned).
+        """
         c = self.config
         mean = snap.boot.mean_s or c.default_boot_s
         timeout = max(c.min_boot_timeout_s, c.boot_timeout_factor * mean + 4 * snap.boot.sd_s)
+        if not snap.boot.n:
+            timeout *= UNOBSERVED_TIMEOUT_FACTOR
         return int(timeout * 1000)
 
     async def tick(self, now: int) -> Decision | None:
