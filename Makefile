@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS := test,bench
+EXTRAS := test,sim,bench
 PINNED := PIP_CONSTRAINT=$(CURDIR)/constraints.txt
 LATEST_VENV := .venv-latest
 NOHIREDIS_VENV := .venv-nohiredis
