@@ -1,6 +1,7 @@
 """The harness of the demo, the benchmarks and the tests: private, throwaway
 redis-servers (:func:`local_redis`, :func:`private_redis`, :func:`private_servers`) and
-child processes (:class:`Procs`).  The service itself never imports it.
+child processes (:class:`Procs`; a child that answers in JSON: :func:`start_json_child`,
+:func:`json_result`).  The service itself never imports it.
 
 A private redis-server is started from PATH.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -27,6 +29,7 @@ from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import click
@@ -40,11 +43,13 @@ __all__ = [
     "RedisNotFound",
     "cpus",
     "free_port",
+    "json_result",
     "local_redis",
     "pin",
     "pin_threads",
     "private_redis",
     "private_servers",
+    "start_json_child",
     "wait_http",
     "wait_ready",
 ]
@@ -324,6 +329,37 @@ class Procs:
     def log(self, name: str) -> str:
         """What child ``name`` wrote so far."""
         return (self.logdir / f"{name}.log").read_text(errors="replace")
+
+
+def start_json_child(module: str, args: list[str]) -> subprocess.Popen[str]:
+    """Start ``python -m <module> *args``, a child that prints one JSON object on stdout
+    (piped, text) and logs to this process's stderr: a benchmark's load generator.
+    Read its answer with :func:`json_result`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def json_result(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:
+    """Wait up to ``timeout_s`` seconds for a child of :func:`start_json_child` and return
+    the JSON object it printed.
+
+    Raises:
+        click.ClickException: the child did not exit in time (it is killed) or exited
+            with a non-zero status.
+    """
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise click.ClickException("a benchmark child process hung") from None
+    if proc.returncode != 0:
+        raise click.ClickException(f"a benchmark child process failed ({proc.returncode})")
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 async def wait_http(url: str, timeout_s: float = 60.0) -> None:

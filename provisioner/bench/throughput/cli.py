@@ -1,0 +1,106 @@
+"""The ``bench throughput`` click command and the whole run (the parts are described in
+:mod:`provisioner.bench.throughput`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+
+from provisioner.bench.throughput.common import ThroughputConfig
+from provisioner.bench.throughput.limit import measure_limit
+from provisioner.bench.throughput.replicas import run_stack
+from provisioner.bench.throughput.report import (
+    ThroughputResult,
+    evaluate_targets,
+    format_limit,
+    machine_info,
+)
+from provisioner.bench.throughput.scale import measure_scale
+from provisioner.harness import private_redis
+
+__all__ = ["command", "run_throughput"]
+
+
+def run_throughput(redis_url: str, cfg: ThroughputConfig, echo: Any = None) -> ThroughputResult:
+    """Measure the limit, the replica runs and the scale runs; evaluate the targets."""
+    machine = machine_info(redis_url)
+    limit = measure_limit(redis_url, cfg.limit_events)
+    if echo:
+        echo(format_limit(limit))
+    res = ThroughputResult(machine=machine, limit=limit)
+    if "replicas" in cfg.parts:
+        res.rates = run_stack(redis_url, cfg, limit.limit, echo)
+    if "scale" in cfg.parts:
+        res.scale = measure_scale(redis_url, cfg.sizes, cfg.ticks, cfg.history_ttl_s, echo)
+    res.targets = evaluate_targets(res)
+    return res
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    vals = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = set(vals) - {"replicas", "scale"}
+    if bad:
+        raise click.BadParameter(
+            f"unknown parts {sorted(bad)}: replicas, scale", param_hint="--parts"
+        )
+    return vals
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(float(x)) for x in text.split(",") if x.strip())
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r}: expected comma-separated numbers") from e
+    if not vals or min(vals) <= 0:
+        raise click.BadParameter(f"{text!r}: expected positive numbers")
+    return vals
+
+
+@click.command("throughput")
+@click.option("--quick", is_flag=True, help="Small rates, sizes and durations (a test).")
+@click.option("--rates", default=None, help="Events/s to publish, comma-separated.")
+@click.option("--duration", type=float, default=None, help="Seconds of flood per rate.")
+@click.option("--replicas", "replica_counts", default=None, help="Replica counts, e.g. 1,2.")
+@click.option("--sizes", default=None, help="Active users of the scale runs, e.g. 1000,1e6.")
+@click.option(
+    "--parts",
+    default="replicas,scale",
+    show_default=True,
+    help="What to run besides the limit: replicas, scale (comma-separated).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--redis-url", default=None, help="Use this Redis instead of a private one.")
+def command(
+    quick: bool, rates: str | None, duration: float | None, replica_counts: str | None,
+    sizes: str | None, parts: str, as_json: bool, redis_url: str | None,
+) -> None:  # fmt: skip
+    """Ingest rate and connect latency of 1 and 2 replicas against Redis's own limit;
+    tick cost and memory per user at 1k, 100k and 1M users."""
+    base = ThroughputConfig()
+    if quick:
+        base = ThroughputConfig(
+            rates=(500, 2000), duration_s=2.0, sizes=(1_000, 10_000), limit_events=20_000,
+            ticks=10,
+        )  # fmt: skip
+    cfg = ThroughputConfig(
+        rates=_ints(rates) if rates else base.rates,
+        duration_s=duration if duration and duration > 0 else base.duration_s,
+        replicas=_ints(replica_counts) if replica_counts else base.replicas,
+        connect_rate=base.connect_rate,
+        sizes=_ints(sizes) if sizes else base.sizes,
+        limit_events=base.limit_events,
+        ticks=base.ticks,
+        history_ttl_s=base.history_ttl_s,
+        parts=_parts(parts),
+    )
+    logging.getLogger("provisioner").setLevel(logging.WARNING)
+    echo = None if as_json else click.echo
+    with private_redis(redis_url) as url:
+        res = run_throughput(url, cfg, echo)
+    if as_json:
+        click.echo(json.dumps(res.to_dict(), indent=1))
+    else:
+        click.echo("targets: " + json.dumps(res.targets))
