@@ -111,12 +111,17 @@ class ApplyResult:
         idle: surplus ready nodes marked terminating after keep-alive (DELETE them).
         intents: the create intents recorded (POST one node for each).
         spare: ready + booting + open intents after the reap, before the new intents.
+        withheld: intents the ``max_nodes`` cap refused (0 without a cap).
+        counted: nodes counted against the cap before the new intents (open intents,
+            booting, ready, allocated, terminating and unknown nodes; lua/includes/caps.lua).
     """
 
     stuck: list[str]
     idle: list[str]
     intents: list[str]
     spare: int
+    withheld: int = 0
+    counted: int = 0
 
 
 @dataclass(frozen=True)
@@ -386,13 +391,27 @@ class Coordinator:
         return Code(int(res[0]))
 
     # -- node lifecycle (leader) ------------------------------------------------
-    async def create_intents(self, token: str, now_ms: int, intent_ids: Sequence[str]) -> int:
+    async def create_intents(
+        self, token: str, now_ms: int, intent_ids: Sequence[str], max_nodes: int | None = None
+    ) -> int:
         """Record create intents before POSTing (fenced).
+
+        Args:
+            token: the caller's fencing token; ``now_ms``: now, unix ms.
+            intent_ids: unique ids (never ``"max_nodes"``).
+            max_nodes: the cap on nodes that cost (open intents, booting, ready, allocated,
+                terminating and unknown nodes): only the first ``max_nodes - counted`` ids
+                are recorded, atomically with the count (None: no cap).
+
+        Returns:
+            How many ids were recorded (the first ones).
 
         Raises:
             FencedError: the token is not the live lease's.
+            BadArgumentError: a negative cap or no ids.
         """
-        res = await self._run("createIntents", token, now_ms, *intent_ids)
+        cap: list[str | int] = [] if max_nodes is None else ["max_nodes", max_nodes]
+        res = await self._run("createIntents", token, now_ms, *cap, *intent_ids)
         return int(res[1])
 
     async def register_node(self, intent_id: str, node_id: str, now_ms: int) -> Code:
@@ -508,6 +527,7 @@ class Coordinator:
         fields: dict[str, str | int | float],
         max_reap: int = 50,
         maxlen: int = 1000,
+        max_nodes: int | None = None,
     ) -> tuple[Call, str]:
         """The ``applyDecision`` call (nothing run), and the prefix of the intent ids it
         records (for :meth:`parse_applied`).
@@ -523,11 +543,18 @@ class Coordinator:
             fields: the decision's inputs, stored in ``P:policy`` and the decisions
                 stream (with ``spare``, ``created``, ``reaped_idle``, ``reaped_stuck``).
             max_reap: most nodes marked terminating; ``maxlen``: cap of the stream.
+            max_nodes: the cap on nodes that cost (open intents, booting, ready,
+                allocated, terminating and unknown nodes, lua/includes/caps.lua): intents
+                beyond it are withheld, atomically with the count; stored as the field
+                ``max_nodes`` (None: no cap).
         """
         prefix = secrets.token_hex(8)
         flat: list[str | int | float] = []
         for name, value in fields.items():
-            flat += [name, value]
+            if name != "max_nodes":  # the script reads that field as the cap
+                flat += [name, value]
+        if max_nodes is not None:
+            flat += ["max_nodes", max_nodes]
         args = (
             token, now_ms, keep_alive_ms, reap_floor, boot_timeout_ms, max_reap,
             target_spare, max_creates, prefix, maxlen, *flat,
@@ -544,12 +571,14 @@ class Coordinator:
         """
         raise_for_code("applyDecision", int(res[0]))
         n_stuck, n_idle, created = int(res[1]), int(res[2]), int(res[3])
-        nodes = [_s(n) for n in res[5:]]
+        nodes = [_s(n) for n in res[7:]]
         return ApplyResult(
             stuck=nodes[:n_stuck],
             idle=nodes[n_stuck : n_stuck + n_idle],
             intents=[f"{prefix}-{i}" for i in range(1, created + 1)],
             spare=int(res[4]),
+            withheld=int(res[5]),
+            counted=int(res[6]),
         )
 
     # -- lease --------------------------------------------------------------------

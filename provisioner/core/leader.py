@@ -12,6 +12,12 @@ nodes that reported a status while unknown to us for ``unknown_grace_s`` are ado
 into an old open intent (a POST that timed out after the API created the node) or,
 when there is none, registered and deleted; nodes stuck in ``terminating`` get their
 DELETE again.
+
+Operator caps (:class:`LeaderConfig` ``max_nodes`` and ``min_ready``) apply to every
+policy's decision in one place, after :meth:`Policy.decide`: the floor raises the target
+and the reap floor (:func:`with_floor`); the cap is enforced by ``applyDecision`` itself,
+atomically with its count of the nodes that cost (:func:`nodes_counted`), so no tick,
+leader or flaky API can record an intent beyond it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
@@ -41,7 +47,7 @@ from provisioner.core.metrics import Metrics
 from provisioner.core.nodeapi import CreateFailed, CreateUncertain, NodeApiError, NodeGone
 from provisioner.policies.base import Decision, Observation, Policy, PoolSnapshot
 
-__all__ = ["Leader", "LeaderConfig", "NodeApiLike"]
+__all__ = ["Leader", "LeaderConfig", "NodeApiLike", "nodes_counted", "with_floor"]
 
 #: While no boot has been observed, the stuck-boot timeout is this many times longer.
 UNOBSERVED_TIMEOUT_FACTOR = 10.0
@@ -87,6 +93,15 @@ class LeaderConfig:
             next round trip (``ScriptRunner.defer``) instead of one of its own: the replay
             benchmark, where the next call follows at once and nothing runs between
             (live, a record would wait a tick and could die with the replica: off).
+        max_nodes: the cap on every node that costs (:func:`nodes_counted`: open create
+            intents, booting, ready, allocated, terminating and unknown nodes); a connect
+            beyond it waits on the waitlist instead of causing a boot. None: no cap.
+        min_ready: spare nodes (ready + booting) kept whatever the policy says, and left
+            by the reaper (nodes stuck booting are still replaced); still under
+            ``max_nodes``.
+
+    Raises:
+        ValueError: a negative cap or floor, or ``max_nodes`` below ``min_ready``.
     """
 
     lease_ttl_s: float = 5.0
@@ -104,6 +119,52 @@ class LeaderConfig:
     reconcile_every: int = 1
     record_every_s: float = 60.0
     defer_records: bool = False
+    max_nodes: int | None = None
+    min_ready: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_ready < 0:
+            raise ValueError(f"min_ready must be >= 0, got {self.min_ready}")
+        if self.max_nodes is not None and self.max_nodes < 0:
+            raise ValueError(f"max_nodes must be >= 0, got {self.max_nodes}")
+        if self.max_nodes is not None and self.max_nodes < self.min_ready:
+            raise ValueError(
+                f"max_nodes ({self.max_nodes}) is below min_ready ({self.min_ready}): "
+                "the floor could never be held"
+            )
+
+
+def nodes_counted(snap: PoolSnapshot) -> int:
+    """Nodes that count against ``max_nodes``, as ``applyDecision`` counts them
+    (lua/includes/caps.lua): every node that costs, from its create intent to the end of
+    its termination: open intents + booting + ready + allocated + terminating + unknown."""
+    return (
+        snap.intents + snap.booting + snap.ready + snap.allocated + snap.terminating
+        + snap.unknown
+    )  # fmt: skip
+
+
+def with_floor(dec: Decision, min_ready: int) -> Decision:
+    """A policy's decision under the operator's floor of spare nodes.
+
+    Args:
+        dec: what :meth:`Policy.decide` returned.
+        min_ready: spare nodes (ready + booting) to keep whatever the policy says.
+
+    Returns:
+        ``dec`` when it already holds the floor; else a copy whose target and reap floor
+        are at least ``min_ready``, with the policy's own target kept in its inputs as
+        ``policy_target``.
+    """
+    if dec.target_spare >= min_ready and dec.reap_floor >= min_ready:
+        return dec
+    inputs = {**dec.inputs, "policy_target": dec.target_spare}
+    return replace(
+        dec,
+        target_spare=max(dec.target_spare, min_ready),
+        keep_spare=max(dec.reap_floor, min_ready),
+        inputs=inputs,
+    )
 
 
 class Leader:
@@ -149,6 +210,10 @@ class Leader:
         #: The last tick's atomic read and decision (None before the first tick).
         self.last_tick: tuple[TickView, Decision] | None = None
         self._last_acted = True  # whether the last tick changed the pool (or was refused)
+        self._cap_binding = False  # whether the last tick's creates were cut by max_nodes
+        cap = config.max_nodes
+        metrics.max_nodes.set(math.inf if cap is None else cap)
+        metrics.min_ready.set(config.min_ready)
 
     @property
     def is_leader(self) -> bool:
@@ -225,6 +290,7 @@ class Leader:
         """
         token = self.token
         assert token is not None
+        c = self.config
         want = self.policy.features
         try:
             view = await self.coord.observe_tick(
@@ -240,7 +306,7 @@ class Leader:
         features: dict[str, Any] = {}
         if want.n_classes:
             features = {"n": view.active, "premium": view.premium_active, "hazard": view.hazard}
-        dec = self.policy.decide(Observation(now, snap, boot_s, features))
+        dec = with_floor(self.policy.decide(Observation(now, snap, boot_s, features)), c.min_ready)
         self.last_tick = (view, dec)
         self._last_acted = True
         self.metrics.target.set(dec.target_spare)
@@ -250,9 +316,12 @@ class Leader:
         max_creates = 0 if paused else self.config.max_creates_per_tick
         keep_alive_ms = int(dec.keep_alive_s * 1000)
         boot_timeout_ms = self.boot_timeout_ms(snap)
-        act = self._must_act(view, dec, now, keep_alive_ms, boot_timeout_ms, max_creates)
+        creates, withheld = self._planned_creates(snap, dec, max_creates)
+        act = self._must_act(view, dec, now, keep_alive_ms, boot_timeout_ms, creates)
         self._last_acted = act
-        if not act and not self._must_record(dec, now, paused):
+        if not act:  # what the cap withheld, as applyDecision would count it
+            self._note_cap(withheld, nodes_counted(snap))
+        if not act and not self._must_record(dec, now, paused, withheld):
             self.metrics.ticks_skipped.inc()
             return await self._after_tick(dec, token, now)
         fields: dict[str, str | int | float] = {
@@ -270,20 +339,25 @@ class Leader:
             "token": token,
             "leader": self.replica_id,
         }
+        if c.min_ready:
+            fields["min_ready"] = c.min_ready
         fields.update(dec.inputs)
         call, prefix = self.coord.apply_decision_call(
             token, now,
             keep_alive_ms=keep_alive_ms, reap_floor=dec.reap_floor,
             boot_timeout_ms=boot_timeout_ms, target_spare=dec.target_spare,
-            max_creates=max_creates, fields=fields,
+            max_creates=max_creates, fields=fields, max_nodes=c.max_nodes,
         )  # fmt: skip
-        self._last_record = self._record_key(dec, paused)
+        self._last_record = self._record_key(dec, paused, withheld)
         self._last_record_ms = now
-        if not act and self.config.defer_records:
+        if not act and c.defer_records:
             self.coord.runner.defer([call], lambda res: self._deferred_applied(res[0], prefix))
         else:
             reply = (await self.coord.runner.call_many([call]))[0]
-            self._start_api_calls(self.coord.parse_applied(reply, prefix))
+            applied = self.coord.parse_applied(reply, prefix)
+            if act:
+                self._note_cap(applied.withheld, applied.counted)
+            self._start_api_calls(applied)
         return await self._after_tick(dec, token, now)
 
     def _start_api_calls(self, applied: ApplyResult) -> None:
@@ -313,18 +387,46 @@ class Leader:
         return dec
 
     @staticmethod
-    def _record_key(dec: Decision, paused: bool) -> tuple[Any, ...]:
+    def _record_key(dec: Decision, paused: bool, withheld: int) -> tuple[Any, ...]:
         """What a stored decision must show: a change of it is recorded at once."""
-        return (dec.target_spare, dec.reap_floor, round(dec.keep_alive_s, 1), paused)
+        return (dec.target_spare, dec.reap_floor, round(dec.keep_alive_s, 1), paused, withheld)
+
+    def _planned_creates(
+        self, snap: PoolSnapshot, dec: Decision, max_creates: int
+    ) -> tuple[int, int]:
+        """The intents ``applyDecision`` would record on this tick's read, if it reaped
+        nothing, and those the ``max_nodes`` cap would withhold (the script's formula)."""
+        need = max(0, min(max_creates, dec.target_spare + snap.waiting - snap.spare))
+        cap = self.config.max_nodes
+        if cap is None:
+            return need, 0
+        withheld = max(0, need - max(0, cap - nodes_counted(snap)))
+        return need - withheld, withheld
+
+    def _note_cap(self, withheld: int, counted: int) -> None:
+        """Count the boots the cap withheld this tick, and log when it starts (and stops)
+        binding: once per episode, not once per tick."""
+        if withheld:
+            self.metrics.boots_withheld.inc(withheld)
+        binding = withheld > 0
+        if binding and not self._cap_binding:
+            log.warning(
+                "max-nodes cap binds: %d nodes count against the cap of %s; %d boots "
+                "withheld (connects wait until a node is freed)",
+                counted, self.config.max_nodes, withheld,
+            )  # fmt: skip
+        elif self._cap_binding and not binding:
+            log.info("max-nodes cap no longer binds (%d nodes counted)", counted)
+        self._cap_binding = binding
 
     def _must_act(
         self, view: TickView, dec: Decision, now: int, keep_alive_ms: int,
-        boot_timeout_ms: int, max_creates: int,
+        boot_timeout_ms: int, creates: int,
     ) -> bool:  # fmt: skip
         """Whether ``applyDecision`` would change the pool this tick: a node is stuck
         booting, an idle ready node is past keep-alive while ready + booting exceed the
         reap floor and nobody waits (the reaper's own conditions, on this tick's atomic
-        read), or intents are missing."""
+        read), or intents are missing (``creates``, under the cap)."""
         snap = view.snapshot
         if view.oldest_booting_ms is not None and view.oldest_booting_ms < now - boot_timeout_ms:
             return True
@@ -335,16 +437,16 @@ class Leader:
             and view.oldest_ready_ms <= now - keep_alive_ms
         ):
             return True
-        return min(max_creates, dec.target_spare + snap.waiting - snap.spare) > 0
+        return creates > 0
 
-    def _must_record(self, dec: Decision, now: int, paused: bool) -> bool:
+    def _must_record(self, dec: Decision, now: int, paused: bool, withheld: int) -> bool:
         """Whether the decision must be stored though nothing changes: it changed
         (:meth:`_record_key`), carries the policy's state, or the last record is
         ``record_every_s`` old.  A tick that neither acts nor records writes nothing and
         is skipped: one round trip instead of two."""
         return (
             "state" in dec.inputs
-            or self._last_record != self._record_key(dec, paused)
+            or self._last_record != self._record_key(dec, paused, withheld)
             or now - self._last_record_ms >= self.config.record_every_s * 1000
         )
 

@@ -67,6 +67,20 @@ class Metrics:
             "Leader writes refused by the fencing token (this replica had lost the lease)",
             registry=r,
         )
+        self.boots_withheld = Counter(
+            "provisioner_boots_withheld",
+            "Creates the --max-nodes cap withheld, summed over leader ticks (a boot still "
+            "withheld on the next tick counts again)",
+            registry=r,
+        )
+        self.max_nodes = Gauge(
+            "provisioner_max_nodes",
+            "The --max-nodes cap on nodes that cost (+Inf: no cap)",
+            registry=r,
+        )
+        self.min_ready = Gauge(
+            "provisioner_min_ready", "The --min-ready floor of spare nodes", registry=r
+        )
         self.pool = Gauge("provisioner_pool_nodes", "Nodes by state", ["state"], registry=r)
         self.waiting = Gauge("provisioner_waiting_users", "Users on the waitlist", registry=r)
         self.active = Gauge("provisioner_active_users", "Users in the active set", registry=r)
