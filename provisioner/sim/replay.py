@@ -295,6 +295,287 @@ def _due_calls(
             return calls, metas, ei
 
 
+class _Records:
+    """What the scripts answered, in the shape :func:`provisioner.sim.scorecard.score`
+    reads: connects, disconnects, activity ``(t, user)`` and assignments
+    ``(t, user, node, wait)``, times in virtual ms, strictly increasing in processing
+    order (as the live listener's are, so a handover sorts after its disconnect).
+
+    Attributes:
+        applied: inbound events applied so far.
+    """
+
+    def __init__(self, world: _World) -> None:
+        self.world = world
+        self.connects: list[tuple[float, str]] = []
+        self.disconnects: list[tuple[float, str]] = []
+        self.assignments: list[tuple[float, str, str, float]] = []
+        self.activity: list[tuple[float, str]] = []
+        self.waiting_since: dict[str, float] = {}
+        self.last_t = 0.0
+        self.applied = 0
+
+    def handle(self, results: list[Any], metas: list[list[_Meta]]) -> None:
+        """Record what the scripts answered for the events of ``metas``.
+
+        Raises:
+            Exception: a deferred call's error, handed over in place of its result.
+        """
+        for meta, res in zip(metas, results, strict=True):
+            if isinstance(res, Exception):
+                raise res  # a deferred call's error, handed over in place
+            if meta[0][0] == "activity":
+                # a run: one code per event (OK or STALE: the records take both)
+                assert len(res) == len(meta) + 1 and int(res[0]) == Code.OK, res
+                last_t, activity = self.last_t, self.activity
+                for _, who, t_int in meta:
+                    t = float(t_int) if t_int > last_t + 0.001 else last_t + 0.001
+                    last_t = t
+                    activity.append((t, who))
+                self.last_t = last_t
+                self.applied += len(meta)
+                continue
+            code = int(res[0])
+            for kind, who, t_int in meta:
+                t = max(float(t_int), self.last_t + 0.001)
+                self.last_t = t
+                self.applied += 1
+                self._one(kind, who, t_int, t, code, res)
+
+    def _one(self, kind: str, who: str, t_int: int, t: float, code: int, res: Any) -> None:
+        """Record one connect, disconnect or node status (``who``: the user or the node)
+        the script answered ``res`` (code ``code``) at ``t`` (``t_int``: its own time)."""
+        waiting_since, assignments = self.waiting_since, self.assignments
+        if kind == "connect":
+            self.connects.append((t, who))
+            if code == Code.HIT:
+                assignments.append((t, who, str(res[1]), 0))
+            elif code == Code.MISS:
+                waiting_since[who] = t
+        elif kind == "disconnect":
+            self.disconnects.append((t, who))
+            waiting_since.pop(who, None)
+            if res[2]:
+                to = str(res[2])
+                since = waiting_since.pop(to, t)
+                t_hand = t + 0.0005  # after the disconnect, before the next
+                assignments.append((t_hand, to, str(res[1]), max(1.0, t - since)))
+        else:  # a node status: who is the node
+            self.world.applied(who, kind, t_int)
+            user = res[1] or None
+            if kind == "ready" and user:
+                since = waiting_since.pop(str(user), t)
+                assignments.append((t, str(user), who, max(1.0, t - since)))
+            elif kind == "terminated" and user and code == Code.OK:
+                if res[2]:
+                    assignments.append((t, str(user), str(res[2]), 1.0))
+                else:
+                    waiting_since[str(user)] = t
+
+
+@dataclass
+class _Progress:
+    """Work the replay finished (ticks, history walk and expiry calls), watched by
+    :func:`_watchdog`; ``stalled`` once the watchdog gave up."""
+
+    done: int = 0
+    stalled: bool = False
+
+
+async def _watchdog(progress: _Progress, main: asyncio.Task[Any], stall_timeout_s: float) -> None:
+    """Cancel ``main`` (and mark ``progress`` stalled) when nothing finished for
+    ``stall_timeout_s`` wall seconds."""
+    seen, since = -1, time.monotonic()
+    while True:
+        await asyncio.sleep(min(5.0, stall_timeout_s / 4))
+        if progress.done != seen:
+            seen, since = progress.done, time.monotonic()
+        elif time.monotonic() - since >= stall_timeout_s:
+            progress.stalled = True
+            main.cancel()
+            return
+
+
+class _Ticks:
+    """The replay's loop, from ``T0_MS`` to the workload's end: the events due before each
+    tick, the tick, user expiry, the history walk and the fast-forward (module docstring).
+
+    Attributes:
+        ticks: leader ticks run.
+        forgotten: user records the history TTL deleted.
+        fast_forwarded: ticks skipped by the fast-forward.
+    """
+
+    def __init__(
+        self,
+        wl: Workload,
+        cfg: ReplayConfig,
+        leader: Leader,
+        world: _World,
+        records: _Records,
+        progress: _Progress,
+    ) -> None:
+        self.cfg = cfg
+        self.leader = leader
+        self.coord = leader.coord
+        self.clock = world.clock
+        self.world = world
+        self.records = records
+        self.progress = progress
+        self.events = wl.events
+        self.times = [T0_MS + int(e.t_s * 1000) for e in self.events]
+        self.ei = 0  # the next event's index
+        self.tick_ms = int(cfg.tick_s * 1000)
+        self.end_ms = T0_MS + int(wl.duration_s * 1000)
+        self.next_tick = T0_MS
+        self.user_ttl_ms = int(cfg.user_ttl_s * 1000)
+        self.history_ttl_ms = int(cfg.history_ttl_s * 1000)
+        self.last_forget = T0_MS
+        self.forget_every_ms = max(self.tick_ms, int(_FORGET_WALK_SHARE * self.history_ttl_ms))
+        self.ticks = 0
+        self.forgotten = 0
+        self.fast_forwarded = 0
+
+    async def run(self) -> None:
+        """Replay every tick up to the workload's end, then send the last queued calls."""
+        while self.next_tick <= self.end_ms:
+            await self._send_due()
+            await self._tick()
+            self.next_tick += self.tick_ms
+            if self.cfg.fast_forward:
+                jump = self._jump()
+                if jump > self.next_tick and self.leader.token is not None:
+                    await self._skip_to(jump)
+        await self.coord.runner.flush()  # the last tick's record, if queued
+
+    async def _send_due(self) -> None:
+        """Every event due before the next tick, in time order; a run of consecutive
+        activity events is one recordActivities call (as live); every batch but the last
+        now, the last in one round trip with the tick's observeTick (ScriptRunner.defer:
+        Redis runs it first, and its results are handled before the leader reads its
+        own)."""
+        coord, batch, handle = self.coord, self.cfg.batch, self.records.handle
+        calls, metas, self.ei = _due_calls(
+            coord, self.events, self.times, self.ei, self.world.heap, self.next_tick
+        )
+        last = max(0, (len(calls) - 1) // batch * batch)
+        for i in range(0, last, batch):
+            part = slice(i, i + batch)
+            handle(await coord.runner.call_many(calls[part]), metas[part])
+        coord.runner.defer(calls[last:], functools.partial(handle, metas=metas[last:]))
+
+    async def _tick(self) -> None:
+        """The tick: the real leader with the policy under test, then user expiry every
+        ``maintenance_every`` ticks and the history walk when it is due."""
+        self.clock.advance_to(self.next_tick)
+        await self.leader.step()  # sends the queued events first (it always sends)
+        await self.leader.drain()
+        self.ticks += 1
+        self.progress.done += 1
+        now = self.next_tick
+        if ((now - T0_MS) // self.tick_ms + 1) % self.cfg.maintenance_every == 0:
+            await self.coord.expire_users(now, self.user_ttl_ms, min_interval_ms=0)
+        if now - self.last_forget >= self.forget_every_ms:
+            # the history TTL, one full walk every tenth of the TTL of virtual time
+            # (live: a slice a second per replica); a record outlives its TTL by at most
+            # that tenth
+            self.last_forget = now
+            for _ in range(10_000):
+                gone, walked = await self.coord.forget_users(now, self.history_ttl_ms, count=5000)
+                self.forgotten += gone
+                self.progress.done += 1
+                if walked:
+                    break
+
+    def _jump(self) -> int:
+        """The tick to fast-forward to (virtual ms), 0 when nothing may be skipped."""
+        leader, world = self.leader, self.world
+        t_next = self.times[self.ei] if self.ei < len(self.events) else self.end_ms
+        if leader.policy.target_rises_only_on_events and _quiet(leader, world):
+            # nothing can happen before the next inbound event: the ticks up to
+            # it would read an empty pool and hold target 0 (module docstring);
+            # the last of them runs, so the policy's averages decay over the gap
+            # as they would
+            t_stop: float = t_next
+        else:
+            # a pool at rest: no tick would change anything before the next
+            # event, node status or time-driven change (Leader.idle_until_ms)
+            t_stop = min(t_next, world.heap[0][0] if world.heap else t_next)
+            t_stop = min(t_stop, leader.idle_until_ms())
+            # nor past the next history walk (a forgotten user's connect counts as
+            # a new user's)
+            t_stop = min(t_stop, self.last_forget + self.forget_every_ms)
+        # the last grid tick at or before t_stop: an event at t_next is applied
+        # before the tick after it, and a change due at t_stop happens at the
+        # first tick at or after it, which runs
+        if t_stop > self.next_tick:
+            return T0_MS + (int(t_stop) - T0_MS) // self.tick_ms * self.tick_ms
+        return 0
+
+    async def _skip_to(self, jump: int) -> None:
+        """Skip the ticks before ``jump`` (virtual ms, a later grid tick)."""
+        leader, coord, tick_ms = self.leader, self.coord, self.tick_ms
+        assert leader.token is not None
+        now = self.clock.now_ms()
+        # the lease is renewed over the gap, as the skipped ticks would have
+        ttl = jump - now + int(leader.config.lease_ttl_s * 1000)
+        await coord.renew_lease(leader.replica_id, leader.token, now, ttl)
+        n_skip = (jump - self.next_tick) // tick_ms
+        # the user expiry of the last skipped maintenance tick, at its time:
+        # nothing else happens in the gap, so the active set is then what the
+        # ticks would have left (a user kept past its expiry would count its
+        # next activity as a return, not a new session)
+        every = self.cfg.maintenance_every
+        k_last = (jump - T0_MS) // tick_ms - 1  # index of the last skipped
+        k_maint = (k_last + 1) // every * every - 1
+        if k_maint >= (self.next_tick - T0_MS) // tick_ms:
+            t_maint = T0_MS + k_maint * tick_ms
+            # each skipped tick expired up to 1000: all of them, here
+            while await coord.expire_users(t_maint, self.user_ttl_ms, min_interval_ms=0):
+                self.progress.done += 1
+        self.fast_forwarded += n_skip
+        leader.skip_ticks(n_skip)
+        self.next_tick = jump
+
+
+def _tiers(
+    rec: _Records, premium: set[str], boot_time_s: float, end_ms: int
+) -> dict[str, dict[str, Any]]:
+    """Connects, misses and wait p95 (ms) of the premium and the standard users."""
+    tiers = {}
+    for tier, members in (("premium", premium), ("standard", None)):
+
+        def keep(u: str, members: set[str] | None = members) -> bool:
+            return (u in premium) if members is not None else (u not in premium)
+
+        sub = score(
+            [c for c in rec.connects if keep(c[1])],
+            [d for d in rec.disconnects if keep(d[1])],
+            [a for a in rec.assignments if keep(a[1])],  # type: ignore[misc]
+            [],  # activity only tells cold from predictable, which tiers do not report
+            [], boot_time_s=boot_time_s, start_ms=T0_MS, end_ms=end_ms,
+        )  # fmt: skip
+        wait95 = sub.wait_p95_ms
+        tiers[tier] = {"connects": sub.connects, "misses": sub.misses, "wait_p95_ms": wait95}
+    return tiers
+
+
+async def _delete_pool(
+    client: aioredis.Redis, coord: Coordinator, pool: str, timeout_s: float
+) -> None:
+    """Delete the pool's keys (a warning, not an error, when Redis does not answer within
+    ``timeout_s`` seconds), then close the client."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            keys = coord.keys.all()
+            for i in range(0, len(keys), 50):
+                await client.delete(*keys[i : i + 50])
+    except (TimeoutError, RedisError, OSError) as e:
+        log.warning("replay: the keys of pool %s are left (%r)", pool, e)
+    finally:
+        await client.aclose()
+
+
 async def replay(
     wl: Workload,
     policy: Policy,
@@ -313,6 +594,9 @@ async def replay(
 
     Returns:
         The scorecard and run statistics.
+
+    Raises:
+        ReplayStalled: nothing finished for ``cfg.stall_timeout_s`` wall seconds.
     """
     cfg = cfg or ReplayConfig()
     mean_boot = wl.boot.mean_s
@@ -329,208 +613,37 @@ async def replay(
     world = _World(wl, clock, cfg)
     leader = Leader(coord, world, policy, clock, "replay", leader_cfg, Metrics())
     started = time.perf_counter()
-    connects: list[tuple[float, str]] = []
-    disconnects: list[tuple[float, str]] = []
-    assignments: list[tuple[float, str, str, float]] = []
-    activity: list[tuple[float, str]] = []
-    waiting_since: dict[str, float] = {}
-    last_t = 0.0
-    events = wl.events
-    times = [T0_MS + int(e.t_s * 1000) for e in events]
-    ei = 0
-    tick_ms = int(cfg.tick_s * 1000)
-    end_ms = T0_MS + int(wl.duration_s * 1000)
-    next_tick = T0_MS
-    ticks = 0
-    applied = 0
-    user_ttl_ms = int(cfg.user_ttl_s * 1000)
-    history_ttl_ms = int(cfg.history_ttl_s * 1000)
-    last_forget = T0_MS
-    forget_every_ms = max(tick_ms, int(_FORGET_WALK_SHARE * history_ttl_ms))
-    forgotten = 0
-    skipped_ticks = 0
+    records = _Records(world)
+    progress = _Progress()
+    loop = _Ticks(wl, cfg, leader, world, records, progress)
     main = asyncio.current_task()
-    stalled = False
-    progress = 0  # ticks, history walk and expiry calls done
-
-    async def watchdog() -> None:
-        """Cancel the replay when nothing finished for ``cfg.stall_timeout_s``."""
-        nonlocal stalled
-        seen, since = -1, time.monotonic()
-        while True:
-            await asyncio.sleep(min(5.0, cfg.stall_timeout_s / 4))
-            if progress != seen:
-                seen, since = progress, time.monotonic()
-            elif time.monotonic() - since >= cfg.stall_timeout_s:
-                stalled = True
-                assert main is not None
-                main.cancel()
-                return
-
-    guard = asyncio.create_task(watchdog())
+    assert main is not None
+    guard = asyncio.create_task(_watchdog(progress, main, cfg.stall_timeout_s))
     try:
         await coord.runner.load_all()
         premium = {u for u in wl.users() if is_premium(u, cfg.premium_share)}
         for chunk in _chunks(sorted(premium), 500):
             await coord.set_premium(chunk)
-
-        def handle(results: list[Any], metas: list[list[_Meta]]) -> None:
-            """Record what the scripts answered for the events of ``metas``."""
-            nonlocal last_t, applied
-            for meta, res in zip(metas, results, strict=True):
-                if isinstance(res, Exception):
-                    raise res  # a deferred call's error, handed over in place
-                # records in processing order get strictly increasing times, as the
-                # live listener's do, so a handover sorts after its disconnect
-                if meta[0][0] == "activity":
-                    # a run: one code per event (OK or STALE: the records take both)
-                    assert len(res) == len(meta) + 1 and int(res[0]) == Code.OK, res
-                    for _, who, t_int in meta:
-                        t = float(t_int) if t_int > last_t + 0.001 else last_t + 0.001
-                        last_t = t
-                        activity.append((t, who))
-                    applied += len(meta)
-                    continue
-                code = int(res[0])
-                for kind, who, t_int in meta:
-                    t = max(float(t_int), last_t + 0.001)
-                    last_t = t
-                    applied += 1
-                    if kind == "connect":
-                        connects.append((t, who))
-                        if code == Code.HIT:
-                            assignments.append((t, who, str(res[1]), 0))
-                        elif code == Code.MISS:
-                            waiting_since[who] = t
-                    elif kind == "disconnect":
-                        disconnects.append((t, who))
-                        waiting_since.pop(who, None)
-                        if res[2]:
-                            to = str(res[2])
-                            since = waiting_since.pop(to, t)
-                            t_hand = t + 0.0005  # after the disconnect, before the next
-                            assignments.append((t_hand, to, str(res[1]), max(1.0, t - since)))
-                    else:  # a node status: who is the node
-                        world.applied(who, kind, t_int)
-                        user = res[1] or None
-                        if kind == "ready" and user:
-                            since = waiting_since.pop(str(user), t)
-                            assignments.append((t, str(user), who, max(1.0, t - since)))
-                        elif kind == "terminated" and user and code == Code.OK:
-                            if res[2]:
-                                assignments.append((t, str(user), str(res[2]), 1.0))
-                            else:
-                                waiting_since[str(user)] = t
-
-        while next_tick <= end_ms:
-            # 1. every event due before the next tick, in time order; a run of
-            # consecutive activity events is one recordActivities call (as live);
-            # every batch but the last now, the last in one round trip with the tick's
-            # observeTick (ScriptRunner.defer: Redis runs it first, and its results are
-            # handled before the leader reads its own)
-            calls, metas, ei = _due_calls(coord, events, times, ei, world.heap, next_tick)
-            last = max(0, (len(calls) - 1) // cfg.batch * cfg.batch)
-            for i in range(0, last, cfg.batch):
-                part = slice(i, i + cfg.batch)
-                handle(await coord.runner.call_many(calls[part]), metas[part])
-            coord.runner.defer(calls[last:], functools.partial(handle, metas=metas[last:]))
-            # 2. the tick: the real leader with the policy under test
-            clock.advance_to(next_tick)
-            await leader.step()  # sends the queued events first (it always sends)
-            await leader.drain()
-            ticks += 1
-            progress += 1
-            if ((next_tick - T0_MS) // tick_ms + 1) % cfg.maintenance_every == 0:
-                await coord.expire_users(next_tick, user_ttl_ms, min_interval_ms=0)
-            if next_tick - last_forget >= forget_every_ms:
-                # the history TTL, one full walk every tenth of the TTL of virtual time
-                # (live: a slice a second per replica); a record outlives its TTL by at most
-                # that tenth
-                last_forget = next_tick
-                for _ in range(10_000):
-                    gone, walked = await coord.forget_users(next_tick, history_ttl_ms, count=5000)
-                    forgotten += gone
-                    progress += 1
-                    if walked:
-                        break
-            next_tick += tick_ms
-            jump = 0
-            if cfg.fast_forward:
-                t_next = times[ei] if ei < len(events) else end_ms
-                if policy.target_rises_only_on_events and _quiet(leader, world):
-                    # nothing can happen before the next inbound event: the ticks up to
-                    # it would read an empty pool and hold target 0 (module docstring);
-                    # the last of them runs, so the policy's averages decay over the gap
-                    # as they would
-                    t_stop: float = t_next
-                else:
-                    # a pool at rest: no tick would change anything before the next
-                    # event, node status or time-driven change (Leader.idle_until_ms)
-                    t_stop = min(t_next, world.heap[0][0] if world.heap else t_next)
-                    t_stop = min(t_stop, leader.idle_until_ms())
-                    # nor past the next history walk (a forgotten user's connect counts as
-                    # a new user's)
-                    t_stop = min(t_stop, last_forget + forget_every_ms)
-                # the last grid tick at or before t_stop: an event at t_next is applied
-                # before the tick after it, and a change due at t_stop happens at the
-                # first tick at or after it, which runs
-                if t_stop > next_tick:
-                    jump = T0_MS + (int(t_stop) - T0_MS) // tick_ms * tick_ms
-                if jump > next_tick and leader.token is not None:
-                    # the lease is renewed over the gap, as the skipped ticks would have
-                    ttl = jump - clock.now_ms() + int(leader_cfg.lease_ttl_s * 1000)
-                    await coord.renew_lease(leader.replica_id, leader.token, clock.now_ms(), ttl)
-                    n_skip = (jump - next_tick) // tick_ms
-                    # the user expiry of the last skipped maintenance tick, at its time:
-                    # nothing else happens in the gap, so the active set is then what the
-                    # ticks would have left (a user kept past its expiry would count its
-                    # next activity as a return, not a new session)
-                    k_last = (jump - T0_MS) // tick_ms - 1  # index of the last skipped
-                    k_maint = (k_last + 1) // cfg.maintenance_every * cfg.maintenance_every - 1
-                    if k_maint >= (next_tick - T0_MS) // tick_ms:
-                        t_maint = T0_MS + k_maint * tick_ms
-                        # each skipped tick expired up to 1000: all of them, here
-                        while await coord.expire_users(t_maint, user_ttl_ms, min_interval_ms=0):
-                            progress += 1
-                    skipped_ticks += n_skip
-                    leader.skip_ticks(n_skip)
-                    next_tick = jump
-        await coord.runner.flush()  # the last tick's record, if queued
-        nodes = list(world.ledger.values())
+        await loop.run()
         card = score(
-            connects, disconnects, assignments, activity, nodes,  # type: ignore[arg-type]
-            boot_time_s=mean_boot,
-            start_ms=T0_MS, end_ms=end_ms,
+            records.connects, records.disconnects, records.assignments,  # type: ignore[arg-type]
+            records.activity, list(world.ledger.values()),
+            boot_time_s=mean_boot, start_ms=T0_MS, end_ms=loop.end_ms,
         )  # fmt: skip
-        tiers = {}
-        for tier, members in (("premium", premium), ("standard", None)):
-
-            def keep(u: str, members: set[str] | None = members) -> bool:
-                return (u in premium) if members is not None else (u not in premium)
-
-            sub = score(
-                [c for c in connects if keep(c[1])],
-                [d for d in disconnects if keep(d[1])],
-                [a for a in assignments if keep(a[1])],  # type: ignore[misc]
-                [],  # activity only tells cold from predictable, which tiers do not report
-                [], boot_time_s=mean_boot, start_ms=T0_MS, end_ms=end_ms,
-            )  # fmt: skip
-            wait95 = sub.wait_p95_ms
-            tiers[tier] = {"connects": sub.connects, "misses": sub.misses, "wait_p95_ms": wait95}
+        tiers = _tiers(records, premium, mean_boot, loop.end_ms)
         skipped = leader.metrics.registry.get_sample_value("provisioner_leader_ticks_skipped_total")
         return ReplayResult(
-            card, time.perf_counter() - started, applied, ticks, policy.name,
+            card, time.perf_counter() - started, records.applied, loop.ticks, policy.name,
             {
                 "tiers": tiers,
                 "ticks_skipped": int(skipped or 0),
-                "ticks_fast_forwarded": skipped_ticks,
-                "users_forgotten": forgotten,
+                "ticks_fast_forwarded": loop.fast_forwarded,
+                "users_forgotten": loop.forgotten,
             },
         )  # fmt: skip
     except asyncio.CancelledError:
-        if not stalled:
+        if not progress.stalled:
             raise
-        assert main is not None
         main.uncancel()
         raise ReplayStalled(
             f"replay of pool {pool} gave up: nothing finished in {cfg.stall_timeout_s:g} s "
@@ -539,12 +652,4 @@ async def replay(
     finally:
         guard.cancel()
         leader.cancel_calls()
-        try:
-            async with asyncio.timeout(max(10.0, cfg.stall_timeout_s)):
-                keys = coord.keys.all()
-                for i in range(0, len(keys), 50):
-                    await client.delete(*keys[i : i + 50])
-        except (TimeoutError, RedisError, OSError) as e:
-            log.warning("replay: the keys of pool %s are left (%r)", pool, e)
-        finally:
-            await client.aclose()
+        await _delete_pool(client, coord, pool, max(10.0, cfg.stall_timeout_s))
