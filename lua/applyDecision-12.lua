@@ -3,7 +3,7 @@
   decision, (1) reaps: marks stuck-booting nodes and surplus idle ready nodes
   terminating (as reapNodes); (2) records create intents for the nodes still missing,
   need = min(max_creates, target_spare + waiting - spare) with spare = ready + booting +
-  open intents after the reap (as createIntents: before the POSTs, design-notes 3.3),
+  open intents after the reap (as createIntents: before the POSTs, docs/design.md#3-3),
   and, under a cap, at most max_nodes - counted (caps.lua: every node that costs, the
   reaped ones included; a reap moves nodes between counted sets, so counted is the same
   before and after it); (3) stores the decision with its inputs and what was done (as

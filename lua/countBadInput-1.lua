@@ -1,5 +1,5 @@
 --[[
-  countBadInput: count one rejected inbound message by kind (design-notes 3.8).
+  countBadInput: count one rejected inbound message by kind (docs/design.md#3-8).
   Counted once per message: every replica sees the same message ids in the same order,
   so a call counts only when its id is above the last id counted ("_last").
 

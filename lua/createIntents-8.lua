@@ -1,6 +1,6 @@
 --[[
   createIntents: the leader records its intent to create nodes before it POSTs
-  (design-notes 3.3), so a crash between the two leaks nothing: an open intent that
+  (docs/design.md#3-3), so a crash between the two leaks nothing: an open intent that
   never gets its 202 is reconciled later. Fenced by the lease token. Under a cap, only
   the first max_nodes - counted ids are recorded (caps.lua: every node that costs).
 

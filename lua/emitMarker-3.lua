@@ -1,6 +1,6 @@
 --[[
   emitMarker: advance the shared sequence and publish a marker "seq:now_ms:tag" on the
-  marker channel (design-notes 3.1). Every replica calls it on a timer; it publishes only
+  marker channel (docs/design.md#3-1). Every replica calls it on a timer; it publishes only
   when the last marker is at least interval_ms old, so several replicas do not multiply
   them (duplicates would be harmless anyway). tag = sha1(secret:seq:now_ms:secret) with a
   pool secret kept in Redis, so a stray or forged publish on the channel (which could make

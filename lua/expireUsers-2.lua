@@ -2,7 +2,7 @@
   expireUsers: users not seen for ttl_ms leave the active set (the policy stops counting
   them); their packed record stays, for the history TTL (forgetUsers). Maintenance that
   touches only Redis: any replica may run it; the throttle key makes concurrent calls cheap
-  (design-notes 3.3, style 9). Bounded: at most max_count users per call.
+  (docs/design.md#3-3). Bounded: at most max_count users per call.
 
   KEYS[1] users_active     zset    user -> class id * 1e13 + last seen ms
   KEYS[2] throttle_expire  string  ms this maintenance last ran

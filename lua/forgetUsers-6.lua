@@ -2,7 +2,7 @@
   forgetUsers: the history TTL. Walks the user records a slice per call (HSCAN with a
   cursor kept in Redis) and deletes those no message touched for history_ttl_ms, unless the
   user is active, holds a node or waits; the highest message id deleted goes to the floor,
-  so a very late replay cannot resurrect a forgotten user (design-notes 3.1). Maintenance
+  so a very late replay cannot resurrect a forgotten user (docs/design.md#3-1). Maintenance
   that touches only Redis: any replica may run it. Bounded: about count records per call; a
   record outlives its TTL by at most one full walk (records / count calls).
 

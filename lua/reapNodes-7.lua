@@ -1,7 +1,7 @@
 --[[
   reapNodes: the leader picks nodes to terminate and marks them terminating, in one step,
   before it calls DELETE: (1) nodes stuck in booting past boot_timeout_ms (a ready that
-  never came, design-notes 3.2), all of them; (2) ready nodes idle past keep_alive_ms,
+  never came, docs/design.md#3-2), all of them; (2) ready nodes idle past keep_alive_ms,
   oldest-idle first, only while ready + booting stays above target_spare. Allocated nodes
   are never chosen (invariant I2). Fenced by the lease token. At most max_count per call.
 

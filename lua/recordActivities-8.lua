@@ -1,7 +1,7 @@
 --[[
   recordActivities: a run of consecutive user:activity messages, applied in order, each
   exactly as recordActivity applies it (one effect per message, its own now_ms and id), in
-  one call: a replica batches what is buffered on its subscription (README, Throughput).
+  one call: a replica batches what is buffered on its subscription (docs/benchmarks.md#ingest).
 
   KEYS[1] users_active   zset  user -> class id * 1e13 + last activity ms (codes.lua)
   KEYS[2] user_info      hash  user -> packed record (userrec.lua: seq, last, first, count, ...)

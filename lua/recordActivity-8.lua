@@ -1,6 +1,6 @@
 --[[
   recordActivity: a user made a request (user:activity). Marks the user active and
-  updates what the policy learns from (design-notes 4).
+  updates what the policy learns from (docs/design.md#4).
 
   KEYS[1] users_active   zset  user -> class id * 1e13 + last activity ms (codes.lua)
   KEYS[2] user_info      hash  user -> packed record (userrec.lua: seq, last, first, count, ...)

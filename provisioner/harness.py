@@ -81,7 +81,7 @@ def pin(pid: int, cpu: int | None) -> bool:
     Why: a replay is a ping-pong between one Python process and its redis-server, one
     waiting while the other works. On different cores every reply wakes the sleeping
     side across cores; on this 2-core VM a PING round trip took 107 us that way and 29 us
-    with both on one core (README, Speed).
+    with both on one core (docs/benchmarks.md#speed).
 
     Returns:
         Whether the process is now pinned (False, with a log line, where the OS refuses

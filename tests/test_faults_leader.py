@@ -2,7 +2,7 @@
 
 Real ``provisioner run`` processes, the real mock Node API and a real redis-server; the
 lease is 1 s and the tick 0.2 s (:data:`tests.faultkit.FAST`).  Each test prints its
-measured figure (``pytest -rP``), which the README's fault table quotes.
+measured figure (``pytest -rP``), which the fault table of docs/reliability.md#faults quotes.
 """
 
 from __future__ import annotations

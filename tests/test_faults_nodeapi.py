@@ -1,4 +1,4 @@
-"""Fault injection on the Node API (design-notes 3.3), with the real mock API and a real
+"""Fault injection on the Node API (docs/design.md#3-3), with the real mock API and a real
 ``provisioner run``: each fault of the real world, how it is handled and where it is
 counted (``P:stats``, ``provisioner_node_api_calls_total``, the mock's ledger).
 """

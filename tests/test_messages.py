@@ -1,4 +1,4 @@
-"""Validation of inbound payloads (design-notes 1 and 3.8): every BadInput kind on every
+"""Validation of inbound payloads (docs/design.md#3-8): every BadInput kind on every
 channel decoder, and a property test that nothing but BadInput ever escapes.
 
 Pure functions, so no Redis here: the worker tests feed the same payloads through real

@@ -1,4 +1,4 @@
-"""The Node API client (design-notes 3.3) against the emulated API over real HTTP, with
+"""The Node API client (docs/design.md#3-3) against the emulated API over real HTTP, with
 node status published on real Redis.
 
 Retries: a POST is retried only when it surely did not arrive (connection refused) or was

@@ -1,4 +1,4 @@
-"""Scaling policies (design-notes 4): the base-stock target and the baselines.
+"""Scaling policies (docs/design.md#4): the base-stock target and the baselines.
 
 Policies are pure: each test builds :class:`PoolSnapshot` objects by hand and checks
 the target against the formula ``ceil(lambda*B + z*sqrt(lambda*B)) + min_spare``,

@@ -1,4 +1,4 @@
-"""Once-only effects across replicas (design-notes 3.1), with real processes.
+"""Once-only effects across replicas (docs/design.md#3-1), with real processes.
 
 Three real ``provisioner run`` processes on real Pub/Sub, one of them lagging behind
 (it applies each message 60 ms late), are fed a sequence that includes

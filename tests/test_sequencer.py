@@ -1,4 +1,4 @@
-"""The shared sequence (design-notes 3.1): every replica names every message identically.
+"""The shared sequence (docs/design.md#3-1): every replica names every message identically.
 
 Unit tests of :class:`Sequencer`, a property test over arbitrary streams, and one test on
 real Redis Pub/Sub where a late subscriber names the messages after its first marker

@@ -1,4 +1,4 @@
--- One user:activity (design-notes 4): the user's record counts the event, and a user that
+-- One user:activity (docs/design.md#4): the user's record counts the event, and a user that
 -- neither holds a node nor waits for one is (re)marked active with its feature class
 -- (codes.lua). An activity that (re)enters the active set starts a session: the record's
 -- count and first restart from it. Used by recordActivity (one message) and

@@ -1,4 +1,4 @@
--- The --max-nodes cap (README "Operator caps"): every node that costs counts against it,
+-- The --max-nodes cap (docs/operations.md#operator-caps): every node that costs counts against it,
 -- from the create intent to the end of its termination: open create intents (a POST not
 -- yet answered, or one that timed out and may have created a node) + booting + ready +
 -- allocated + terminating (a DELETE decided, the node not yet gone) + unknown (a node

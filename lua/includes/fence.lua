@@ -1,4 +1,4 @@
--- Fencing (design-notes 3.3): a scaling write is accepted only from the live lease's
+-- Fencing (docs/design.md#3-3): a scaling write is accepted only from the live lease's
 -- token. Needs K.leader (hash: holder, token, expires_ms).
 local function fence_ok(token, now_ms)
   local live = redis.call('HMGET', K.leader, 'token', 'expires_ms')

@@ -1,4 +1,4 @@
--- Reaping (design-notes 3.2): mark terminating (1) every node stuck in booting past
+-- Reaping (docs/design.md#3-2): mark terminating (1) every node stuck in booting past
 -- boot_timeout ms and (2) ready nodes idle past keep_alive ms, oldest-idle first, while
 -- ready + booting stays above `floor` and nobody waits. Allocated nodes are never chosen
 -- (invariant I2). At most max_count nodes. Needs K.nodes_booting, K.nodes_ready,

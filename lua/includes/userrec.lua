@@ -3,10 +3,10 @@
 -- where first_ms and activity_count are those of the current session (one stay in the
 -- active set, activity.lua), connects and last_disconnect_ms over the user's life;
 -- every number in base 36 ('-' before a negative one), e.g. "3j2b1s0g9|lh1x2k8w|lh1x2k8w|1|0|0".
--- seq is the id of the last message applied to the user (once-only and order, design-notes
--- 3.1; 0 = none yet), last_ms the latest time a message touched the user (the history TTL
+-- seq is the id of the last message applied to the user (once-only and order, docs/design.md#3-1;
+-- 0 = none yet), last_ms the latest time a message touched the user (the history TTL
 -- of forgetUsers counts from it). One field instead of two hashes (info and seq) and base 36
--- instead of decimal keep the record in 48 bytes of memory (README, Throughput and scale).
+-- instead of decimal keep the record in 48 bytes of memory (docs/benchmarks.md#throughput).
 
 -- n (an integer, |n| < 2^53) in base 36: the digits' bytes ('0'-'9' 48-57, 'a'-'z' 97-122)
 -- filled from the end of a preallocated array and made one string by one string.char; a

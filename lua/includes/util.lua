@@ -27,7 +27,7 @@ local function excl(x)
   return string.format('(%.0f', x)
 end
 
--- Message ordering (design-notes 3.1): a message id is seq * 1e6 + position, the same
+-- Message ordering (docs/design.md#3-1): a message id is seq * 1e6 + position, the same
 -- on every replica. 0 means "unordered" (direct calls: seeding, benchmarks).
 -- Returns true when msg_id is newer than the last one applied to `member`.
 -- floor_key (optional): a member without a record is judged against this floor (the highest

@@ -71,13 +71,13 @@ DEFAULTS: dict[str, float] = {
 #: Leader tick of the replay per scenario, seconds; 2 s elsewhere. The trace spans 23
 #: days; ``browse-heavy``'s 1.07 M activity events leave less of the minute to its ticks
 #: (at 2 s its predictive replays took 44-64 s alone on the 2-core VM, as the host's load
-#: varied; 3 s is still a tenth of its 20-40 s boots: README, Speed).
+#: varied; 3 s is still a tenth of its 20-40 s boots: docs/benchmarks.md#speed).
 TICK_S: dict[str, float] = {"trace": 10.0, "browse-heavy": 3.0}
 
 
 @dataclass(frozen=True)
 class BenchRow:
-    """One replay's figures (design-notes 2).  Costs in node-seconds."""
+    """One replay's figures (docs/design.md#2).  Costs in node-seconds."""
 
     scenario: str
     policy: str
@@ -130,7 +130,7 @@ async def bench_one(
         seed: workload and boot-draw seed; ``sessions``: least sessions per workload.
 
     Returns:
-        The row of figures (design-notes 2).
+        The row of figures (docs/design.md#2).
     """
     wl = _workload(name, seed, sessions)
     knob, _ = SWEEPS[policy]
@@ -474,7 +474,7 @@ def command() -> None:
     default=True,
     show_default=True,
     help="Without --redis-url: run each replay and its private Redis on one CPU of its own "
-    "(round robin over the CPUs; faster: README, Speed).",
+    "(round robin over the CPUs; faster: docs/benchmarks.md#speed).",
 )
 def policy_cmd(
     names: tuple[str, ...], policies: tuple[str, ...], seed: int, sessions: int, quick: bool,
@@ -598,7 +598,7 @@ def judge_cmd(results: str, as_json: bool) -> None:
 
 
 def markdown_table(rows: list[BenchRow]) -> str:
-    """The README's results table: per scenario, every policy at its default knob, the
+    """The table of docs/benchmarks.md#results: per scenario, every policy at its default knob, the
     predictive sweep's two ends, premium misses, and the wall seconds of the predictive
     default's replay and of the scenario's slowest replay (any policy, any knob).  A cell
     with no row says "not run"."""
@@ -636,6 +636,6 @@ def markdown_table(rows: list[BenchRow]) -> str:
 @command.command("table")
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
 def table_cmd(results: str) -> None:
-    """Print the README's markdown table of a results.json of bench policy."""
+    """Print the table of docs/benchmarks.md#results from a results.json of bench policy."""
     rows = _load_rows(Path(results))
     click.echo(markdown_table(rows))

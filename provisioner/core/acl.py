@@ -1,4 +1,4 @@
-"""A least-privilege Redis ACL for the service (README, Security basics).
+"""A least-privilege Redis ACL for the service (docs/reliability.md#security).
 
 The service needs its pool's keys (``prov:{<pool>}:*``, :class:`provisioner.core.keys.PoolKeys`),
 its channels (the contract's four inbound ones, ``user:assigned`` and the pool's marker

@@ -1,10 +1,10 @@
 """Every Redis key and channel name of a pool, built in one place.
 
 All keys of one pool share the hash tag ``{<pool>}`` so that every Lua script touches
-a single Redis Cluster slot (design-notes 5).  Scripts never build key names: they
+a single Redis Cluster slot (docs/design.md#5).  Scripts never build key names: they
 receive all of them in ``KEYS``.  Per-node and per-user attributes are fields of
 pool-wide hashes, because a script must declare every key it touches, yet the connect
-script picks its node inside the script (design-notes 3.5).
+script picks its node inside the script (docs/design.md#3-5).
 
 Key schema (``P`` stands for ``prov:{<pool>}``; ``ms`` = unix milliseconds of the
 caller's clock):
@@ -35,7 +35,7 @@ key                           type    content
 ``P:nodes:unknown``           zset    node -> ms a status arrived for a node we never created
 ``P:node:early``              hash    node -> status that arrived before its POST answered
 ``P:intents``                 zset    intent id -> ms recorded (create intents not yet answered)
-``P:stats``                   hash    counters: connects, hits, misses, ... (see README)
+``P:stats``                   hash    counters: connects, hits, misses, ... (docs/keys.md#stats)
 ``P:bad``                     hash    bad-input kind -> count
 ``P:boot``                    hash    learned boot time: n, mean_ms, var_ms2, last_ms
 ``P:policy``                  hash    last decision of the leader: target, lambda, ...
@@ -121,7 +121,7 @@ class Channels:
 
     @property
     def marker(self) -> str:
-        """The shared-sequence marker channel (design-notes 3.1)."""
+        """The shared-sequence marker channel (docs/design.md#3-1)."""
         return f"{self.prefix}provisioner:{{{self.pool}}}:marker"
 
     def inbound(self) -> tuple[str, str, str, str, str]:

@@ -1,4 +1,4 @@
-"""The leader's job: hold the lease and scale the pool (design-notes 3.3).
+"""The leader's job: hold the lease and scale the pool (docs/design.md#3-3).
 
 Only the replica holding the lease runs :meth:`Leader.tick`, in two round trips:
 ``observeTick`` renews the lease and reads the pool and the policy's features in one

@@ -1,4 +1,4 @@
-"""Validation of inbound Pub/Sub messages (design-notes 1 and 3.8).
+"""Validation of inbound Pub/Sub messages (docs/design.md#1, docs/design.md#3-8).
 
 Each channel's payload is decoded by msgspec into a typed struct; anything else is
 bad input, classified into one :data:`BadKind`, counted, logged (rate-limited, with a
@@ -26,7 +26,7 @@ __all__ = [
     "truncate",
 ]
 
-#: User ids are 1-128 printable characters (design-notes 1).
+#: User ids are 1-128 printable characters (docs/design.md#1).
 MAX_USER_ID = 128
 #: Node ids are whatever the API returned; we accept up to this many characters.
 MAX_NODE_ID = 256

@@ -1,4 +1,4 @@
-"""Async client of the Node Management REST API (design-notes 1 and 3.3).
+"""Async client of the Node Management REST API (docs/design.md#1, docs/design.md#3-3).
 
 ``POST /api/nodes`` takes no idempotency key, so it is retried only when the request
 surely did not arrive (the connection was refused) or was refused (a 5xx answer).  A

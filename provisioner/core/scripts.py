@@ -9,7 +9,7 @@ its includes say ``K.nodes_ready``.  A line ``--- @include "x"`` is replaced by
 ``lua/includes/x.lua``.
 
 NOSCRIPT (script cache lost after a restart, failover or ``SCRIPT FLUSH``,
-design-notes 3.4) is handled on every path: a single call reloads and retries; a
+docs/design.md#3-4) is handled on every path: a single call reloads and retries; a
 pipelined batch reloads and re-runs exactly the calls that failed with NOSCRIPT (the
 others ran); and :meth:`ScriptRunner.load_all` is called on every (re)connect.
 """

@@ -1,4 +1,4 @@
-"""Name every inbound message identically on every replica (design-notes 3.1).
+"""Name every inbound message identically on every replica (docs/design.md#3-1).
 
 Redis delivers published messages to every subscriber in publish order, and each
 replica subscribes to all inbound channels plus the marker channel on **one**

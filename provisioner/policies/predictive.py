@@ -1,7 +1,7 @@
 """The predictive policy: base-stock level from per-user connect probabilities.
 
 Ready nodes are inventory, connects are demand and the boot time B is the lead time
-(design-notes 4).  The policy keeps ready + booting + pending creates at the base-stock
+(docs/design.md#4).  The policy keeps ready + booting + pending creates at the base-stock
 level ``S``: the smallest stock with ``P(demand within B > S) <= 1 - q``, where ``q`` is
 the newsvendor critical fractile ``q = c_miss / (c_miss + c_idle)`` (Arrow, Harris &
 Marschak 1951; any operations-research text, e.g. Porteus, *Foundations of Stochastic

@@ -4,7 +4,7 @@ This is part of the product (demos, benchmarks, end-to-end tests), not a test do
 speaks exactly the external contract the provisioner integrates with, and emulates the
 real world's failures on demand.
 
-Contract (see ``design-notes.md`` section 1):
+Contract (see ``docs/design.md#1``):
 
 * ``POST /api/nodes`` -> ``202 {"id": "node-<prefix>-<n>"}``; then ``{"node_id", "status":
   "booting"}`` on the ``node:status`` channel at once and, after a boot delay, ``ready``.

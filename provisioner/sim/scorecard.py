@@ -1,4 +1,4 @@
-"""Scoring a run (design notes, section 2): hits, misses, waits, cost, violations.
+"""Scoring a run (docs/design.md#2): hits, misses, waits, cost, violations.
 
 The score reads only what an outside observer sees: the contract's channels
 (``user:activity``, ``user:connect``, ``user:disconnect``, ``user:assigned``) and the mock

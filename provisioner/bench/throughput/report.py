@@ -1,5 +1,5 @@
 """What ``bench throughput`` reports: the result records, the machine they were measured
-on, the targets they are held to (README, Throughput and scale) and the text lines."""
+on, the targets they are held to (docs/benchmarks.md#throughput) and the text lines."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def machine_info(redis_url: str) -> dict[str, Any]:
 
 
 def evaluate_targets(res: ThroughputResult) -> dict[str, Any]:
-    """The targets against the figures (README, Throughput and scale).
+    """The targets against the figures (docs/benchmarks.md#throughput).
 
     Returns:
         A JSON-ready dict: each target's figure and whether it is met.
