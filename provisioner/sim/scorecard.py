@@ -230,6 +230,218 @@ class _User:
     since_ms: float = 0.0
 
 
+def _first_seen(activity: Iterable[Activity]) -> tuple[dict[str, float], float]:
+    """Each user's first ``user:activity`` time and the latest time of all, ms
+    (``-inf`` without activity).
+
+    Activity only decides predictability: a connect is predictable when its user's first
+    activity is at or before it (at equal times activity counts as before), so the first
+    time per user stands for all of it (not a million records in the sort).
+    """
+    first_seen: dict[str, float] = {}
+    last_seen = -math.inf
+    for r in activity:
+        t_a, u_a = float(r[0]), r[1]
+        if t_a < first_seen.get(u_a, math.inf):
+            first_seen[u_a] = t_a
+        last_seen = max(last_seen, t_a)
+    return first_seen, last_seen
+
+
+def _span(
+    records: Iterable[tuple[Any, ...]],
+    first_seen: Mapping[str, float],
+    last_seen: float,
+    nodes: Sequence[Mapping[str, Any]],
+    start_ms: float | None,
+    end_ms: float | None,
+) -> tuple[float, float]:
+    """The scored span ``(start, end)``, ms: ``start_ms`` and ``end_ms`` where given, else
+    the earliest and latest time of the channel records, the activity and the ledger."""
+    all_times: list[float] = [float(r[0]) for r in records]
+    if first_seen:
+        all_times += [min(first_seen.values()), last_seen]
+    for n in nodes:
+        all_times.extend(
+            v
+            for v in (
+                _num(n.get(k)) for k in ("created_ms", "ready_ms", "delete_ms", "terminated_ms")
+            )
+            if v is not None
+        )
+    start = start_ms if start_ms is not None else (min(all_times) if all_times else 0.0)
+    end = end_ms if end_ms is not None else (max(all_times) if all_times else start)
+    return start, end
+
+
+def _mean_boot_s(nodes: Sequence[Mapping[str, Any]]) -> float:
+    """Mean ``ready_ms - created_ms`` of the ledger's nodes that became ready, seconds (0
+    if none)."""
+    boots = [
+        (float(n["ready_ms"]) - float(n["created_ms"])) / 1000.0
+        for n in nodes
+        if n.get("ready_ms") is not None and n.get("created_ms") is not None
+    ]
+    return sum(boots) / len(boots) if boots else 0.0
+
+
+class _Walk:
+    """The channel records in time order (:func:`score`): sessions, hits, waits, busy
+    intervals per node, violations (into ``sc``) and anomalies.
+
+    Attributes:
+        waits: wait of each served miss, ms.
+        sessions: ``(connect_ms, disconnect_ms)`` of every session (open ones to the end).
+        busy: per node, its intervals assigned to a connected user, ms.
+        hits_pred: hits among the predictable connects.
+    """
+
+    def __init__(
+        self,
+        sc: Scorecard,
+        ledger: Mapping[str, Mapping[str, Any]],
+        first_seen: Mapping[str, float],
+        skew_ms: float,
+    ) -> None:
+        self.sc = sc
+        self.ledger = ledger
+        self.first_seen = first_seen
+        self.skew_ms = skew_ms
+        self.anomalies = {"duplicate_connect": 0, "stray_disconnect": 0, "stray_assignment": 0}
+        self.users: dict[str, _User] = {}
+        self.holder: dict[str, str] = {}
+        self.busy: dict[str, list[tuple[float, float]]] = {}
+        self.waits: list[float] = []
+        self.sessions: list[tuple[float, float]] = []
+        self.hits_pred = 0
+
+    def run(self, timeline: Iterable[tuple[float, int, int, tuple[Any, ...]]], end: float) -> None:
+        """Walk ``timeline`` (``(t_ms, rank, index, record)``: rank 1 connect, 2
+        assignment, 3 disconnect), then close the sessions still open at ``end`` (ms)."""
+        for t, rank, _, rec in timeline:
+            if rank == 1:
+                self._connect(t, rec[1])
+            elif rank == 2:
+                _, u, node, wait_ms = rec
+                self._assigned(t, u, str(node), wait_ms)
+            else:
+                self._disconnect(t, rec[1])
+        for u, st in self.users.items():
+            if not st.served:
+                self.sc.never_served += 1
+            self._release(u, st, max(end, st.since_ms))
+            self.sessions.append((st.connect_ms, max(end, st.connect_ms)))
+
+    def _gone_ms(self, node_id: str) -> float | None:
+        n = self.ledger.get(node_id)
+        return _node_end_ms(n) if n is not None else None
+
+    def _violate(self, msg: str) -> None:
+        self.sc.violation_details.append(msg)
+
+    def _release(self, user: str, st: _User, t: float) -> None:
+        """``user`` no longer holds its node (if any) from ``t``: close its busy interval."""
+        if st.node is None:
+            return
+        g = self._gone_ms(st.node)
+        b = min(t, g) if g is not None else t
+        if b > st.since_ms:
+            self.busy.setdefault(st.node, []).append((st.since_ms, b))
+        if self.holder.get(st.node) == user:
+            del self.holder[st.node]
+        st.node = None
+
+    def _connect(self, t: float, u: str) -> None:
+        if u in self.users:
+            self.anomalies["duplicate_connect"] += 1
+            return
+        pred = self.first_seen.get(u, math.inf) <= t
+        self.users[u] = _User(connect_ms=t, predictable=pred)
+        self.sc.connects += 1
+        self.sc.connects_predictable += pred
+
+    def _check_ledger(self, t: float, u: str, node: str) -> None:
+        """A violation when ``node`` is unknown, not ready or already ended at ``t``."""
+        led = self.ledger.get(node)
+        if led is None:
+            self._violate(f"t={t:.0f}ms: {u} assigned {node}, unknown to the ledger")
+            return
+        ready = _num(led.get("ready_ms"))
+        g = _node_end_ms(led)
+        if ready is None or ready > t + self.skew_ms:
+            self._violate(f"t={t:.0f}ms: {u} assigned {node}, not ready (ready_ms={ready})")
+        elif g is not None and g < t - self.skew_ms:
+            self._violate(f"t={t:.0f}ms: {u} assigned {node}, ended at {g:.0f}ms")
+
+    def _assigned(self, t: float, u: str, node: str, wait_ms: Any) -> None:
+        sc, skew_ms = self.sc, self.skew_ms
+        self._check_ledger(t, u, node)
+        st = self.users.get(u)
+        if st is None:
+            self.anomalies["stray_assignment"] += 1
+            return
+        other = self.holder.get(node)
+        if other is not None and other != u:
+            g = self._gone_ms(node)
+            if g is None or g > t + skew_ms:
+                self._violate(f"t={t:.0f}ms: {node} assigned to {u} while held by {other}")
+        if st.node is not None:
+            if st.node == node:
+                self._violate(f"t={t:.0f}ms: {node} announced twice to {u}")
+                return
+            g = self._gone_ms(st.node)
+            if g is not None and g <= t + skew_ms:
+                sc.replacements += 1
+            else:
+                self._violate(f"t={t:.0f}ms: {u} given {node} while holding {st.node}")
+            self._release(u, st, t)
+        elif not st.served:
+            if int(wait_ms) == 0:
+                sc.hits += 1
+                self.hits_pred += st.predictable
+            else:
+                self.waits.append(t - st.connect_ms)
+        else:
+            sc.replacements += 1
+        st.served = True
+        st.node = node
+        st.since_ms = t
+        self.holder[node] = u
+
+    def _disconnect(self, t: float, u: str) -> None:
+        st = self.users.pop(u, None)
+        if st is None:
+            self.anomalies["stray_disconnect"] += 1
+            return
+        if not st.served:
+            self.sc.never_served += 1
+        self._release(u, st, t)
+        self.sessions.append((st.connect_ms, t))
+
+
+def _node_ms(
+    ledger: Mapping[str, Mapping[str, Any]],
+    busy: Mapping[str, list[tuple[float, float]]],
+    start: float,
+    end: float,
+) -> tuple[float, float]:
+    """Total and busy node-milliseconds of the ledger's nodes within ``[start, end]``."""
+    total_ms = busy_ms = 0.0
+    for node_id, n in ledger.items():
+        created = _num(n.get("created_ms"))
+        if created is None:
+            continue
+        a = max(created, start)
+        g = _node_end_ms(n)
+        b = min(g, end) if g is not None else end
+        if b <= a:
+            continue
+        total_ms += b - a
+        ivs = [(max(x, a), min(y, b)) for x, y in busy.get(node_id, []) if min(y, b) > max(x, a)]
+        busy_ms += _merge(ivs)
+    return total_ms, busy_ms
+
+
 def score(
     connects: Sequence[Connect],
     disconnects: Sequence[Disconnect],
@@ -263,40 +475,12 @@ def score(
         The scorecard (definitions in the module docstring).
     """
     ledger = {str(n["id"]): n for n in nodes}
-    # activity only decides predictability: a connect is predictable when its user's
-    # first activity is at or before it (at equal times activity counts as before), so
-    # the first time per user stands for all of it (not a million records in the sort)
-    first_seen: dict[str, float] = {}
-    last_seen = -math.inf
-    for r in activity:
-        t_a, u_a = float(r[0]), r[1]
-        if t_a < first_seen.get(u_a, math.inf):
-            first_seen[u_a] = t_a
-        last_seen = max(last_seen, t_a)
-    all_times: list[float] = [float(r[0]) for r in (*connects, *disconnects, *assignments)]
-    if first_seen:
-        all_times += [min(first_seen.values()), last_seen]
-    for n in nodes:
-        all_times.extend(
-            v
-            for v in (
-                _num(n.get(k)) for k in ("created_ms", "ready_ms", "delete_ms", "terminated_ms")
-            )
-            if v is not None
-        )
-    start = start_ms if start_ms is not None else (min(all_times) if all_times else 0.0)
-    end = end_ms if end_ms is not None else (max(all_times) if all_times else start)
+    first_seen, last_seen = _first_seen(activity)
+    start, end = _span(
+        (*connects, *disconnects, *assignments), first_seen, last_seen, nodes, start_ms, end_ms
+    )
     if boot_time_s is None:
-        boots = [
-            (float(n["ready_ms"]) - float(n["created_ms"])) / 1000.0
-            for n in nodes
-            if n.get("ready_ms") is not None and n.get("created_ms") is not None
-        ]
-        boot_time_s = sum(boots) / len(boots) if boots else 0.0
-
-    def gone_ms(node_id: str) -> float | None:
-        n = ledger.get(node_id)
-        return _node_end_ms(n) if n is not None else None
+        boot_time_s = _mean_boot_s(nodes)
 
     timeline: list[tuple[float, int, int, tuple[Any, ...]]] = []
     for rank, recs in enumerate((connects, assignments, disconnects), start=1):
@@ -304,133 +488,33 @@ def score(
     timeline.sort(key=lambda x: (x[0], x[1], x[2]))
 
     sc = Scorecard(start_ms=start, end_ms=end, boot_time_s=boot_time_s)
-    anomalies = {"duplicate_connect": 0, "stray_disconnect": 0, "stray_assignment": 0}
-    users: dict[str, _User] = {}
-    holder: dict[str, str] = {}
-    busy: dict[str, list[tuple[float, float]]] = {}
-    waits: list[float] = []
-    sessions: list[tuple[float, float]] = []
-    hits_pred = 0
-
-    def violate(msg: str) -> None:
-        sc.violation_details.append(msg)
-
-    def release(user: str, st: _User, t: float) -> None:
-        if st.node is None:
-            return
-        g = gone_ms(st.node)
-        b = min(t, g) if g is not None else t
-        if b > st.since_ms:
-            busy.setdefault(st.node, []).append((st.since_ms, b))
-        if holder.get(st.node) == user:
-            del holder[st.node]
-        st.node = None
-
-    for t, rank, _, rec in timeline:
-        if rank == 1:
-            u = rec[1]
-            if u in users:
-                anomalies["duplicate_connect"] += 1
-                continue
-            pred = first_seen.get(u, math.inf) <= t
-            users[u] = _User(connect_ms=t, predictable=pred)
-            sc.connects += 1
-            sc.connects_predictable += pred
-        elif rank == 2:
-            _, u, node, wait_ms = rec
-            node = str(node)
-            led = ledger.get(node)
-            if led is None:
-                violate(f"t={t:.0f}ms: {u} assigned {node}, unknown to the ledger")
-            else:
-                ready = _num(led.get("ready_ms"))
-                g = _node_end_ms(led)
-                if ready is None or ready > t + skew_ms:
-                    violate(f"t={t:.0f}ms: {u} assigned {node}, not ready (ready_ms={ready})")
-                elif g is not None and g < t - skew_ms:
-                    violate(f"t={t:.0f}ms: {u} assigned {node}, ended at {g:.0f}ms")
-            st = users.get(u)
-            if st is None:
-                anomalies["stray_assignment"] += 1
-                continue
-            other = holder.get(node)
-            if other is not None and other != u:
-                g = gone_ms(node)
-                if g is None or g > t + skew_ms:
-                    violate(f"t={t:.0f}ms: {node} assigned to {u} while held by {other}")
-            if st.node is not None:
-                if st.node == node:
-                    violate(f"t={t:.0f}ms: {node} announced twice to {u}")
-                    continue
-                g = gone_ms(st.node)
-                if g is not None and g <= t + skew_ms:
-                    sc.replacements += 1
-                else:
-                    violate(f"t={t:.0f}ms: {u} given {node} while holding {st.node}")
-                release(u, st, t)
-            elif not st.served:
-                if int(wait_ms) == 0:
-                    sc.hits += 1
-                    hits_pred += st.predictable
-                else:
-                    waits.append(t - st.connect_ms)
-            else:
-                sc.replacements += 1
-            st.served = True
-            st.node = node
-            st.since_ms = t
-            holder[node] = u
-        else:
-            u = rec[1]
-            st = users.pop(u, None)
-            if st is None:
-                anomalies["stray_disconnect"] += 1
-                continue
-            if not st.served:
-                sc.never_served += 1
-            release(u, st, t)
-            sessions.append((st.connect_ms, t))
-    for u, st in users.items():
-        if not st.served:
-            sc.never_served += 1
-        release(u, st, max(end, st.since_ms))
-        sessions.append((st.connect_ms, max(end, st.connect_ms)))
+    walk = _Walk(sc, ledger, first_seen, skew_ms)
+    walk.run(timeline, end)
+    waits = walk.waits
 
     sc.misses = sc.connects - sc.hits
     sc.miss_rate = sc.misses / sc.connects if sc.connects else 0.0
     sc.connects_cold = sc.connects - sc.connects_predictable
-    sc.misses_predictable = sc.connects_predictable - hits_pred
+    sc.misses_predictable = sc.connects_predictable - walk.hits_pred
     sc.misses_cold = sc.misses - sc.misses_predictable
     sc.served_misses = len(waits)
     sc.wait_p50_ms = percentile(waits, 0.50)
     sc.wait_p95_ms = percentile(waits, 0.95)
     sc.wait_max_ms = max(waits) if waits else None
 
-    total_ms = busy_ms = 0.0
-    for node_id, n in ledger.items():
-        created = _num(n.get("created_ms"))
-        if created is None:
-            continue
-        a = max(created, start)
-        g = _node_end_ms(n)
-        b = min(g, end) if g is not None else end
-        if b <= a:
-            continue
-        total_ms += b - a
-        ivs = [(max(x, a), min(y, b)) for x, y in busy.get(node_id, []) if min(y, b) > max(x, a)]
-        busy_ms += _merge(ivs)
+    total_ms, busy_ms = _node_ms(ledger, walk.busy, start, end)
     sc.nodes_created = len(ledger)
     sc.node_seconds = total_ms / 1000.0
     sc.busy_node_seconds = busy_ms / 1000.0
     sc.idle_node_seconds = sc.node_seconds - sc.busy_node_seconds
     sc.oracle_node_seconds = oracle_node_seconds(
-        ((c / 1000.0, d / 1000.0) for c, d in sessions), boot_time_s
+        ((c / 1000.0, d / 1000.0) for c, d in walk.sessions), boot_time_s
     )
     sc.cost_over_oracle = (
         sc.node_seconds / sc.oracle_node_seconds if sc.oracle_node_seconds > 0 else None
     )
     sc.violations = len(sc.violation_details)
-    sc.anomalies = anomalies
+    sc.anomalies = walk.anomalies
     return sc
 
 
