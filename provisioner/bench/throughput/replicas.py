@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,33 @@ def _seed_ready_nodes(redis_url: str, pool: str, prefix: str, n: int) -> None:
     asyncio.run(go())
 
 
+@dataclass(frozen=True)
+class _Target:
+    """One replica run's Redis, pool and channels.
+
+    Attributes:
+        redis_url: the server.
+        n_replicas: replica processes.
+        run_id: tells this run's pool, prefix and replica ids from others'.
+        pool: the run's own pool.
+        prefix: the run's own channel prefix.
+    """
+
+    redis_url: str
+    n_replicas: int
+    run_id: str
+    pool: str
+    prefix: str
+
+    @property
+    def keys(self) -> PoolKeys:
+        return PoolKeys(self.pool)
+
+    @property
+    def channels(self) -> Channels:
+        return Channels(self.prefix, self.pool)
+
+
 def run_replicas(
     redis_url: str,
     n_replicas: int,
@@ -141,77 +170,15 @@ def run_replicas(
         click.ClickException: a child process hung, failed or exited early.
     """
     run_id = uuid.uuid4().hex[:6]
-    pool = f"tput{n_replicas}-{run_id}"
-    prefix = f"tput-{run_id}:"
-    keys = PoolKeys(pool)
-    ch = Channels(prefix, pool)
+    target = _Target(redis_url, n_replicas, run_id, f"tput{n_replicas}-{run_id}", f"tput-{run_id}:")
     r = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=SLOW_S)
     names = [f"replica-{n_replicas}-{i + 1}" for i in range(n_replicas)]
     rows: list[RateRow] = []
     try:
-        ports = []
-        procs = []
-        for name in names:
-            port = free_port()
-            ports.append(port)
-            args = [
-                "--pool", pool, "--channel-prefix", prefix, "--log-level", "warning", "run",
-                "--node-api-url", api_url, "--metrics-port", str(port),
-                "--metrics-host", "127.0.0.1", "--replica-id", f"{name}-{run_id}",
-                "--policy", "static", "--min-spare", "0", "--keep-alive", "3600",
-                "--history-ttl", str(cfg.history_ttl_s),
-            ]  # fmt: skip
-            procs.append(stack.start(name, args, _env(redis_url)))
-        for port in ports:
-            _wait_http(f"http://127.0.0.1:{port}/healthz")
-        _seed_ready_nodes(redis_url, pool, prefix, 50)
+        procs = _start_replicas(target, names, api_url, cfg, stack)
+        _seed_ready_nodes(redis_url, target.pool, target.prefix, 50)
         for step, rate in enumerate(cfg.rates):
-            before = int(r.hget(keys.stats, "activity") or 0)
-            cpu0 = [_cpu_ticks(p.pid) for p in procs]
-            rcpu0 = _redis_cpu_s(r)
-            wall0 = time.monotonic()
-            fl = start_loadgen(
-                "flood",
-                {"url": redis_url, "channel": ch.activity, "rate": rate,
-                 "duration_s": cfg.duration_s, "seed": step},
-            )  # fmt: skip
-            pr = start_loadgen(
-                "probe",
-                {"url": redis_url, "prefix": prefix, "rate": cfg.connect_rate,
-                 "duration_s": cfg.duration_s, "tag": f"{n_replicas}-{step}"},
-            )  # fmt: skip
-            fres = loadgen_result(fl, cfg.duration_s + 120)
-            flood_end = time.monotonic()
-            published = int(fres["published"])
-            applied, drain = _drain(r, keys, before, published)
-            pres = loadgen_result(pr, cfg.duration_s + 60)
-            wall = time.monotonic() - wall0
-            tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-            cpu = []
-            cpu_s = 0.0
-            for p, c0 in zip(procs, cpu0, strict=True):
-                c1 = _cpu_ticks(p.pid)
-                if c0 is not None and c1 is not None:
-                    cpu.append(round(100.0 * (c1 - c0) / tick / wall, 1))
-                    cpu_s += (c1 - c0) / tick
-            rcpu = 100.0 * (_redis_cpu_s(r) - rcpu0) / wall
-            span = float(fres["seconds"]) + (
-                drain if drain is not None else time.monotonic() - flood_end
-            )
-            per_s = applied / span if span > 0 else 0.0
-            lat = [float(x) for x in pres["latencies_ms"]]
-            row = RateRow(
-                replicas=n_replicas, rate=rate, published=published,
-                publish_s=round(float(fres["seconds"]), 3), applied=applied,
-                lost=published - applied,
-                drain_s=None if drain is None else round(drain, 3),
-                applied_per_s=round(per_s, 1), ratio=round(per_s / limit, 4) if limit else 0.0,
-                cpu_pct=cpu,
-                cpu_us_per_event=round(1e6 * cpu_s / applied, 1) if cpu and applied else None,
-                redis_cpu_pct=round(rcpu, 1), connects=int(pres["connects"]),
-                assigned=len(lat), p50_ms=round_or_none(pct(lat, 50)),
-                p99_ms=round_or_none(pct(lat, 99)), max_ms=round_or_none(max(lat) if lat else None),
-            )  # fmt: skip
+            row = _one_rate(r, target, procs, step, rate, cfg, limit)
             rows.append(row)
             if echo:
                 echo(format_rate(row))
@@ -219,9 +186,99 @@ def run_replicas(
                 raise click.ClickException(f"a replica exited early; logs in {stack.logdir}")
     finally:
         stack.stop_all(names)
-        wipe(r, keys)
+        wipe(r, target.keys)
         r.close()
     return rows
+
+
+def _start_replicas(
+    target: _Target, names: list[str], api_url: str, cfg: ThroughputConfig, stack: Procs
+) -> list[subprocess.Popen[bytes]]:
+    """Start one ``provisioner run`` child of ``stack`` per name and wait until each
+    answers on its metrics port."""
+    ports = []
+    procs = []
+    for name in names:
+        port = free_port()
+        ports.append(port)
+        args = [
+            "--pool", target.pool, "--channel-prefix", target.prefix, "--log-level", "warning",
+            "run", "--node-api-url", api_url, "--metrics-port", str(port),
+            "--metrics-host", "127.0.0.1", "--replica-id", f"{name}-{target.run_id}",
+            "--policy", "static", "--min-spare", "0", "--keep-alive", "3600",
+            "--history-ttl", str(cfg.history_ttl_s),
+        ]  # fmt: skip
+        procs.append(stack.start(name, args, _env(target.redis_url)))
+    for port in ports:
+        _wait_http(f"http://127.0.0.1:{port}/healthz")
+    return procs
+
+
+def _one_rate(
+    r: redis.Redis,
+    target: _Target,
+    procs: list[subprocess.Popen[bytes]],
+    step: int,
+    rate: int,
+    cfg: ThroughputConfig,
+    limit: float,
+) -> RateRow:
+    """Flood at ``rate`` events/s while the probe times connects, wait for the replicas
+    to drain, and measure what they applied and the CPU they and Redis used."""
+    keys, url = target.keys, target.redis_url
+    before = int(r.hget(keys.stats, "activity") or 0)
+    cpu0 = [_cpu_ticks(p.pid) for p in procs]
+    rcpu0 = _redis_cpu_s(r)
+    wall0 = time.monotonic()
+    fl = start_loadgen(
+        "flood",
+        {"url": url, "channel": target.channels.activity, "rate": rate,
+         "duration_s": cfg.duration_s, "seed": step},
+    )  # fmt: skip
+    pr = start_loadgen(
+        "probe",
+        {"url": url, "prefix": target.prefix, "rate": cfg.connect_rate,
+         "duration_s": cfg.duration_s, "tag": f"{target.n_replicas}-{step}"},
+    )  # fmt: skip
+    fres = loadgen_result(fl, cfg.duration_s + 120)
+    flood_end = time.monotonic()
+    published = int(fres["published"])
+    applied, drain = _drain(r, keys, before, published)
+    pres = loadgen_result(pr, cfg.duration_s + 60)
+    wall = time.monotonic() - wall0
+    cpu, cpu_s = _cpu_pct(procs, cpu0, wall)
+    rcpu = 100.0 * (_redis_cpu_s(r) - rcpu0) / wall
+    span = float(fres["seconds"]) + (drain if drain is not None else time.monotonic() - flood_end)
+    per_s = applied / span if span > 0 else 0.0
+    lat = [float(x) for x in pres["latencies_ms"]]
+    return RateRow(
+        replicas=target.n_replicas, rate=rate, published=published,
+        publish_s=round(float(fres["seconds"]), 3), applied=applied,
+        lost=published - applied,
+        drain_s=None if drain is None else round(drain, 3),
+        applied_per_s=round(per_s, 1), ratio=round(per_s / limit, 4) if limit else 0.0,
+        cpu_pct=cpu,
+        cpu_us_per_event=round(1e6 * cpu_s / applied, 1) if cpu and applied else None,
+        redis_cpu_pct=round(rcpu, 1), connects=int(pres["connects"]),
+        assigned=len(lat), p50_ms=round_or_none(pct(lat, 50)),
+        p99_ms=round_or_none(pct(lat, 99)), max_ms=round_or_none(max(lat) if lat else None),
+    )  # fmt: skip
+
+
+def _cpu_pct(
+    procs: list[subprocess.Popen[bytes]], cpu0: list[int | None], wall: float
+) -> tuple[list[float], float]:
+    """Each replica's CPU since ``cpu0`` (clock ticks) over ``wall`` seconds, % of one
+    core, and their CPU seconds together (replicas ``/proc`` cannot read are left out)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    cpu = []
+    cpu_s = 0.0
+    for p, c0 in zip(procs, cpu0, strict=True):
+        c1 = _cpu_ticks(p.pid)
+        if c0 is not None and c1 is not None:
+            cpu.append(round(100.0 * (c1 - c0) / tick / wall, 1))
+            cpu_s += (c1 - c0) / tick
+    return cpu, cpu_s
 
 
 def _drain(r: redis.Redis, keys: PoolKeys, before: int, published: int) -> tuple[int, float | None]:
