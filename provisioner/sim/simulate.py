@@ -18,12 +18,14 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import click
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from provisioner.cli.options import shared_options
 from provisioner.sim import scenarios
 from provisioner.sim.workload import Event, EventKind, Workload
 
@@ -116,6 +118,31 @@ class SimResult:
         }
 
 
+async def _publish(
+    client: aioredis.Redis, events: Sequence[Event], channel_prefix: str, res: SimResult
+) -> None:
+    """Publish ``events`` (one PUBLISH, or a pipeline of several) stamped with the wall
+    time now, and record them (and who is connected after them) in ``res``."""
+    wall_s = time.time()
+    batch = []
+    for ev in events:
+        batch.append((ev, channel(ev.kind, channel_prefix), payload(ev, wall_s)))
+    if len(batch) == 1:
+        await client.publish(batch[0][1], batch[0][2])
+    else:
+        async with client.pipeline(transaction=False) as pipe:
+            for _, ch, data in batch:
+                pipe.publish(ch, data)
+            await pipe.execute()
+    wall_ms = time.time() * 1000.0
+    for ev, ch, data in batch:
+        res.published.append(Published(wall_ms, ev.t_s, ev.kind, ev.user_id, ch, data))
+        if ev.kind == "connect":
+            res.connected.add(ev.user_id)
+        elif ev.kind == "disconnect":
+            res.connected.discard(ev.user_id)
+
+
 async def run_simulation(
     workload: Workload,
     redis_url: str,
@@ -176,24 +203,7 @@ async def run_simulation(
             while j < n and start + events[j].t_s / time_scale <= now:
                 j += 1
             j = max(j, i + 1)
-            wall_s = time.time()
-            batch = []
-            for ev in events[i:j]:
-                batch.append((ev, channel(ev.kind, channel_prefix), payload(ev, wall_s)))
-            if len(batch) == 1:
-                await client.publish(batch[0][1], batch[0][2])
-            else:
-                async with client.pipeline(transaction=False) as pipe:
-                    for _, ch, data in batch:
-                        pipe.publish(ch, data)
-                    await pipe.execute()
-            wall_ms = time.time() * 1000.0
-            for ev, ch, data in batch:
-                res.published.append(Published(wall_ms, ev.t_s, ev.kind, ev.user_id, ch, data))
-                if ev.kind == "connect":
-                    res.connected.add(ev.user_id)
-                elif ev.kind == "disconnect":
-                    res.connected.discard(ev.user_id)
+            await _publish(client, events[i:j], channel_prefix, res)
             i = j
     finally:
         res.ended_ms = time.time() * 1000.0
@@ -201,13 +211,6 @@ async def run_simulation(
     return res
 
 
-@click.option(
-    "--redis-url",
-    envvar="PROVISIONER_REDIS_URL",
-    default="redis://localhost:6379/0",
-    show_default=True,
-    help="Redis to publish on.",
-)
 @click.option(
     "--scenario",
     type=click.Choice(scenarios.NAMES),
@@ -229,12 +232,7 @@ async def run_simulation(
     default=None,
     help="Wall-clock seconds to run (default: the whole scenario).",
 )
-@click.option(
-    "--channel-prefix",
-    envvar="PROVISIONER_CHANNEL_PREFIX",
-    default="",
-    help="Prefix of every channel name.",
-)
+@shared_options()
 def _simulate(
     redis_url: str,
     scenario: str,
