@@ -1,17 +1,27 @@
-"""The inspection commands (``seed``, ``status``, ``check``, ``explain``) through click's
-CliRunner against the real redis-server."""
+"""The command line through click's CliRunner against the real redis-server: the
+inspection commands (``seed``, ``status``, ``check``, ``explain``), the shared options in
+every position, the commands that start a private Redis, and the missing-extra message."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
+import click
 import pytest
 import redis
 from click.testing import CliRunner, Result
 
+from provisioner.cli.extras import missing_modules
 from provisioner.cli.main import cli
+from provisioner.cli.options import CliConfig, accept_shared_options, shared_options
 from provisioner.core.keys import PoolKeys
 from tests.helpers import SyncCoord
 
@@ -282,3 +292,213 @@ def test_check_on_a_key_of_the_wrong_type_blames_the_state_not_redis(
     result = invoke("check")
     assert result.exit_code == 1
     assert "pool state unreadable" in result.output and "WRONGTYPE" in result.output
+
+
+# --- The shared options: before or after the command, one meaning each -----------------
+
+
+@click.group()
+@accept_shared_options()
+def _top() -> None:
+    """A group like ``provisioner``."""
+
+
+@_top.group("mid")
+@accept_shared_options(private_redis=True)
+def _mid() -> None:
+    """A nested group like ``bench``."""
+
+
+@_mid.command("leaf")
+@shared_options(private_redis=True)
+@click.pass_obj
+def _leaf(obj: CliConfig) -> None:
+    click.echo(
+        json.dumps({**asdict(obj), "given": sorted(obj.given), "explicit": obj.explicit_redis_url})
+    )
+
+
+def _merged(args: list[str], **env: str) -> dict[str, Any]:
+    result = CliRunner(env={**ENV, **env}).invoke(_top, args)
+    return dict(json.loads(ok(result)))
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "pool", "given"),
+    [
+        (["mid", "leaf"], {}, "default", []),
+        (["--pool", "a", "mid", "leaf"], {}, "a", ["pool"]),
+        (["mid", "--pool", "b", "leaf"], {}, "b", ["pool"]),
+        (["mid", "leaf", "--pool", "c"], {}, "c", ["pool"]),
+        # innermost wins: after the command beats before it, at every level
+        (["--pool", "a", "mid", "--pool", "b", "leaf"], {}, "b", ["pool"]),
+        (["--pool", "a", "mid", "--pool", "b", "leaf", "--pool", "c"], {}, "c", ["pool"]),
+        (["--pool", "a", "mid", "leaf"], {}, "a", ["pool"]),
+        # the environment twin: below any command-line position, above the default
+        (["mid", "leaf"], {"PROVISIONER_POOL": "e"}, "e", ["pool"]),
+        (["mid", "leaf", "--pool", "c"], {"PROVISIONER_POOL": "e"}, "c", ["pool"]),
+        (["--pool", "a", "mid", "leaf"], {"PROVISIONER_POOL": "e"}, "a", ["pool"]),
+    ],
+)
+def test_shared_option_precedence(
+    args: list[str], env: dict[str, str], pool: str, given: list[str]
+) -> None:
+    got = _merged(args, **env)
+    assert got["pool"] == pool and got["given"] == given, got
+
+
+def test_every_shared_option_is_merged_and_explicit_is_not_default() -> None:
+    """A --redis-url equal to the default is still given (no private server then); no
+    --redis-url at all gives None to a command that starts a private one."""
+    assert _merged(["mid", "leaf"])["explicit"] is None
+    url = "redis://localhost:6379/0"
+    got = _merged(["mid", "leaf", "--redis-url", url])
+    assert got["explicit"] == url and got["given"] == ["redis_url"]
+    got = _merged(["mid", "leaf"], PROVISIONER_REDIS_URL="redis://h:1/2")
+    assert got["explicit"] == "redis://h:1/2"
+    got = _merged(
+        ["--channel-prefix", "x.", "--log-level", "debug", "mid", "leaf",
+         "--log-level", "WARNING", "--redis-url", "unix:///tmp/r.sock"],
+        PROVISIONER_CHANNEL_PREFIX="env.",
+    )  # fmt: skip
+    assert got["channel_prefix"] == "x." and got["log_level"] == "warning"
+    assert got["redis_url"] == "unix:///tmp/r.sock"
+    assert got["given"] == ["channel_prefix", "log_level", "redis_url"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["mid", "leaf", "--redis-url", "http://x"], "--redis-url"),
+        (["--redis-url", "http://x", "mid", "leaf"], "--redis-url"),
+        (["mid", "leaf", "--pool", "bad pool"], "--pool"),
+        (["mid", "leaf", "--log-level", "loud"], "--log-level"),
+    ],
+)
+def test_a_malformed_shared_option_is_a_usage_error_in_any_position(
+    args: list[str], says: str
+) -> None:
+    result = CliRunner(env=ENV).invoke(_top, args)
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output
+
+
+def test_service_commands_take_the_shared_options_after_their_name(
+    redis_url: str, pool: str
+) -> None:
+    runner = CliRunner(env=ENV)
+    out = ok(runner.invoke(cli, ["seed", "--users", "2", "--redis-url", redis_url, "--pool", pool]))
+    assert json.loads(out)["users"] == 2
+    st = json.loads(
+        ok(runner.invoke(cli, ["status", "--redis-url", redis_url, "--pool", pool, "--json"]))
+    )
+    assert st["pool"] == pool and st["users"]["active"] == 2
+    # after the command wins over before it, for the URL too
+    bad = closed_port_url()
+    args = ["--redis-url", bad, "--pool", "other", "status", "--json"]
+    st = json.loads(ok(runner.invoke(cli, [*args, "--redis-url", redis_url, "--pool", pool])))
+    assert st["users"]["active"] == 2
+    result = runner.invoke(cli, ["--redis-url", redis_url, "status", "--redis-url", bad])
+    assert result.exit_code == 1 and "ConnectionError" in result.output
+    # the environment twins
+    env = CliRunner(env={**ENV, "PROVISIONER_REDIS_URL": redis_url, "PROVISIONER_POOL": pool})
+    assert json.loads(ok(env.invoke(cli, ["status", "--json"])))["users"]["active"] == 2
+    assert ok(env.invoke(cli, ["check"])).strip() == "ok"
+    # the service's default stays the local Redis
+    assert "redis://localhost:6379/0" in ok(runner.invoke(cli, ["status", "--help"]))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["demo"], ["bench"], ["bench", "policy"], ["bench", "throughput"]],
+)
+def test_commands_that_start_a_private_redis_say_so(command: list[str]) -> None:
+    for args in ([*command, "--redis-url", "redis://h:1/0", "--help"], [*command, "--help"]):
+        text = " ".join(ok(CliRunner(env=ENV).invoke(cli, args)).split())
+        assert "private redis-server" in text, (args, text)
+        assert "PROVISIONER_REDIS_URL" in text
+
+
+@pytest.mark.parametrize("command", [["status"], ["run"], ["check"], ["seed"], ["acl"]])
+def test_service_commands_do_not_start_a_private_redis(command: list[str]) -> None:
+    text = " ".join(ok(CliRunner(env=ENV).invoke(cli, [*command, "--help"])).split())
+    assert "private" not in text and "redis://localhost:6379/0" in text
+
+
+def _evalsha_calls(r: redis.Redis) -> int:
+    stats: dict[str, Any] = r.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize("where", ["before", "after", "nested", "env", "none"])
+def test_bench_policy_uses_the_redis_it_is_given(
+    where: str, redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    """Given a URL in any position (or the environment), the replays run their scripts on
+    that Redis; given none, on a private server (the test's Redis sees no script)."""
+    bench = ["policy", "--scenario", "starter", "--policy", "static", "--defaults",
+             "--sessions", "60", "--no-pin", "--out", str(tmp_path)]  # fmt: skip
+    env = dict(ENV)
+    args = {
+        "before": ["--redis-url", redis_url, "bench", *bench],
+        "after": ["bench", *bench, "--redis-url", redis_url],
+        "nested": ["bench", "--redis-url", redis_url, *bench],
+        "env": ["bench", *bench],
+        "none": ["bench", *bench],
+    }[where]
+    if where == "env":
+        env["PROVISIONER_REDIS_URL"] = redis_url
+    before = _evalsha_calls(r)
+    ok(CliRunner(env=env).invoke(cli, [*args, "--json"]))
+    assert len(json.loads((tmp_path / "results.json").read_text())) == 1
+    used = _evalsha_calls(r) - before
+    assert (used > 0) is (where != "none"), used
+
+
+@pytest.mark.parametrize("where", ["after", "env"])
+def test_demo_uses_the_redis_it_is_given(where: str) -> None:
+    """An unreachable URL given after ``demo`` or in the environment is used (and
+    fails), never replaced by a private server."""
+    url = closed_port_url()
+    env = {**ENV, "PROVISIONER_REDIS_URL": url} if where == "env" else ENV
+    args = ["demo", "--duration", "1"] + (["--redis-url", url] if where == "after" else [])
+    result = CliRunner(env=env).invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert f"Redis at {url}" in result.output
+
+
+def _without(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``provisioner ARGS`` in a fresh interpreter where ``module`` cannot be imported."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from provisioner.cli import main\n"
+        f"sys.argv = ['provisioner', *{list(args)!r}]\n"
+        "main()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "extra"),
+    [
+        ("matplotlib", ["bench", "policy", "--out", "out"], "bench"),
+        ("rich", ["demo", "--logdir", "out"], "sim"),
+    ],
+)
+def test_a_missing_extra_is_named_before_any_work(
+    module: str, args: list[str], extra: str, tmp_path: Path
+) -> None:
+    done = _without(module, *args, cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert f"pip install 'provisioner[{extra}]'" in done.stderr
+    assert module in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()  # nothing done: no output folder
+    # --help works without the extra
+    assert _without(module, *args, "--help", cwd=tmp_path).returncode == 0
+
+
+def test_missing_modules_sees_a_blocked_module() -> None:
+    assert missing_modules("json", "no_such_module_xyz") == ["no_such_module_xyz"]

@@ -33,7 +33,9 @@ from typing import Any
 
 import click
 
+from provisioner.cli.extras import requires_extra
 from provisioner.cli.lazy import LazyGroup
+from provisioner.cli.options import accept_shared_options, shared_options
 from provisioner.harness import cpus, pin, private_redis, private_servers
 from provisioner.policies.registry import make_policy
 from provisioner.sim import scenarios
@@ -408,16 +410,14 @@ def plot(rows: list[BenchRow], out: Path) -> list[Path]:
     return written
 
 
-@click.group(
-    "bench",
-    cls=LazyGroup,
-    lazy={
-        "throughput": "provisioner.bench.throughput:command",
-        "worlds": "provisioner.bench.worlds:command",
-    },
-)
+@click.group("bench", cls=LazyGroup, lazy={"throughput": "provisioner.bench.throughput:command"})
+@accept_shared_options(private_redis=True)
 def command() -> None:
-    """Benchmarks (fast replay of the policies)."""
+    """Benchmarks (fast replay of the policies).
+
+    Without --redis-url (here, after the benchmark's name, or in PROVISIONER_REDIS_URL)
+    each benchmark starts private redis-servers from PATH and stops them at its end.
+    """
 
 
 @command.command("policy")
@@ -466,7 +466,6 @@ def command() -> None:
     help="Folder for results.json and the PNG plots.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-@click.option("--redis-url", default=None, help="Use this Redis instead of a private one.")
 @click.option(
     "--jobs",
     type=click.IntRange(1, 64),
@@ -483,6 +482,8 @@ def command() -> None:
     help="Without --redis-url: run each replay and its private Redis on one CPU of its own "
     "(round robin over the CPUs; faster: docs/benchmarks.md#speed).",
 )
+@requires_extra("bench", "matplotlib")
+@shared_options(private_redis=True)
 def policy_cmd(
     names: tuple[str, ...], policies: tuple[str, ...], seed: int, sessions: int, quick: bool,
     out: str, as_json: bool, redis_url: str | None, jobs: int, defaults_only: bool,
@@ -490,8 +491,9 @@ def policy_cmd(
 ) -> None:  # fmt: skip
     """Replay every policy over its knob on every scenario; table, JSON and plots.
 
-    Without ``--redis-url`` each of the ``--jobs`` replays at once has a private
-    redis-server; with ``--pin`` (the default) replay and server share one CPU.
+    Without --redis-url (before or after 'bench policy', or in PROVISIONER_REDIS_URL)
+    each of the --jobs replays at once has a private redis-server, started from PATH
+    and stopped at the end; with --pin (the default) replay and server share one CPU.
     """
     logging.getLogger("provisioner").setLevel(logging.WARNING)
     todo = list(names) or [n for n in scenarios.names()]

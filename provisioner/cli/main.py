@@ -1,24 +1,25 @@
 """The ``provisioner`` command line (click).
 
-One group; shared options carry environment twins (``PROVISIONER_*``).  Commands:
+One group.  The shared options (``--redis-url``, ``--pool``, ``--channel-prefix``,
+``--log-level``: :mod:`provisioner.cli.options`) are accepted before or after any
+command and carry environment twins (``PROVISIONER_*``).  Commands:
 ``run`` (a worker replica), ``status`` and ``check`` (inspect; ``check`` exits 1 when
 an invariant is broken or Redis is down, usable as a probe), ``seed`` (seed users and
 nodes through the same Lua scripts), ``explain`` (recent scaling decisions),
-``mock-node-api`` and ``simulate`` (the emulated infrastructure), and ``demo`` (the
-whole stack on a private redis-server, ending in a scorecard).
+``mock-node-api`` and ``simulate`` (the emulated infrastructure), ``demo`` (the whole
+stack, ending in a scorecard) and ``bench`` (benchmarks); ``demo`` and ``bench`` start a
+private redis-server unless a ``--redis-url`` is given.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import sys
 import time
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -27,10 +28,11 @@ from redis.exceptions import RedisError, ResponseError
 
 from provisioner import __version__
 from provisioner.cli.lazy import LazyGroup
+from provisioner.cli.options import CliConfig, accept_shared_options, pass_cli_config
 from provisioner.core.coordinator import Coordinator
 from provisioner.core.errors import ScriptError, raise_for_code
 from provisioner.core.invariants import check_invariants
-from provisioner.core.keys import Channels, validate_pool_name
+from provisioner.core.keys import Channels
 from provisioner.core.leader import LeaderConfig
 from provisioner.core.messages import MAX_USER_ID
 from provisioner.core.worker import WorkerConfig, run_worker
@@ -41,17 +43,10 @@ __all__ = ["cli", "main"]
 T = TypeVar("T")
 
 
-@dataclass
-class Ctx:
-    """Shared options, connected lazily."""
-
-    redis_url: str
-    pool: str
-    channel_prefix: str
-
-    def coordinator(self) -> Coordinator:
-        client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
-        return Coordinator(client, self.pool, Channels(self.channel_prefix, self.pool))
+def _coordinator(obj: CliConfig) -> Coordinator:
+    """A coordinator on the configured Redis, pool and channels (connects on first use)."""
+    client = aioredis.Redis.from_url(obj.redis_url, decode_responses=True)
+    return Coordinator(client, obj.pool, Channels(obj.channel_prefix, obj.pool))
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -69,14 +64,6 @@ def _secs(v: Any) -> str:
         return "-"
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 #: Commands of the emulated world and the benchmarks, imported on first use.
 LAZY_COMMANDS = {
     "bench": "provisioner.bench.policy:command",
@@ -92,47 +79,14 @@ LAZY_COMMANDS = {
     context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )
 @click.version_option(__version__)
-@click.option(
-    "--redis-url",
-    envvar="PROVISIONER_REDIS_URL",
-    default="redis://localhost:6379/0",
-    help="Redis URL (redis:// or rediss://, AUTH as user:password@).",
-)
-@click.option("--pool", envvar="PROVISIONER_POOL", default="default", help="Pool name (hash tag).")
-@click.option(
-    "--channel-prefix",
-    envvar="PROVISIONER_CHANNEL_PREFIX",
-    default="",
-    help="Prefix of every channel name (one deployment per pool).",
-)
-@click.option(
-    "--log-level",
-    envvar="PROVISIONER_LOG_LEVEL",
-    default="info",
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-)
-@click.pass_context
-def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_level: str) -> None:
-    """Predictive GPU node provisioning on Redis."""
-    _setup_logging(log_level)
-    ctx.obj = Ctx(redis_url, pool, channel_prefix)
-    try:
-        validate_pool_name(pool)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--pool") from e
-    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise click.BadParameter(
-            f"{redis_url!r}: expected redis://, rediss:// or unix://", param_hint="--redis-url"
-        )
-    # The emulators (mock-node-api, simulate) have their own options: hand the group's
-    # explicit ones down as their defaults.
-    given = {
-        name: ctx.params[name]
-        for name in ("redis_url", "channel_prefix")
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-    }
-    if given:
-        ctx.default_map = {"mock-node-api": dict(given), "simulate": dict(given)}
+@accept_shared_options()
+def cli() -> None:
+    """Predictive GPU node provisioning on Redis.
+
+    The options below are shared: the commands that use them accept them after their
+    name too ('provisioner status --pool eu'), where they win over the same option
+    given here.
+    """
 
 
 @cli.command()
@@ -294,9 +248,9 @@ def cli(ctx: click.Context, redis_url: str, pool: str, channel_prefix: str, log_
     hidden=True,
     help="Testing only: delay each message by this many seconds (a lagging replica).",
 )
-@click.pass_obj
+@pass_cli_config
 def run(
-    obj: Ctx,
+    obj: CliConfig,
     node_api_url: str,
     metrics_port: int | None,
     metrics_host: str,
@@ -362,8 +316,8 @@ def run(
     asyncio.run(run_worker(cfg))
 
 
-async def _status(obj: Ctx) -> dict[str, Any]:
-    coord = obj.coordinator()
+async def _status(obj: CliConfig) -> dict[str, Any]:
+    coord = _coordinator(obj)
     k = coord.keys
     try:
         snap = await coord.snapshot()
@@ -407,8 +361,8 @@ async def _status(obj: Ctx) -> dict[str, Any]:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_obj
-def status(obj: Ctx, as_json: bool) -> None:
+@pass_cli_config
+def status(obj: CliConfig, as_json: bool) -> None:
     """Show the pool: nodes by state, users, leader, boot time, target, counters."""
     st = _run(_status(obj))
     if as_json:
@@ -439,8 +393,8 @@ def status(obj: Ctx, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
-async def _check(obj: Ctx) -> list[str]:
-    coord = obj.coordinator()
+async def _check(obj: CliConfig) -> list[str]:
+    coord = _coordinator(obj)
     try:
         await coord.client.ping()
         return await check_invariants(coord.client, coord.keys)
@@ -449,8 +403,8 @@ async def _check(obj: Ctx) -> list[str]:
 
 
 @cli.command()
-@click.pass_obj
-def check(obj: Ctx) -> None:
+@pass_cli_config
+def check(obj: CliConfig) -> None:
     """Probe: exit 0 when Redis answers and every invariant holds, else 1."""
     try:
         problems = asyncio.run(_check(obj))
@@ -468,10 +422,10 @@ def check(obj: Ctx) -> None:
 
 
 async def _seed(
-    obj: Ctx, users: int, ready: int, booting: int, now_ms: int | None
+    obj: CliConfig, users: int, ready: int, booting: int, now_ms: int | None
 ) -> dict[str, int]:
 
-    coord = obj.coordinator()
+    coord = _coordinator(obj)
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     tag = uuid.uuid4().hex[:6]
     try:
@@ -501,16 +455,18 @@ async def _seed(
     default=None,
     help="Time to seed at, unix ms (default: now).",
 )
-@click.pass_obj
-def seed(obj: Ctx, users: int, ready_nodes: int, booting_nodes: int, now_ms: int | None) -> None:
+@pass_cli_config
+def seed(
+    obj: CliConfig, users: int, ready_nodes: int, booting_nodes: int, now_ms: int | None
+) -> None:
     """Seed users and nodes for debugging, through the same Lua scripts."""
     if min(users, ready_nodes, booting_nodes) < 0:
         raise click.BadParameter("counts must be >= 0")
     click.echo(json.dumps(_run(_seed(obj, users, ready_nodes, booting_nodes, now_ms))))
 
 
-async def _explain(obj: Ctx, count: int) -> list[dict[str, str]]:
-    coord = obj.coordinator()
+async def _explain(obj: CliConfig, count: int) -> list[dict[str, str]]:
+    coord = _coordinator(obj)
     try:
         entries: Any = await coord.client.xrevrange(coord.keys.decisions, count=count)
         return [{str(a): str(b) for a, b in fields.items()} for _, fields in entries or []]
@@ -521,8 +477,8 @@ async def _explain(obj: Ctx, count: int) -> list[dict[str, str]]:
 @cli.command()
 @click.option("-n", "count", type=click.IntRange(min=1), default=10, help="How many decisions.")
 @click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-def explain(obj: Ctx, count: int, as_json: bool) -> None:
+@pass_cli_config
+def explain(obj: CliConfig, count: int, as_json: bool) -> None:
     """Show the latest scaling decisions with their inputs (newest first)."""
     rows = _run(_explain(obj, count))
     if as_json:
@@ -546,8 +502,8 @@ def explain(obj: Ctx, count: int, as_json: bool) -> None:
         )
 
 
-async def _premium(obj: Ctx, action: str, users: tuple[str, ...]) -> list[str] | int:
-    coord = obj.coordinator()
+async def _premium(obj: CliConfig, action: str, users: tuple[str, ...]) -> list[str] | int:
+    coord = _coordinator(obj)
     try:
         if action == "list":
             members = await coord.client.smembers(coord.keys.users_premium)
@@ -560,8 +516,8 @@ async def _premium(obj: Ctx, action: str, users: tuple[str, ...]) -> list[str] |
 @cli.command()
 @click.argument("action", type=click.Choice(["add", "remove", "list"]))
 @click.argument("users", nargs=-1)
-@click.pass_obj
-def premium(obj: Ctx, action: str, users: tuple[str, ...]) -> None:
+@pass_cli_config
+def premium(obj: CliConfig, action: str, users: tuple[str, ...]) -> None:
     """Mark users premium (served first; the policy keeps a margin for them).
 
     provisioner premium add alice bob | remove alice | list
@@ -602,8 +558,8 @@ def main() -> None:
     show_default=True,
     help="The user's password.",
 )
-@click.pass_obj
-def acl_cmd(obj: Ctx, user: str, password: str) -> None:
+@pass_cli_config
+def acl_cmd(obj: CliConfig, user: str, password: str) -> None:
     """Print a least-privilege ACL SETUSER command for this pool and channel prefix
     (paste it into redis-cli; nothing is sent)."""
     from provisioner.core.acl import acl_setuser

@@ -22,6 +22,7 @@ within a few points.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -33,9 +34,12 @@ from pathlib import Path
 
 import click
 
+from provisioner.cli.extras import requires_extra
+from provisioner.cli.options import CliConfig, shared_options
 from provisioner.harness import Procs, free_port, private_redis, wait_http
 from provisioner.policies.registry import POLICY_NAMES, make_policy, run_knobs
 from provisioner.sim import scenarios
+from provisioner.sim.progress import watch
 from provisioner.sim.replay import ReplayConfig, replay
 from provisioner.sim.scorecard import Scorecard, ScoreListener, format_scorecard
 from provisioner.sim.simulate import run_simulation
@@ -84,7 +88,8 @@ class DemoConfig:
     pool: str = "default"
 
 
-async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> Scorecard:
+async def _start_stack(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> str:
+    """Start the mock Node API and the replicas; return the API's URL once all answer."""
     scale = cfg.time_scale
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
@@ -125,17 +130,32 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> S
         f"(metrics {', '.join(str(p) for p in metrics_ports)}), logs in {procs.logdir}",
         err=True,
     )
-    listener = ScoreListener(redis_url, cfg.channel_prefix, boot_time_s=boot.mean_s / scale)
+    return api_url
+
+
+async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> Scorecard:
+    scale = cfg.time_scale
+    api_url = await _start_stack(cfg, redis_url, procs, wl)
+    listener = ScoreListener(redis_url, cfg.channel_prefix, boot_time_s=wl.boot.mean_s / scale)
     await listener.start()
     click.echo(
         f"demo: scenario {wl.name} (seed {cfg.seed}) at x{scale:g} for {cfg.duration_s:g}s "
         f"of wall time ({cfg.duration_s * scale / 60:.1f} world minutes)",
         err=True,
     )
-    sim = await run_simulation(
-        wl, redis_url, time_scale=scale, channel_prefix=cfg.channel_prefix,
-        max_wall_s=cfg.duration_s,
-    )  # fmt: skip
+    wall_s = min(cfg.duration_s, wl.duration_s / scale)
+    shown = asyncio.create_task(
+        watch(listener, redis_url, cfg.pool, cfg.channel_prefix, wall_s, scale)
+    )
+    try:
+        sim = await run_simulation(
+            wl, redis_url, time_scale=scale, channel_prefix=cfg.channel_prefix,
+            max_wall_s=cfg.duration_s,
+        )  # fmt: skip
+    finally:
+        shown.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await shown
     dead = procs.dead()
     if dead:
         click.echo(f"demo: WARNING processes exited early: {', '.join(dead)}", err=True)
@@ -267,9 +287,11 @@ def compare_lines(live: Scorecard, rep: Scorecard) -> str:
     help="Then replay the same world minutes on a virtual clock and compare.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
-@click.pass_context
+@requires_extra("sim", "rich")
+@shared_options(private_redis=True)
+@click.pass_obj
 def command(
-    ctx: click.Context,
+    obj: CliConfig,
     scenario: str,
     seed: int,
     duration: float,
@@ -284,8 +306,10 @@ def command(
 ) -> None:
     """Run Redis, the mock Node API, the simulator and replicas; print the scorecard.
 
-    With no --redis-url (on the group or in PROVISIONER_REDIS_URL) a private
-    redis-server from PATH is started on a free port.
+    Without --redis-url (before or after 'demo', or in PROVISIONER_REDIS_URL) a private
+    redis-server from PATH is started on a free port and stopped at the end.  On a
+    Redis of yours the demo takes a pool and a channel prefix of its own unless given.
+    Progress is shown live on a terminal, else a line every 10 s on stderr.
     """
     for name, value in (("--duration", duration), ("--time-scale", time_scale),
                         ("--miss-cost", miss_cost)):  # fmt: skip
@@ -293,17 +317,9 @@ def command(
             raise click.BadParameter(f"must be > 0, got {value:g}", param_hint=name)
     if replicas < 1:
         raise click.BadParameter(f"must be >= 1, got {replicas}", param_hint="--replicas")
-    redis_url: str | None = None
-    channel_prefix = ""
-    pool = ""
-    parent = ctx.parent
-    if parent is not None:
-        src = parent.get_parameter_source("redis_url")
-        if src not in (None, click.core.ParameterSource.DEFAULT):
-            redis_url = parent.params["redis_url"]
-        channel_prefix = parent.params.get("channel_prefix") or ""
-        if parent.get_parameter_source("pool") not in (None, click.core.ParameterSource.DEFAULT):
-            pool = parent.params["pool"]
+    redis_url = obj.explicit_redis_url
+    channel_prefix = obj.channel_prefix
+    pool = obj.pool if "pool" in obj.given else ""
     if redis_url is not None:
         # a Redis that may hold other state: a pool of the demo's own unless one was
         # named, and channels of its own unless a prefix was given (other replicas or

@@ -49,6 +49,8 @@ import click
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from provisioner.cli.options import shared_options
+
 __all__ = [
     "DEFAULT_REDIS_URL",
     "STATUS_CHANNEL",
@@ -692,13 +694,6 @@ _DEFAULTS: Final = MockConfig()
 
 
 @click.command("mock-node-api")
-@click.option(
-    "--redis-url",
-    envvar="PROVISIONER_REDIS_URL",
-    default=DEFAULT_REDIS_URL,
-    show_default=True,
-    help="Redis to publish node status messages on.",
-)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option(
     "--port",
@@ -793,20 +788,7 @@ _DEFAULTS: Final = MockConfig()
     help="Speed of the world: delays are divided by it.",
 )
 @click.option("--seed", type=int, default=None, help="Random seed for reproducible runs.")
-@click.option(
-    "--channel-prefix",
-    envvar="PROVISIONER_CHANNEL_PREFIX",
-    default="",
-    show_default=True,
-    help="Prepended to channel names (multi-pool deployments).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-    default="info",
-    show_default=True,
-    help="Logging level (DEBUG logs every request).",
-)
+@shared_options()
 def _mock_node_api(
     redis_url: str,
     host: str,

@@ -19,6 +19,7 @@ from provisioner.bench.throughput.report import (
     machine_info,
 )
 from provisioner.bench.throughput.scale import measure_scale
+from provisioner.cli.options import shared_options
 from provisioner.harness import private_redis
 
 __all__ = ["command", "run_throughput"]
@@ -72,7 +73,7 @@ def _ints(text: str) -> tuple[int, ...]:
     help="What to run besides the limit: replicas, scale (comma-separated).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--redis-url", default=None, help="Use this Redis instead of a private one.")
+@shared_options(private_redis=True)
 def command(
     quick: bool, rates: str | None, duration: float | None, replica_counts: str | None,
     sizes: str | None, parts: str, as_json: bool, redis_url: str | None,
