@@ -32,6 +32,8 @@ from typing import Any, Literal
 import click
 
 from provisioner.bench.policy import _WORKER, _worker_init
+from provisioner.cli.extras import requires_extra
+from provisioner.cli.options import shared_options
 from provisioner.core.leader import LeaderConfig
 from provisioner.harness import cpus, pin, private_redis, private_servers
 from provisioner.policies.registry import make_policy
@@ -588,7 +590,8 @@ def _write(path: Path, which: str, rows: list[WorldRow]) -> None:
     "--resume", is_flag=True,
     help="Keep the rows of an earlier worlds.json in --out and run only the missing replays.",
 )  # fmt: skip
-@click.option("--redis-url", default=None, help="Use this Redis instead of private ones.")
+@requires_extra("bench", "matplotlib")
+@shared_options(private_redis=True)
 def command(
     n_worlds: int, which: Set, horizon: str, policies: tuple[str, ...], jobs: int, out: str,
     resume: bool, redis_url: str | None,
