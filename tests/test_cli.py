@@ -410,7 +410,7 @@ def test_service_commands_take_the_shared_options_after_their_name(
 
 @pytest.mark.parametrize(
     "command",
-    [["demo"], ["bench"], ["bench", "policy"], ["bench", "throughput"]],
+    [["demo"], ["bench"], ["bench", "policy"], ["bench", "throughput"], ["bench", "worlds"]],
 )
 def test_commands_that_start_a_private_redis_say_so(command: list[str]) -> None:
     for args in ([*command, "--redis-url", "redis://h:1/0", "--help"], [*command, "--help"]):
@@ -485,6 +485,7 @@ def _without(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[
     ("module", "args", "extra"),
     [
         ("matplotlib", ["bench", "policy", "--out", "out"], "bench"),
+        ("matplotlib", ["bench", "worlds", "--out", "out"], "bench"),
         ("rich", ["demo", "--logdir", "out"], "sim"),
     ],
 )
