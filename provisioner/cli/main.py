@@ -33,7 +33,7 @@ from provisioner.core.coordinator import Coordinator
 from provisioner.core.errors import ScriptError, raise_for_code
 from provisioner.core.invariants import check_invariants
 from provisioner.core.keys import Channels
-from provisioner.core.leader import LeaderConfig
+from provisioner.core.leader import LeaderConfig, nodes_counted
 from provisioner.core.messages import MAX_USER_ID
 from provisioner.core.worker import WorkerConfig, run_worker
 from provisioner.policies.registry import POLICY_NAMES, run_knobs
@@ -54,6 +54,14 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except (RedisError, OSError) as e:
         raise click.ClickException(f"Redis: {type(e).__name__}: {e}") from e
+
+
+def _int_or_none(v: Any) -> int | None:
+    """A stored integer ('None' when absent or not an integer)."""
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _secs(v: Any) -> str:
@@ -241,6 +249,23 @@ def cli() -> None:
     help="An open create intent older than this is closed, seconds.",
 )
 @click.option(
+    "--max-nodes",
+    envvar="PROVISIONER_MAX_NODES",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Cap on every node that costs (open create intents, booting, ready, allocated, "
+    "terminating, unknown); beyond it a connect waits instead of causing a boot. "
+    "Default: no cap.",
+)
+@click.option(
+    "--min-ready",
+    envvar="PROVISIONER_MIN_READY",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Spare nodes (ready + booting) kept whatever the policy says; the reaper leaves "
+    "them. Still under --max-nodes.",
+)
+@click.option(
     "--lag",
     envvar="PROVISIONER_TEST_LAG",
     type=float,
@@ -274,12 +299,19 @@ def run(
     unknown_grace: float,
     min_boot_timeout: float,
     intent_timeout: float,
+    max_nodes: int | None,
+    min_ready: int,
     lag: float,
 ) -> None:
     """Run one worker replica (any number may run at once)."""
     if not node_api_url.startswith(("http://", "https://")):
         raise click.BadParameter(
             f"{node_api_url!r}: expected an http:// or https:// URL", param_hint="--node-api-url"
+        )
+    if max_nodes is not None and max_nodes < min_ready:
+        raise click.BadParameter(
+            f"{max_nodes} is below --min-ready {min_ready}: the floor could never be held",
+            param_hint="--max-nodes",
         )
     knobs = run_knobs(
         policy, miss_cost=miss_cost, keep_alive=keep_alive, z=z, min_spare=min_spare,
@@ -308,6 +340,8 @@ def run(
             unknown_grace_s=unknown_grace,
             min_boot_timeout_s=min_boot_timeout,
             intent_timeout_s=intent_timeout,
+            max_nodes=max_nodes,
+            min_ready=min_ready,
         ),
         api_timeout_s=api_timeout,
         ingest_lag_s=lag,
@@ -352,6 +386,12 @@ async def _status(obj: CliConfig) -> dict[str, Any]:
                 "last_s": snap.boot.last_s,
             },
             "policy": policy,
+            "caps": {
+                "max_nodes": _int_or_none(policy.get("max_nodes")),
+                "min_ready": _int_or_none(policy.get("min_ready")) or 0,
+                "nodes_counted": nodes_counted(snap),
+                "withheld": _int_or_none(policy.get("withheld")) or 0,
+            },
             "counters": snap.stats,
             "bad_input": {str(a): int(b) for a, b in bad.items() if not str(a).startswith("_")},
         }
@@ -368,8 +408,9 @@ def status(obj: CliConfig, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(st, indent=2, sort_keys=True))
         return
-    n, u, b = st["nodes"], st["users"], st["boot_time"]
+    n, u, b, caps = st["nodes"], st["users"], st["boot_time"], st["caps"]
     pol = st["policy"]
+    cap = caps["max_nodes"]
     lines = [
         f"pool {st['pool']}",
         f"  nodes      booting {n['booting']}  ready {n['ready']}  allocated {n['allocated']}"
@@ -386,6 +427,9 @@ def status(obj: CliConfig, as_json: bool) -> None:
         f"  policy     {pol.get('policy', '-')}: target spare {pol.get('target', '-')}"
         f"  (spare then {pol.get('spare', '-')})  keep-alive {_secs(pol.get('keep_alive_s'))}"
         f"  decided at {pol.get('now_ms', '-')} ms",
+        f"  caps       max nodes {'unlimited' if cap is None else cap}"
+        f" (counted now {caps['nodes_counted']}, boots withheld then {caps['withheld']})"
+        f"  min ready {caps['min_ready']}",
         "  counters   " + "  ".join(f"{k} {v}" for k, v in sorted(st["counters"].items())),
         "  bad input  "
         + ("  ".join(f"{k} {v}" for k, v in sorted(st["bad_input"].items())) or "none"),
@@ -494,11 +538,17 @@ def explain(obj: CliConfig, count: int, as_json: bool) -> None:
             )
         else:
             why = f"lambda {r.get('lambda', '-')}"
+        caps = f"  max nodes {r.get('max_nodes', 'unlimited')}"
+        if "max_nodes" in r:
+            caps += f" (counted {r.get('counted')}, withheld {r.get('withheld')})"
+        caps += f"  min ready {r.get('min_ready', 0)}"
+        if "policy_target" in r:
+            caps += f" (policy target {r['policy_target']})"
         click.echo(
             f"{r.get('now_ms')}  target {r.get('target')}  spare {r.get('spare')}"
             f"  waiting {r.get('waiting')}  created {r.get('created')}"
             f"  reaped {r.get('reaped_idle')}+{r.get('reaped_stuck')}"
-            f"  {why}  B {r.get('boot_s', '-')}s  leader {r.get('leader')}"
+            f"  {why}  B {r.get('boot_s', '-')}s{caps}  leader {r.get('leader')}"
         )
 
 

@@ -320,7 +320,7 @@ class Leader:
         act = self._must_act(view, dec, now, keep_alive_ms, boot_timeout_ms, creates)
         self._last_acted = act
         if not act:  # what the cap withheld, as applyDecision would count it
-            self._note_cap(withheld, nodes_counted(snap))
+            self._note_cap(withheld, nodes_counted(snap), paused)
         if not act and not self._must_record(dec, now, paused, withheld):
             self.metrics.ticks_skipped.inc()
             return await self._after_tick(dec, token, now)
@@ -356,7 +356,7 @@ class Leader:
             reply = (await self.coord.runner.call_many([call]))[0]
             applied = self.coord.parse_applied(reply, prefix)
             if act:
-                self._note_cap(applied.withheld, applied.counted)
+                self._note_cap(applied.withheld, applied.counted, paused)
             self._start_api_calls(applied)
         return await self._after_tick(dec, token, now)
 
@@ -403,11 +403,14 @@ class Leader:
         withheld = max(0, need - max(0, cap - nodes_counted(snap)))
         return need - withheld, withheld
 
-    def _note_cap(self, withheld: int, counted: int) -> None:
+    def _note_cap(self, withheld: int, counted: int, paused: bool) -> None:
         """Count the boots the cap withheld this tick, and log when it starts (and stops)
-        binding: once per episode, not once per tick."""
+        binding: once per episode, not once per tick (a pause of creates, which withholds
+        nothing itself, neither starts nor ends one)."""
         if withheld:
             self.metrics.boots_withheld.inc(withheld)
+        if paused:
+            return
         binding = withheld > 0
         if binding and not self._cap_binding:
             log.warning(
