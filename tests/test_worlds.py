@@ -195,16 +195,19 @@ def test_spikes_raise_the_arrivals() -> None:
 
 def test_the_budget_plan() -> None:
     """The default 200 worlds: the predictive default on every short horizon, the 10
-    baseline settings on the first 50, the long horizon on 40 (baselines on 20)."""
+    baseline settings on the first 40, the long horizon on 20 (baselines on 10), the
+    long replays first."""
     seeds = list(worlds.HELD_OUT_SEEDS[:200])
     tasks = bench.plan(seeds, worlds.HORIZONS, list(bench.SETTINGS))
     short = [t for t in tasks if t.horizon == "short"]
     long = [t for t in tasks if t.horizon == "long"]
+    assert tasks == long + short
     assert len([t for t in short if t.policy == "predictive"]) == 200
-    assert len(short) == 200 + 50 * 10
-    assert {t.seed for t in short if t.policy != "predictive"} == set(seeds[:50])
-    assert len(long) == 40 + 20 * 3
-    assert {t.seed for t in long if t.policy == "static"} == set(seeds[:20])
+    assert len(short) == 200 + 40 * 10
+    assert {t.seed for t in short if t.policy != "predictive"} == set(seeds[:40])
+    assert len(long) == 20 + 10 * 3
+    assert {t.seed for t in long if t.policy == "static"} == set(seeds[:10])
+    assert [t.policy for t in bench.plan(seeds[:1], ["short"], ["predictive"])] == ["predictive"]
 
 
 def test_percentiles_and_dominance() -> None:
