@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -46,11 +48,28 @@ def test_dockerfile_installs_the_package_with_its_scripts() -> None:
     assert 'ENTRYPOINT ["provisioner"]' in text
 
 
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    """setuptools gets an explicit package list (lua/ is mapped in as provisioner.lua),
+    so a new sub-package must be added to it: an installed copy lacks it otherwise."""
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "provisioner").rglob("__init__.py")
+    }
+    assert listed == found | {"provisioner.lua"}
+
+
 @pytest.mark.slow
 def test_built_wheel_carries_the_lua_scripts(tmp_path: Path) -> None:
+    src = tmp_path / "src"  # a clean copy: a stale build/ of the checkout must not leak in
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info")
+    )
     out = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w",
-         str(tmp_path), str(ROOT)],
+         str(tmp_path), str(src)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
@@ -61,3 +80,5 @@ def test_built_wheel_carries_the_lua_scripts(tmp_path: Path) -> None:
     assert expected <= lua, expected - lua
     assert any(n.startswith("provisioner/lua/includes/") for n in names)
     assert any(n.startswith("provisioner/sim/data/") for n in names)
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "provisioner").rglob("*.py")}
+    assert modules <= set(names), sorted(modules - set(names))
