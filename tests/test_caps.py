@@ -393,6 +393,34 @@ def test_leader_config_refuses_bad_caps(caps: dict[str, int], msg: str) -> None:
         LeaderConfig(**caps)
 
 
+def test_the_replay_bench_applies_the_caps(redis_url: str) -> None:
+    """The replay takes a LeaderConfig: a static pool of 8 under a cap of 3 creates 3
+    nodes and pays for at most 3 at a time, and connects wait; without it, none waits."""
+    import asyncio
+
+    from provisioner.policies.registry import make_policy
+    from provisioner.sim.replay import ReplayConfig, replay
+    from provisioner.sim.workload import BootProfile, Event, Workload
+
+    events = []
+    for i in range(6):
+        t = 10.0 + 5 * i  # up to 6 sessions at once
+        events += [Event(t, "activity", f"u{i}"), Event(t + 5, "connect", f"u{i}"),
+                   Event(t + 35, "disconnect", f"u{i}")]  # fmt: skip
+    wl = Workload("caps", 1, sorted(events), 200.0, BootProfile(10.0, 10.0))
+
+    def run(**caps: int) -> Any:
+        cfg = LeaderConfig(tick_s=1, lease_ttl_s=10, default_boot_s=10, defer_records=True, **caps)
+        policy = make_policy("static", min_spare=8)
+        return asyncio.run(replay(wl, policy, redis_url, ReplayConfig(tick_s=1), cfg)).scorecard
+
+    capped, free = run(max_nodes=3), run()
+    span_s = (capped.end_ms - capped.start_ms) / 1000
+    assert capped.nodes_created == 3 and capped.node_seconds <= 3 * span_s
+    assert free.nodes_created > 3 and capped.violations == free.violations == 0
+    assert capped.misses > free.misses == 0  # the cap made connects wait
+
+
 # -- the CLI --------------------------------------------------------------------------
 ENV: dict[str, str | None] = {
     n: None for n in ("PROVISIONER_MAX_NODES", "PROVISIONER_MIN_READY", "PROVISIONER_REDIS_URL")

@@ -324,6 +324,30 @@ class Leader:
         if not act and not self._must_record(dec, now, paused, withheld):
             self.metrics.ticks_skipped.inc()
             return await self._after_tick(dec, token, now)
+        call, prefix = self.coord.apply_decision_call(
+            token, now,
+            keep_alive_ms=keep_alive_ms, reap_floor=dec.reap_floor,
+            boot_timeout_ms=boot_timeout_ms, target_spare=dec.target_spare,
+            max_creates=max_creates, fields=self._fields(dec, snap, paused, token),
+            max_nodes=c.max_nodes,
+        )  # fmt: skip
+        self._last_record = self._record_key(dec, paused, withheld)
+        self._last_record_ms = now
+        if not act and c.defer_records:
+            self.coord.runner.defer([call], lambda res: self._deferred_applied(res[0], prefix))
+        else:
+            reply = (await self.coord.runner.call_many([call]))[0]
+            applied = self.coord.parse_applied(reply, prefix)
+            if act:
+                self._note_cap(applied.withheld, applied.counted, paused)
+            self._start_api_calls(applied)
+        return await self._after_tick(dec, token, now)
+
+    def _fields(
+        self, dec: Decision, snap: PoolSnapshot, paused: bool, token: str
+    ) -> dict[str, str | int | float]:
+        """The decision's inputs to store (``applyDecision`` adds what it did, and the cap
+        as ``max_nodes``): the decision, the pool it saw, the floor, the policy's own."""
         fields: dict[str, str | int | float] = {
             "policy": self.policy.name,
             "target": dec.target_spare,
@@ -339,26 +363,10 @@ class Leader:
             "token": token,
             "leader": self.replica_id,
         }
-        if c.min_ready:
-            fields["min_ready"] = c.min_ready
+        if self.config.min_ready:
+            fields["min_ready"] = self.config.min_ready
         fields.update(dec.inputs)
-        call, prefix = self.coord.apply_decision_call(
-            token, now,
-            keep_alive_ms=keep_alive_ms, reap_floor=dec.reap_floor,
-            boot_timeout_ms=boot_timeout_ms, target_spare=dec.target_spare,
-            max_creates=max_creates, fields=fields, max_nodes=c.max_nodes,
-        )  # fmt: skip
-        self._last_record = self._record_key(dec, paused, withheld)
-        self._last_record_ms = now
-        if not act and c.defer_records:
-            self.coord.runner.defer([call], lambda res: self._deferred_applied(res[0], prefix))
-        else:
-            reply = (await self.coord.runner.call_many([call]))[0]
-            applied = self.coord.parse_applied(reply, prefix)
-            if act:
-                self._note_cap(applied.withheld, applied.counted, paused)
-            self._start_api_calls(applied)
-        return await self._after_tick(dec, token, now)
+        return fields
 
     def _start_api_calls(self, applied: ApplyResult) -> None:
         """The DELETEs of the reaped nodes and the POSTs of the recorded intents."""
