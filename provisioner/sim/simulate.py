@@ -25,6 +25,7 @@ import click
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from provisioner.cli.options import shared_options
 from provisioner.sim import scenarios
 from provisioner.sim.workload import Event, EventKind, Workload
 
@@ -211,13 +212,6 @@ async def run_simulation(
 
 
 @click.option(
-    "--redis-url",
-    envvar="PROVISIONER_REDIS_URL",
-    default="redis://localhost:6379/0",
-    show_default=True,
-    help="Redis to publish on.",
-)
-@click.option(
     "--scenario",
     type=click.Choice(scenarios.NAMES),
     default="steady",
@@ -238,12 +232,7 @@ async def run_simulation(
     default=None,
     help="Wall-clock seconds to run (default: the whole scenario).",
 )
-@click.option(
-    "--channel-prefix",
-    envvar="PROVISIONER_CHANNEL_PREFIX",
-    default="",
-    help="Prefix of every channel name.",
-)
+@shared_options()
 def _simulate(
     redis_url: str,
     scenario: str,
