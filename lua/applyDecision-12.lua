@@ -92,7 +92,6 @@ if max_nodes ~= nil and counted + need > max_nodes then
   withheld = counted + need - max_nodes
   if withheld > need then withheld = need end
   need = need - withheld
-  stat('boots_withheld', withheld)
 end
 local ids = {}
 for i = 1, need do ids[i] = prefix .. '-' .. i end

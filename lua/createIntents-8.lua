@@ -52,7 +52,6 @@ if max_nodes ~= nil then
   if last - first + 1 > room then
     withheld = last - first + 1 - room
     last = first + room - 1
-    stat('boots_withheld', withheld)
   end
 end
 add_intents(now_ms, ARGV, first, last)

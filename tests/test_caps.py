@@ -82,7 +82,6 @@ def test_apply_decision_records_no_intent_beyond_the_cap(sc: SyncCoord, r: redis
     lower = _apply(sc, token, T0 + 300, 10, 3)  # a cap already exceeded creates nothing
     assert (lower.intents, lower.withheld) == ([], 5)
     assert r.zcard(sc.keys.intents) == 3 and nodes_counted(sc.snapshot()) == 8
-    assert int(r.hget(sc.keys.stats, "boots_withheld") or 0) == 15
     uncapped = _apply(sc, token, T0 + 400, 10, None)  # no cap: as before
     assert (len(uncapped.intents), uncapped.withheld) == (5, 0)
     assert "max_nodes" not in r.xrevrange(sc.keys.decisions, count=1)[0][1]
@@ -133,7 +132,6 @@ def test_create_intents_records_only_the_room_under_the_cap(sc: SyncCoord, r: re
     assert set(r.zrange(sc.keys.intents, 0, -1)) == {"open", "x1", "x2"}  # the first ones
     assert sc.create_intents(token, T0 + 100, ["x4"], max_nodes=8) == 0
     assert sc.create_intents(token, T0 + 100, ["x5"], max_nodes=0) == 0
-    assert int(r.hget(sc.keys.stats, "boots_withheld") or 0) == 3
     assert sc.create_intents(token, T0 + 100, ["x6"]) == 1  # no cap: as before
 
 
