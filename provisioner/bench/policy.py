@@ -410,7 +410,14 @@ def plot(rows: list[BenchRow], out: Path) -> list[Path]:
     return written
 
 
-@click.group("bench", cls=LazyGroup, lazy={"throughput": "provisioner.bench.throughput:command"})
+@click.group(
+    "bench",
+    cls=LazyGroup,
+    lazy={
+        "throughput": "provisioner.bench.throughput:command",
+        "worlds": "provisioner.bench.worlds:command",
+    },
+)
 @accept_shared_options(private_redis=True)
 def command() -> None:
     """Benchmarks (fast replay of the policies).
