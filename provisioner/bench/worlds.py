@@ -456,7 +456,8 @@ def format_dominance(ds: Sequence[Dominance]) -> str:
 def plot(rows: Sequence[WorldRow], path: Path) -> Path:
     """One PNG, a panel per horizon: cost / oracle against the hit rate of predictable
     connects, a point per policy setting at the medians over worlds, bars from the 10th
-    to the 90th percentile, a policy's settings joined by a line."""
+    to the 90th percentile, a policy's settings joined by a line (one colour per policy
+    in both panels; the legend says on how many worlds each ran)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -467,7 +468,7 @@ def plot(rows: Sequence[WorldRow], path: Path) -> Path:
     fig, axes = plt.subplots(1, max(1, len(horizons)), figsize=(7 * max(1, len(horizons)), 5))
     axes = list(axes) if len(horizons) > 1 else [axes]
     for ax, horizon in zip(axes, horizons, strict=False):
-        for pol in SETTINGS:
+        for i, pol in enumerate(SETTINGS):
             pts = [
                 s
                 for s in sums
@@ -483,7 +484,11 @@ def plot(rows: Sequence[WorldRow], path: Path) -> Path:
             lo_y = [y - (s.hit_p10 or 0.0) * 100 for y, s in zip(ys, pts, strict=True)]
             hi_y = [(s.hit_p90 or 0.0) * 100 - y for y, s in zip(ys, pts, strict=True)]
             xerr, yerr = [lo_x, hi_x], [lo_y, hi_y]
-            ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, marker="o", capsize=3, label=pol, alpha=0.8)
+            label = f"{pol} ({max(s.worlds for s in pts)} worlds)"
+            ax.errorbar(
+                xs, ys, xerr=xerr, yerr=yerr, marker="o", capsize=3, label=label, alpha=0.8,
+                color=f"C{i}",
+            )  # fmt: skip
         ax.plot([1.0], [100.0], marker="X", markersize=12, color="black", label="oracle")
         ax.set_xscale("log")
         ax.set_xlabel("cost / oracle (median; bars 10th-90th percentile over worlds)")

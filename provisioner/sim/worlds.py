@@ -124,6 +124,8 @@ class WorldParams:
     """Every parameter of one world (module docstring: ranges and meaning).
 
     Times ending in ``_s`` are seconds, ``_boots`` are boot times (``boot_mean_s``).
+    ``error_5xx_p`` is drawn and reported but has no effect yet: the fast replay's
+    emulated node API (:mod:`provisioner.sim.replay`) answers every call.
     """
 
     seed: int
