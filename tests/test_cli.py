@@ -503,3 +503,34 @@ def test_a_missing_extra_is_named_before_any_work(
 
 def test_missing_modules_sees_a_blocked_module() -> None:
     assert missing_modules("json", "no_such_module_xyz") == ["no_such_module_xyz"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:99999/0",
+        "redis://127.0.0.1:-1/0",
+        "redis://[::1",
+        "redis://127.0.0.1:6379/0?socket_timeout=abc",
+        "redis://127.0.0.1:6379/0?db=abc",
+        "redis://127.0.0.1:6379/0?foo=bar",
+    ],
+)
+def test_an_unusable_redis_url_is_a_usage_error_not_a_traceback(url: str) -> None:
+    """Break test: these reached redis-py's parser unchecked and ended in a traceback."""
+    from click.testing import CliRunner
+
+    from provisioner.cli import cli
+
+    for args in (["status", "--redis-url", url], ["--redis-url", url, "check"]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2, res.output
+        assert "not a usable Redis URL" in res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_a_unix_socket_url_is_accepted_without_connecting() -> None:
+    from provisioner.cli.options import check_redis_url
+
+    check_redis_url("unix:///nonexistent/redis.sock?db=1")

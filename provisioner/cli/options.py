@@ -32,6 +32,28 @@ from click.core import ParameterSource
 
 from provisioner.core.keys import validate_pool_name
 
+log = logging.getLogger(__name__)
+
+
+def check_redis_url(url: str) -> None:
+    """Parse ``url`` as redis-py will (port, IPv6 brackets, query options such as
+    ``socket_timeout``) and build, without connecting, the connection it describes.
+
+    Raises:
+        click.BadParameter: the URL cannot be used; the message names the fault, never
+            the URL itself (it may hold a password).
+    """
+    import redis
+
+    try:
+        pool = redis.ConnectionPool.from_url(url)
+        pool.make_connection()  # type: ignore[no-untyped-call,unused-ignore]
+        pool.disconnect()
+    except (ValueError, TypeError) as e:
+        log.debug("unusable --redis-url: %s", e)
+        raise click.BadParameter(f"not a usable Redis URL: {e}", param_hint="--redis-url") from e
+
+
 __all__ = [
     "DEFAULT_REDIS_URL",
     "ENVVARS",
@@ -178,6 +200,7 @@ def resolve_config(ctx: click.Context) -> CliConfig:
         raise click.BadParameter(
             f"{url!r}: expected redis://, rediss:// or unix://", param_hint="--redis-url"
         )
+    check_redis_url(url)
     try:
         validate_pool_name(pool)
     except ValueError as e:
