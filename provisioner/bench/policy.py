@@ -11,32 +11,22 @@ misses at cost 1.0.
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
 import functools
 import itertools
 import json
 import logging
-import multiprocessing
 import os
-import queue
-import signal
-import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from provisioner.bench.workers import run_replays
 from provisioner.cli.extras import requires_extra
 from provisioner.cli.lazy import LazyGroup
 from provisioner.cli.options import accept_shared_options, shared_options
-from provisioner.harness import cpus, pin, private_redis, private_servers
 from provisioner.policies.registry import make_policy
 from provisioner.sim import scenarios
 from provisioner.sim.replay import ReplayConfig, replay
@@ -175,82 +165,11 @@ async def bench_scenario(
     return rows
 
 
-#: A ``--jobs`` worker's own (url, cpu), taken from the queue at its start (``_worker_init``).
-_WORKER: dict[str, Any] = {}
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _worker_init(slots: Any, spare: tuple[str, int | None], bench_pid: int) -> None:
-    """Start of a ``--jobs`` worker: take one (url, cpu) slot and pin to that CPU, where
-    the slot's private redis-server runs too (``private_servers``); a worker started
-    after the slots are gone takes ``spare``. On Linux the worker asks to be killed
-    when the bench (``bench_pid``) dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)``): a worker
-    waiting for work never sees the queue close, as its sibling holds the pipe too, and
-    a bench killed with SIGKILL left its workers waiting for ever."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != bench_pid:  # the bench died before the call
-            os._exit(1)
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
-    try:
-        url, cpu = slots.get(timeout=5.0)
-    except queue.Empty:
-        url, cpu = spare
-    _WORKER["url"] = url
-    pin(0, cpu)
-
-
-def _bench_task(args: tuple[str, str, str, float, int, int]) -> BenchRow:
-    """One replay in a worker process of ``--jobs`` (quiet logs, its own event loop), on
-    the worker's own Redis if it has one, else on ``args``' url."""
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
-    name, url, policy, value, seed, sessions = args
-    url = _WORKER.get("url") or url
-    return asyncio.run(bench_one(name, url, policy, value, seed, sessions))
-
-
-def _run_jobs(
-    jobs: int, tasks: list[tuple[str, str, float]], seed: int, sessions: int,
-    slots: list[tuple[str, int | None]], done: Callable[[BenchRow], None],
-) -> None:  # fmt: skip
-    """Run ``tasks`` on ``jobs`` worker processes, handing each row to ``done`` as it
-    comes (``--jobs``).
-
-    A ``ProcessPoolExecutor`` reports a worker that dies (OOM killer, ``kill -9``) as a
-    broken pool, busy or idle; a ``multiprocessing.Pool`` replaced it, lost its replay and
-    waited for it for ever, and one killed while idle left the task queue's lock held, so
-    even its clean-up hung. On any other way out (an error, SIGTERM, Ctrl-C) the workers
-    are killed at once rather than left to finish their replays.
-
-    Raises:
-        click.ClickException: a worker died (the rows done so far are written).
-    """
-    free: Any = multiprocessing.Queue()
-    for slot in slots:
-        free.put(slot)
-    ctx = multiprocessing.get_context("fork")  # the workers inherit the loaded scripts
-    init = (free, slots[0], os.getpid())
-    with ProcessPoolExecutor(jobs, ctx, _worker_init, init) as workers:
-        try:
-            futures = [
-                workers.submit(_bench_task, (name, "", pol, value, seed, sessions))
-                for name, pol, value in tasks
-            ]
-            for fut in as_completed(futures):
-                done(fut.result())
-        except BaseException as e:
-            # on a broken pool the executor SIGTERMs the other workers, which a replay
-            # turns into its own clean-up (the CLI's handler): they must not keep its
-            # shutdown waiting
-            for proc in multiprocessing.active_children():
-                proc.kill()
-            if isinstance(e, BrokenProcessPool):
-                raise click.ClickException(
-                    "a --jobs worker process died (killed?); the rows done so far are in "
-                    "results.json (--merge keeps them when the missing points are run "
-                    "alone, with --scenario, --policy and --value)"
-                ) from None
-            raise
+async def _bench_task(task: tuple[str, str, float, int, int], url: str) -> BenchRow:
+    """One replay of ``bench policy``: (scenario, policy, knob value, seed, sessions) on
+    ``url`` (:func:`provisioner.bench.workers.run_replays`)."""
+    name, policy, value, seed, sessions = task
+    return await bench_one(name, url, policy, value, seed, sessions)
 
 
 @dataclass(frozen=True)
@@ -544,21 +463,16 @@ def policy_cmd(
 
     done(None)
 
-    with ExitStack() as stack:
-        if redis_url:
-            shared = stack.enter_context(private_redis(redis_url))
-            slots: list[tuple[str, int | None]] = [(shared, None)] * jobs
-        else:
-            slots = stack.enter_context(private_servers(jobs, pinned=pin_cpus))
-        if jobs == 1:
-            url, cpu = slots[0]
-            before = cpus()
-            if pin(0, cpu):
-                stack.callback(os.sched_setaffinity, 0, before)
-            for name, pol, value in tasks:
-                done(asyncio.run(bench_one(name, url, pol, value, seed, sessions)))
-        else:
-            _run_jobs(jobs, tasks, seed, sessions, slots, done)
+    run_replays(
+        _bench_task,
+        [(name, pol, value, seed, sessions) for name, pol, value in tasks],
+        done,
+        jobs=jobs,
+        redis_url=redis_url,
+        pin_cpus=pin_cpus,
+        lost_hint="the rows done so far are in results.json (--merge keeps them when the "
+        "missing points are run alone, with --scenario, --policy and --value)",
+    )
     written = plot(rows, outdir)
     (outdir / "verdicts.json").write_text(json.dumps([asdict(v) for v in verdicts(rows)], indent=1))
     if as_json:

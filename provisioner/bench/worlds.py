@@ -14,28 +14,22 @@ tuning worlds (``--set tuning``) are the ones to look at while tuning.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import click
 
-from provisioner.bench.policy import _WORKER, _worker_init
+from provisioner.bench.workers import run_replays
 from provisioner.cli.extras import requires_extra
 from provisioner.cli.options import shared_options
 from provisioner.core.leader import LeaderConfig
-from provisioner.harness import cpus, pin, private_redis, private_servers
 from provisioner.policies.registry import make_policy
 from provisioner.sim import worlds
 from provisioner.sim.replay import ReplayConfig, replay
@@ -502,43 +496,7 @@ def plot(rows: Sequence[WorldRow], path: Path) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------- running
-
-
-def _task(args: tuple[Task, str]) -> WorldRow:
-    """One replay in a ``--jobs`` worker, on the worker's private Redis if it has one."""
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
-    task, url = args
-    return asyncio.run(run_one(task, _WORKER.get("url") or url))
-
-
-def _run_jobs(
-    tasks: list[Task], slots: list[tuple[str, int | None]], done: Callable[[WorldRow], None]
-) -> None:
-    """Run ``tasks`` on one worker process per slot (``bench policy``'s workers: each
-    takes a private Redis and its CPU), handing each row to ``done`` as it comes.
-
-    Raises:
-        click.ClickException: a worker died (the rows done so far are written).
-    """
-    free: Any = multiprocessing.Queue()
-    for slot in slots:
-        free.put(slot)
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(len(slots), ctx, _worker_init, (free, slots[0], os.getpid())) as ex:
-        try:
-            futures = [ex.submit(_task, (t, slots[0][0])) for t in tasks]
-            for fut in as_completed(futures):
-                done(fut.result())
-        except BaseException as e:
-            for proc in multiprocessing.active_children():
-                proc.kill()
-            if isinstance(e, BrokenProcessPool):
-                raise click.ClickException(
-                    "a --jobs worker process died (killed?); the rows done so far are in "
-                    "worlds.json, and the same command with --resume runs the rest"
-                ) from None
-            raise
+# --------------------------------------------------------------------------- rows and the command
 
 
 def load_rows(path: Path) -> list[WorldRow]:
@@ -646,21 +604,15 @@ def command(
             f"({row.wall_s:.1f}s)"
         )
 
-    with ExitStack() as stack:
-        slots: list[tuple[str, int | None]]
-        if redis_url:
-            slots = [(stack.enter_context(private_redis(redis_url)), None)] * jobs
-        else:
-            slots = stack.enter_context(private_servers(jobs))
-        if jobs == 1:
-            url, cpu = slots[0]
-            before = cpus()
-            if pin(0, cpu):
-                stack.callback(os.sched_setaffinity, 0, before)
-            for t in tasks:
-                done(asyncio.run(run_one(t, url)))
-        elif tasks:
-            _run_jobs(tasks, slots, done)
+    run_replays(
+        run_one,
+        tasks,
+        done,
+        jobs=jobs,
+        redis_url=redis_url,
+        lost_hint="the rows done so far are in worlds.json, and the same command with "
+        "--resume runs the rest",
+    )
     _write(results, which, rows)
     png = plot(rows, outdir / "worlds.png") if rows else None
     click.echo(format_table(summarize(rows)))
