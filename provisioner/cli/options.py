@@ -28,31 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import click
+import redis
 from click.core import ParameterSource
 
 from provisioner.core.keys import validate_pool_name
-
-log = logging.getLogger(__name__)
-
-
-def check_redis_url(url: str) -> None:
-    """Parse ``url`` as redis-py will (port, IPv6 brackets, query options such as
-    ``socket_timeout``) and build, without connecting, the connection it describes.
-
-    Raises:
-        click.BadParameter: the URL cannot be used; the message names the fault, never
-            the URL itself (it may hold a password).
-    """
-    import redis
-
-    try:
-        pool = redis.ConnectionPool.from_url(url)
-        pool.make_connection()  # type: ignore[no-untyped-call,unused-ignore]
-        pool.disconnect()
-    except (ValueError, TypeError) as e:
-        log.debug("unusable --redis-url: %s", e)
-        raise click.BadParameter(f"not a usable Redis URL: {e}", param_hint="--redis-url") from e
-
 
 __all__ = [
     "DEFAULT_REDIS_URL",
@@ -60,11 +39,14 @@ __all__ = [
     "SHARED",
     "CliConfig",
     "accept_shared_options",
+    "check_redis_url",
     "pass_cli_config",
     "resolve_config",
     "setup_logging",
     "shared_options",
 ]
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,6 +86,23 @@ _GROUP_HELP = (
     "Redis URL (redis://, rediss:// or unix://; AUTH as user:password@). "
     f"[default: {DEFAULT_REDIS_URL}; demo and bench start a private redis-server instead]"
 )
+
+
+def check_redis_url(url: str) -> None:
+    """Parse ``url`` as redis-py will (port, IPv6 brackets, query options such as
+    ``socket_timeout``) and build, without connecting, the connection it describes.
+
+    Raises:
+        click.BadParameter: the URL cannot be used; the message names the fault, never
+            the URL itself (it may hold a password).
+    """
+    try:
+        pool = redis.ConnectionPool.from_url(url)
+        pool.make_connection()  # type: ignore[no-untyped-call,unused-ignore]
+        pool.disconnect()
+    except (ValueError, TypeError) as e:
+        log.debug("unusable --redis-url: %s", e)
+        raise click.BadParameter(f"not a usable Redis URL: {e}", param_hint="--redis-url") from e
 
 
 @dataclass(frozen=True)
