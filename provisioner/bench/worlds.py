@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import click
 
+from provisioner.bench.policy import DEFAULTS
 from provisioner.bench.workers import run_replays
 from provisioner.cli.extras import requires_extra
 from provisioner.cli.options import shared_options
@@ -67,18 +68,7 @@ SETTINGS: dict[str, tuple[str, tuple[float, ...]]] = {
 #: The settings run on the long horizon: each policy's default only, and no ``reactive``
 #: (it hits only by chance: 1-15% of predictable connects on every world measured).
 LONG_SETTINGS: dict[str, tuple[float, ...]] = {
-    "predictive": (1000.0,),
-    "static": (4.0,),
-    "hybrid": (99.0,),
-    "basestock": (1.64,),
-}
-#: The default setting of each policy (as ``bench policy``'s).
-DEFAULTS: dict[str, float] = {
-    "predictive": 1000.0,
-    "static": 4.0,
-    "reactive": 0.0,
-    "hybrid": 99.0,
-    "basestock": 1.64,
+    pol: (DEFAULTS[pol],) for pol in ("predictive", "static", "hybrid", "basestock")
 }
 BASELINE_EVERY = 5
 """The baselines run on the first ``ceil(N / 5)`` of the N worlds on the short horizon
