@@ -17,10 +17,24 @@ __all__ = ["Metrics", "serve_metrics"]
 
 
 class Metrics:
-    """The replica's metrics (names prefixed ``provisioner_``)."""
+    """The replica's metrics (names prefixed ``provisioner_``), declared by family in
+    the order ``/metrics`` lists them."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._declare_messages()
+        self._declare_subscription()
+        self._declare_leader()
+        self._declare_state()
+        self.batch_size = Histogram(
+            "provisioner_ingest_batch_messages",
+            "Messages applied per ingest pipeline (what was buffered on the subscription)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+
+    def _declare_messages(self) -> None:
+        """Inbound messages: by outcome, rejected ones, and connects served or not."""
         r = self.registry
         self.messages = Counter(
             "provisioner_messages",
@@ -33,6 +47,10 @@ class Metrics:
         )
         self.hits = Counter("provisioner_hits", "Connects served from the warm pool", registry=r)
         self.misses = Counter("provisioner_misses", "Connects put on the waitlist", registry=r)
+
+    def _declare_subscription(self) -> None:
+        """The subscription and the shared sequence's markers."""
+        r = self.registry
         self.reconnects = Counter(
             "provisioner_redis_reconnects", "Subscription (re)connects after a failure", registry=r
         )
@@ -51,6 +69,10 @@ class Metrics:
             "Markers missed while resubscribing (each ~ one marker interval of lost messages)",
             registry=r,
         )
+
+    def _declare_leader(self) -> None:
+        """The leader's ticks, its Node API calls, fencing and the caps."""
+        r = self.registry
         self.ticks_skipped = Counter(
             "provisioner_leader_ticks_skipped",
             "Leader ticks whose decision needed no write (applyDecision not called)",
@@ -81,6 +103,10 @@ class Metrics:
         self.min_ready = Gauge(
             "provisioner_min_ready", "The --min-ready floor of spare nodes", registry=r
         )
+
+    def _declare_state(self) -> None:
+        """Gauges of the pool and of this replica as last seen."""
+        r = self.registry
         self.pool = Gauge("provisioner_pool_nodes", "Nodes by state", ["state"], registry=r)
         self.waiting = Gauge("provisioner_waiting_users", "Users on the waitlist", registry=r)
         self.active = Gauge("provisioner_active_users", "Users in the active set", registry=r)
@@ -93,12 +119,6 @@ class Metrics:
         )
         self.subscribed = Gauge(
             "provisioner_subscribed", "1 while the Pub/Sub subscription is live", registry=r
-        )
-        self.batch_size = Histogram(
-            "provisioner_ingest_batch_messages",
-            "Messages applied per ingest pipeline (what was buffered on the subscription)",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
-            registry=r,
         )
 
     def render(self) -> bytes:
