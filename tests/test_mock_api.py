@@ -26,7 +26,8 @@ import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
-from provisioner.sim.mock_api import ConfigError, MockConfig, MockNodeApi, command
+from provisioner.cli.mock_api import command
+from provisioner.sim.mock_api import ConfigError, MockConfig, MockNodeApi
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_ID = re.compile(r"^node-[0-9a-f]+-\d+$")

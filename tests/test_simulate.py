@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from click.testing import CliRunner
 
-from provisioner.sim import simulate
+from provisioner.cli import simulate
 from provisioner.sim.scorecard import ScoreListener
 from provisioner.sim.simulate import SimResult, run_simulation
 from provisioner.sim.workload import BootProfile, Event, Workload

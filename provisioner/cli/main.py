@@ -75,9 +75,9 @@ def _secs(v: Any) -> str:
 #: Commands of the emulated world and the benchmarks, imported on first use.
 LAZY_COMMANDS = {
     "bench": "provisioner.bench.policy:command",
-    "demo": "provisioner.sim.demo:command",
-    "mock-node-api": "provisioner.sim.mock_api:command",
-    "simulate": "provisioner.sim.simulate:command",
+    "demo": "provisioner.cli.demo:command",
+    "mock-node-api": "provisioner.cli.mock_api:command",
+    "simulate": "provisioner.cli.simulate:command",
 }
 
 

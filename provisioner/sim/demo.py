@@ -24,30 +24,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
-import secrets
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
-from provisioner.cli.extras import requires_extra
-from provisioner.cli.options import CliConfig, shared_options
 from provisioner.harness import Procs, free_port, private_redis, wait_http
-from provisioner.policies.registry import POLICY_NAMES, make_policy, run_knobs
+from provisioner.policies.registry import make_policy, run_knobs
 from provisioner.sim import scenarios
 from provisioner.sim.progress import watch
 from provisioner.sim.replay import ReplayConfig, replay
-from provisioner.sim.scorecard import Scorecard, ScoreListener, format_scorecard
+from provisioner.sim.scorecard import Scorecard, ScoreListener
 from provisioner.sim.simulate import run_simulation
 from provisioner.sim.workload import Workload
 
 __all__ = [
     "DemoConfig",
-    "command",
     "compare_lines",
     "live_tick_s",
     "replay_same",
@@ -88,6 +82,11 @@ class DemoConfig:
     pool: str = "default"
 
 
+def _say(text: str) -> None:
+    """A line for the person watching, on stderr (stdout is left to the scorecard)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 async def _start_stack(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> str:
     """Start the mock Node API and the replicas; return the API's URL once all answer."""
     scale = cfg.time_scale
@@ -125,10 +124,9 @@ async def _start_stack(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Worklo
         )  # fmt: skip
     for port in metrics_ports:
         await wait_http(f"http://127.0.0.1:{port}/healthz")
-    click.echo(
+    _say(
         f"demo: redis {redis_url}, pool {cfg.pool}, mock API {api_url}, {cfg.replicas} replicas "
-        f"(metrics {', '.join(str(p) for p in metrics_ports)}), logs in {procs.logdir}",
-        err=True,
+        f"(metrics {', '.join(str(p) for p in metrics_ports)}), logs in {procs.logdir}"
     )
     return api_url
 
@@ -138,10 +136,9 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> S
     api_url = await _start_stack(cfg, redis_url, procs, wl)
     listener = ScoreListener(redis_url, cfg.channel_prefix, boot_time_s=wl.boot.mean_s / scale)
     await listener.start()
-    click.echo(
+    _say(
         f"demo: scenario {wl.name} (seed {cfg.seed}) at x{scale:g} for {cfg.duration_s:g}s "
-        f"of wall time ({cfg.duration_s * scale / 60:.1f} world minutes)",
-        err=True,
+        f"of wall time ({cfg.duration_s * scale / 60:.1f} world minutes)"
     )
     wall_s = min(cfg.duration_s, wl.duration_s / scale)
     shown = asyncio.create_task(
@@ -158,13 +155,12 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> S
             await shown
     dead = procs.dead()
     if dead:
-        click.echo(f"demo: WARNING processes exited early: {', '.join(dead)}", err=True)
+        _say(f"demo: WARNING processes exited early: {', '.join(dead)}")
     await asyncio.sleep(0.5)
     card = await listener.finish(api_url)
-    click.echo(
+    _say(
         f"demo: published {len(sim.published)} events; {len(sim.connected)} users still "
-        "connected at the end",
-        err=True,
+        "connected at the end"
     )
     return card
 
@@ -204,7 +200,8 @@ def run_demo(cfg: DemoConfig, with_replay: bool = False) -> tuple[Scorecard, Sco
         The live scorecard and, with ``with_replay``, the replay's of the same minutes.
 
     Raises:
-        click.ClickException: no redis-server, or a component did not start.
+        click.ClickException: no redis-server, or a component did not start (from
+            :mod:`provisioner.harness`).
     """
     wl = scenarios.build_live(cfg.scenario, seed=cfg.seed)
     logdir = Path(cfg.logdir or tempfile.mkdtemp(prefix="provisioner-demo-"))
@@ -217,7 +214,7 @@ def run_demo(cfg: DemoConfig, with_replay: bool = False) -> tuple[Scorecard, Sco
             procs.stop_all()
         if not with_replay:
             return live, None
-        click.echo("demo: replaying the same world minutes on a virtual clock", err=True)
+        _say("demo: replaying the same world minutes on a virtual clock")
         return live, replay_same(cfg, url, wl)
 
 
@@ -236,116 +233,3 @@ def compare_lines(live: Scorecard, rep: Scorecard) -> str:
     out = [f"{'':14s} {'live':>14s} {'replay':>14s}"]
     out += [f"{name:14s} {a:>14s} {b:>14s}" for name, a, b in rows]
     return "\n".join(out)
-
-
-@click.command("demo")
-@click.option(
-    "--scenario", type=click.Choice(list(scenarios.NAMES)), default="steady", show_default=True
-)
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option(
-    "--duration", type=float, default=60.0, show_default=True, help="Wall seconds of traffic."
-)
-@click.option(
-    "--time-scale",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="World seconds per wall second.",
-)
-@click.option("--replicas", type=int, default=2, show_default=True)
-@click.option(
-    "--policy",
-    type=click.Choice(list(POLICY_NAMES)),
-    default="predictive",
-    show_default=True,
-)
-@click.option(
-    "--keep-alive",
-    type=float,
-    default=60.0,
-    show_default=True,
-    help="World seconds a surplus idle node may stay.",
-)
-@click.option(
-    "--logdir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Where process logs go (default: a temporary folder).",
-)
-@click.option(
-    "--miss-cost",
-    type=float,
-    default=1000.0,
-    show_default=True,
-    help="predictive: what one miss is worth, world node-seconds.",
-)
-@click.option(
-    "--replay",
-    "with_replay",
-    is_flag=True,
-    help="Then replay the same world minutes on a virtual clock and compare.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
-@requires_extra("sim", "rich")
-@shared_options(private_redis=True)
-@click.pass_obj
-def command(
-    obj: CliConfig,
-    scenario: str,
-    seed: int,
-    duration: float,
-    time_scale: float,
-    replicas: int,
-    policy: str,
-    keep_alive: float,
-    logdir: str | None,
-    miss_cost: float,
-    with_replay: bool,
-    as_json: bool,
-) -> None:
-    """Run Redis, the mock Node API, the simulator and replicas; print the scorecard.
-
-    Without --redis-url (before or after 'demo', or in PROVISIONER_REDIS_URL) a private
-    redis-server from PATH is started on a free port and stopped at the end.  On a
-    Redis of yours the demo takes a pool and a channel prefix of its own unless given.
-    Progress is shown live on a terminal, else a line every 10 s on stderr.
-    """
-    for name, value in (("--duration", duration), ("--time-scale", time_scale),
-                        ("--miss-cost", miss_cost)):  # fmt: skip
-        if not value > 0:
-            raise click.BadParameter(f"must be > 0, got {value:g}", param_hint=name)
-    if replicas < 1:
-        raise click.BadParameter(f"must be >= 1, got {replicas}", param_hint="--replicas")
-    redis_url = obj.explicit_redis_url
-    channel_prefix = obj.channel_prefix
-    pool = obj.pool if "pool" in obj.given else ""
-    if redis_url is not None:
-        # a Redis that may hold other state: a pool of the demo's own unless one was
-        # named, and channels of its own unless a prefix was given (other replicas or
-        # simulators on it must not see the demo's traffic, nor it theirs)
-        pool = pool or f"demo-{secrets.token_hex(4)}"
-        channel_prefix = channel_prefix or f"{pool}."
-    cfg = DemoConfig(
-        scenario=scenario,
-        seed=seed,
-        duration_s=duration,
-        time_scale=time_scale,
-        replicas=replicas,
-        redis_url=redis_url,
-        policy=policy,
-        keep_alive_s=keep_alive,
-        miss_cost_s=miss_cost,
-        channel_prefix=channel_prefix,
-        logdir=logdir,
-        pool=pool or "default",
-    )
-    card, rep = run_demo(cfg, with_replay)
-    if as_json:
-        out = card.to_dict() if rep is None else {"live": card.to_dict(), "replay": rep.to_dict()}
-        click.echo(json.dumps(out, indent=2))
-    else:
-        click.echo(format_scorecard(card))
-        if rep is not None:
-            click.echo("")
-            click.echo(compare_lines(card, rep))

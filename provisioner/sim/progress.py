@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import click
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -181,7 +180,7 @@ async def watch(
         else:
             while True:
                 await asyncio.sleep(PLAIN_EVERY_S)
-                click.echo(f"demo: progress {format_progress(await now())}", err=True)
+                print(f"demo: progress {format_progress(await now())}", file=sys.stderr, flush=True)
     finally:
         await client.aclose()
 

@@ -7,8 +7,8 @@ seconds (wall time) after the start, on ``{prefix}user:activity``
 Events already due are sent together in one pipeline (order kept).  The simulator keeps the
 ground truth: who is connected now, and what was published at which wall time (ms).
 
-``python -m provisioner.sim.simulate --scenario starter --time-scale 5`` runs it from a shell;
-:data:`command` is the click command for the ``provisioner`` CLI.
+``python -m provisioner.sim.simulate --scenario starter --time-scale 5`` runs it from a shell,
+as ``provisioner simulate`` does (:mod:`provisioner.cli.simulate`).
 """
 
 from __future__ import annotations
@@ -16,17 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import click
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from provisioner.cli.options import shared_options
-from provisioner.sim import scenarios
 from provisioner.sim.workload import Event, EventKind, Workload
 
 CHANNELS: dict[EventKind, str] = {
@@ -211,58 +206,7 @@ async def run_simulation(
     return res
 
 
-@click.option(
-    "--scenario",
-    type=click.Choice(scenarios.NAMES),
-    default="steady",
-    show_default=True,
-    help="Scenario to replay.",
-)
-@click.option("--seed", type=int, default=1, show_default=True, help="Scenario seed.")
-@click.option(
-    "--time-scale",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Speed-up: 5 runs the scenario 5x faster.",
-)
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Wall-clock seconds to run (default: the whole scenario).",
-)
-@shared_options()
-def _simulate(
-    redis_url: str,
-    scenario: str,
-    seed: int,
-    time_scale: float,
-    duration: float | None,
-    channel_prefix: str,
-) -> None:
-    """Replay a scenario's user activity, connects and disconnects on Redis Pub/Sub."""
-    wl = scenarios.build_live(scenario, seed)
-    click.echo(
-        f"simulate {scenario} seed={seed}: {len(wl.events)} events over {wl.duration_s:.0f} s "
-        f"at x{time_scale:g} -> {wl.duration_s / time_scale:.1f} s wall"
-        + (f" (stopping after {duration:g} s)" if duration else ""),
-        err=True,
-    )
-    try:
-        res = asyncio.run(
-            run_simulation(wl, redis_url, time_scale, channel_prefix, max_wall_s=duration)
-        )
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except (RedisError, OSError) as e:
-        raise click.ClickException(f"Redis at {redis_url}: {type(e).__name__}: {e}") from e
-    click.echo(json.dumps(res.summary()))
+if __name__ == "__main__":  # the same command as ``provisioner simulate``
+    import importlib
 
-
-command = click.command("simulate")(_simulate)
-"""The ``simulate`` click command (wired into the ``provisioner`` CLI elsewhere)."""
-
-
-if __name__ == "__main__":
-    command()
+    importlib.import_module("provisioner.cli.simulate").command()

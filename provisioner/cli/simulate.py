@@ -1,0 +1,67 @@
+"""``provisioner simulate``: the live user simulator
+(:func:`provisioner.sim.simulate.run_simulation`) from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+from redis.exceptions import RedisError
+
+from provisioner.cli.options import shared_options
+from provisioner.sim import scenarios
+from provisioner.sim.simulate import run_simulation
+
+__all__ = ["command"]
+
+
+@click.command("simulate")
+@click.option(
+    "--scenario",
+    type=click.Choice(scenarios.NAMES),
+    default="steady",
+    show_default=True,
+    help="Scenario to replay.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Scenario seed.")
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Speed-up: 5 runs the scenario 5x faster.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Wall-clock seconds to run (default: the whole scenario).",
+)
+@shared_options()
+def command(
+    redis_url: str,
+    scenario: str,
+    seed: int,
+    time_scale: float,
+    duration: float | None,
+    channel_prefix: str,
+) -> None:
+    """Replay a scenario's user activity, connects and disconnects on Redis Pub/Sub."""
+    wl = scenarios.build_live(scenario, seed)
+    click.echo(
+        f"simulate {scenario} seed={seed}: {len(wl.events)} events over {wl.duration_s:.0f} s "
+        f"at x{time_scale:g} -> {wl.duration_s / time_scale:.1f} s wall"
+        + (f" (stopping after {duration:g} s)" if duration else ""),
+        err=True,
+    )
+    try:
+        res = asyncio.run(
+            run_simulation(wl, redis_url, time_scale, channel_prefix, max_wall_s=duration)
+        )
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (RedisError, OSError) as e:
+        raise click.ClickException(f"Redis at {redis_url}: {type(e).__name__}: {e}") from e
+    click.echo(json.dumps(res.summary()))
