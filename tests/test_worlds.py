@@ -13,8 +13,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from provisioner.bench import policy as bench_policy
 from provisioner.bench import worlds as bench
+from provisioner.cli import bench as bench_cli
+from provisioner.cli import bench_worlds as worlds_cli
 from provisioner.sim import worlds
 from provisioner.sim.workload import Workload
 
@@ -50,7 +51,7 @@ RANGES = {
 def test_the_seed_sets_are_disjoint_and_the_default_is_held_out() -> None:
     assert not set(worlds.TUNING_SEEDS) & set(worlds.HELD_OUT_SEEDS)
     assert len(worlds.TUNING_SEEDS) == len(worlds.HELD_OUT_SEEDS) == 1000
-    opt = next(p for p in bench.command.params if p.name == "which")
+    opt = next(p for p in worlds_cli.command.params if p.name == "which")
     assert opt.default == "held-out"
     assert bench.SEEDS["held-out"] is worlds.HELD_OUT_SEEDS
     assert bench.set_of(worlds.TUNING_SEEDS[0]) == "tuning"
@@ -240,7 +241,7 @@ def test_bench_worlds_end_to_end(redis_url: str, tmp_path: Path) -> None:
     worlds.json holds the rows and the percentiles; --resume runs nothing again."""
     args = ["--worlds", "2", "--horizon", "short", "--policy", "predictive", "--jobs", "1",
             "--redis-url", redis_url, "--out", str(tmp_path)]  # fmt: skip
-    result = CliRunner().invoke(bench.command, args)
+    result = CliRunner().invoke(worlds_cli.command, args)
     assert result.exit_code == 0, (result.output, result.exception)
     data = json.loads((tmp_path / "worlds.json").read_text())
     assert data["set"] == "held-out"
@@ -256,13 +257,13 @@ def test_bench_worlds_end_to_end(redis_url: str, tmp_path: Path) -> None:
     assert summary["cost_worst"] == max(r["cost_over_oracle"] for r in rows)
     assert summary["worlds"] == 2
     assert (tmp_path / "worlds.png").stat().st_size > 0
-    again = CliRunner().invoke(bench.command, [*args, "--resume"])
+    again = CliRunner().invoke(worlds_cli.command, [*args, "--resume"])
     assert again.exit_code == 0, again.output
     assert "0 replays on 2 held-out worlds (2 kept)" in again.output
 
 
 def test_bench_worlds_is_a_bench_command() -> None:
-    group = bench_policy.command
+    group = bench_cli.command
     with click.Context(group) as ctx:
         assert "worlds" in group.list_commands(ctx)
-        assert group.get_command(ctx, "worlds") is bench.command
+        assert group.get_command(ctx, "worlds") is worlds_cli.command

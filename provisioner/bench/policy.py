@@ -14,19 +14,13 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import logging
-import os
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
+from provisioner.bench.errors import BenchError
 from provisioner.bench.workers import run_replays
-from provisioner.cli.extras import requires_extra
-from provisioner.cli.lazy import LazyGroup
-from provisioner.cli.options import accept_shared_options, shared_options
 from provisioner.policies.registry import make_policy
 from provisioner.sim import scenarios
 from provisioner.sim.replay import ReplayConfig, replay
@@ -39,8 +33,13 @@ __all__ = [
     "Verdict",
     "bench_one",
     "bench_scenario",
-    "command",
+    "format_row",
     "format_verdicts",
+    "knob_values",
+    "load_rows",
+    "markdown_table",
+    "plan",
+    "run_bench",
     "verdicts",
 ]
 
@@ -97,7 +96,7 @@ class BenchRow:
     misses_premium: int
 
 
-def _points(policy: str, quick: bool) -> list[float]:
+def knob_values(policy: str, quick: bool) -> list[float]:
     _, values = SWEEPS[policy]
     pts = sorted({*values, DEFAULTS[policy]})
     if quick:
@@ -157,11 +156,11 @@ async def bench_scenario(
     """
     rows = []
     for pol in policies:
-        for value in _points(pol, quick):
+        for value in knob_values(pol, quick):
             row = await bench_one(name, redis_url, pol, value, seed, sessions)
             rows.append(row)
             if echo:
-                echo(_format_row(row))
+                echo(format_row(row))
     return rows
 
 
@@ -278,7 +277,7 @@ def format_verdicts(vs: list[Verdict]) -> str:
     return "\n".join(lines)
 
 
-def _format_row(r: BenchRow) -> str:
+def format_row(r: BenchRow) -> str:
     cost = f"{r.cost_over_oracle:.2f}x" if r.cost_over_oracle is not None else "-"
     p95 = f"{r.wait_p95_ms / 1000:.0f}s" if r.wait_p95_ms is not None else "-"
     mark = "*" if r.default else " "
@@ -329,125 +328,55 @@ def plot(rows: list[BenchRow], out: Path) -> list[Path]:
     return written
 
 
-@click.group(
-    "bench",
-    cls=LazyGroup,
-    lazy={
-        "throughput": "provisioner.bench.throughput:command",
-        "worlds": "provisioner.bench.worlds:command",
-    },
-)
-@accept_shared_options(private_redis=True)
-def command() -> None:
-    """Benchmarks (fast replay of the policies).
-
-    Without --redis-url (here, after the benchmark's name, or in PROVISIONER_REDIS_URL)
-    each benchmark starts private redis-servers from PATH and stops them at its end.
-    """
+#: One replay of ``bench policy``: (scenario, policy, knob value).
+Task = tuple[str, str, float]
 
 
-@command.command("policy")
-@click.option("--scenario", "names", multiple=True, help="Scenario (repeatable); default all.")
-@click.option(
-    "--policy",
-    "policies",
-    multiple=True,
-    type=click.Choice(list(SWEEPS)),
-    help="Policy (repeatable); default all.",
-)
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option(
-    "--sessions",
-    type=click.IntRange(min=1),
-    default=10_000,
-    show_default=True,
-    help="Least sessions per workload (the trace has 6,606).",
-)
-@click.option(
-    "--quick",
-    is_flag=True,
-    help="Three knob values per policy: lowest, default, highest (two where the default is one "
-    "of the ends).",
-)
-@click.option(
-    "--defaults", "defaults_only", is_flag=True, help="Only each policy's default knob value."
-)
-@click.option(
-    "--value",
-    "values",
-    type=float,
-    multiple=True,
-    help="Knob value to run (repeatable; instead of the sweep; needs exactly one --policy).",
-)
-@click.option(
-    "--merge",
-    is_flag=True,
-    help="Keep the rows of an earlier results.json in --out that this run does not redo.",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default="bench-out",
-    show_default=True,
-    help="Folder for results.json and the PNG plots.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Replays run at once, each in its own process (with --redis-url one Redis serves "
-    "them all, else each has a private one).",
-)
-@click.option(
-    "--pin/--no-pin",
-    "pin_cpus",
-    default=True,
-    show_default=True,
-    help="Without --redis-url: run each replay and its private Redis on one CPU of its own "
-    "(round robin over the CPUs; faster: docs/benchmarks.md#speed).",
-)
-@requires_extra("bench", "matplotlib")
-@shared_options(private_redis=True)
-def policy_cmd(
-    names: tuple[str, ...], policies: tuple[str, ...], seed: int, sessions: int, quick: bool,
-    out: str, as_json: bool, redis_url: str | None, jobs: int, defaults_only: bool,
-    values: tuple[float, ...], merge: bool, pin_cpus: bool,
-) -> None:  # fmt: skip
-    """Replay every policy over its knob on every scenario; table, JSON and plots.
-
-    Without --redis-url (before or after 'bench policy', or in PROVISIONER_REDIS_URL)
-    each of the --jobs replays at once has a private redis-server, started from PATH
-    and stopped at the end; with --pin (the default) replay and server share one CPU.
-    """
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
-    todo = list(names) or [n for n in scenarios.names()]
-    unknown = set(todo) - set(scenarios.names())
-    if unknown:
-        raise click.BadParameter(f"unknown scenarios {sorted(unknown)}", param_hint="--scenario")
-    pols = list(policies) or list(SWEEPS)
-    outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
-    rows: list[BenchRow] = []
-    started = time.perf_counter()
-    echo = None if as_json else click.echo
-    if values and len(pols) != 1:
-        raise click.BadParameter("needs exactly one --policy", param_hint="--value")
+def plan(
+    names: list[str], policies: list[str], *, quick: bool = False, defaults_only: bool = False,
+    values: tuple[float, ...] = (),
+) -> list[Task]:  # fmt: skip
+    """The replays to run: every scenario of ``names`` with every policy of ``policies``
+    at the given knob ``values``, else at its default only (``defaults_only``), else over
+    its sweep (:func:`knob_values`)."""
 
     def points(pol: str) -> list[float]:
         if values:
             return sorted(set(values))
-        return [DEFAULTS[pol]] if defaults_only else _points(pol, quick)
+        return [DEFAULTS[pol]] if defaults_only else knob_values(pol, quick)
 
-    tasks = [(name, pol, value) for name in todo for pol in pols for value in points(pol)]
+    return [(name, pol, value) for name in names for pol in policies for value in points(pol)]
+
+
+def run_bench(
+    tasks: list[Task], outdir: Path, *, seed: int, sessions: int, jobs: int,
+    redis_url: str | None, pin_cpus: bool = True, merge: bool = False,
+    echo: Callable[[str], Any] | None = None,
+) -> tuple[list[BenchRow], list[Path]]:  # fmt: skip
+    """Run ``tasks`` (:func:`provisioner.bench.workers.run_replays`) and keep their rows
+    in ``outdir``: ``results.json`` after every replay, then the plots and
+    ``verdicts.json``.
+
+    Args:
+        merge: keep the rows of an earlier ``results.json`` that this run does not redo.
+        echo: called with each row's line of text as it comes; None: silent.
+
+    Returns:
+        Every row (sorted by scenario, policy and knob value) and the plots written.
+
+    Raises:
+        BenchError: with ``merge``, the earlier ``results.json`` does not hold rows; or a
+            worker process died.
+    """
+    outdir.mkdir(parents=True, exist_ok=True)
     results = outdir / "results.json"
+    rows: list[BenchRow] = []
     if merge and results.is_file():
         redo = set(tasks)
         try:
-            old = _load_rows(results)
-        except click.ClickException as e:
-            raise click.ClickException(f"cannot merge: {e.message}") from e
+            old = load_rows(results)
+        except BenchError as e:
+            raise BenchError(f"cannot merge: {e}") from e
         rows += [r for r in old if (r.scenario, r.policy, r.value) not in redo]
     names_order, pols_order = list(scenarios.names()), list(SWEEPS)
 
@@ -459,10 +388,9 @@ def policy_cmd(
         )
         results.write_text(json.dumps([asdict(r) for r in rows], indent=1))
         if echo and row is not None:
-            echo(_format_row(row))
+            echo(format_row(row))
 
     done(None)
-
     run_replays(
         _bench_task,
         [(name, pol, value, seed, sessions) for name, pol, value in tasks],
@@ -475,56 +403,30 @@ def policy_cmd(
     )
     written = plot(rows, outdir)
     (outdir / "verdicts.json").write_text(json.dumps([asdict(v) for v in verdicts(rows)], indent=1))
-    if as_json:
-        click.echo(json.dumps([asdict(r) for r in rows], indent=1))
-    else:
-        click.echo(
-            f"{len(tasks)} replays ({len(rows)} rows in {results}) in "
-            f"{time.perf_counter() - started:.0f}s on "
-            f"{os.cpu_count()} cores; plots: {', '.join(str(p) for p in written)}"
-        )
-        click.echo(format_verdicts(verdicts(rows)))
+    return rows, written
 
 
-def _load_rows(path: Path) -> list[BenchRow]:
+def load_rows(path: Path) -> list[BenchRow]:
     """The rows of a results.json of ``bench policy``.
 
     Raises:
-        click.ClickException: the file does not hold such rows.
+        BenchError: the file does not hold such rows.
     """
     what = f"{path} is not a results.json of bench policy"
     try:
         data = json.loads(path.read_text())
     except ValueError as e:
-        raise click.ClickException(f"{what}: {e}") from e
+        raise BenchError(f"{what}: {e}") from e
     if not isinstance(data, list):
-        raise click.ClickException(f"{what}: expected a JSON list of rows")
+        raise BenchError(f"{what}: expected a JSON list of rows")
     names = set(BenchRow.__dataclass_fields__)
     rows = []
     for i, r in enumerate(data, 1):
         if not isinstance(r, dict) or names - r.keys():
             lacks = sorted(names - r.keys()) if isinstance(r, dict) else "not an object"
-            raise click.ClickException(f"{what}: row {i}: {lacks}")
+            raise BenchError(f"{what}: row {i}: {lacks}")
         rows.append(BenchRow(**{k: r[k] for k in names}))
     return rows
-
-
-@command.command("judge")
-@click.argument("results", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
-def judge_cmd(results: str, as_json: bool) -> None:
-    """Judge the predictive policy against the baselines in a results.json of bench
-    policy; exit 1 when a baseline point dominates its default or lies below its curve."""
-    rows = _load_rows(Path(results))
-    vs = verdicts(rows)
-    if not vs and not as_json:
-        click.echo("no scenario has a row of the predictive policy at its default knob")
-    else:
-        click.echo(
-            json.dumps([asdict(v) for v in vs], indent=1) if as_json else format_verdicts(vs)
-        )
-    if any(v.dominated_by or v.beaten_at_equal_cost for v in vs):
-        raise SystemExit(1)
 
 
 def markdown_table(rows: list[BenchRow]) -> str:
@@ -561,11 +463,3 @@ def markdown_table(rows: list[BenchRow]) -> str:
             ]) + " |"
         )  # fmt: skip
     return "\n".join(out)
-
-
-@command.command("table")
-@click.argument("results", type=click.Path(exists=True, dir_okay=False))
-def table_cmd(results: str) -> None:
-    """Print the table of docs/benchmarks.md#results from a results.json of bench policy."""
-    rows = _load_rows(Path(results))
-    click.echo(markdown_table(rows))

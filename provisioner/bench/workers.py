@@ -19,8 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
-import click
-
+from provisioner.bench.errors import BenchError
 from provisioner.harness import cpus, pin, private_redis, private_servers
 
 __all__ = ["run_replays"]
@@ -79,8 +78,8 @@ def _run_pool(
     are killed at once rather than left to finish their replays.
 
     Raises:
-        click.ClickException: a worker died; the message ends with ``lost_hint`` (how the
-            rows done so far are kept).
+        BenchError: a worker died; the message ends with ``lost_hint`` (how the rows done
+            so far are kept).
     """
     free: Any = multiprocessing.Queue()
     for slot in slots:
@@ -99,9 +98,7 @@ def _run_pool(
             for proc in multiprocessing.active_children():
                 proc.kill()
             if isinstance(e, BrokenProcessPool):
-                raise click.ClickException(
-                    f"a --jobs worker process died (killed?); {lost_hint}"
-                ) from None
+                raise BenchError(f"a --jobs worker process died (killed?); {lost_hint}") from None
             raise
 
 
@@ -119,8 +116,9 @@ def run_replays(
     slot.
 
     Raises:
-        click.ClickException: ``redis_url`` does not answer, no redis-server on PATH,
-            or a worker process died (the message ends with ``lost_hint``).
+        click.ClickException: ``redis_url`` does not answer, or no redis-server on PATH
+            (:mod:`provisioner.harness`).
+        BenchError: a worker process died (the message ends with ``lost_hint``).
     """
     with ExitStack() as stack:
         slots: list[tuple[str, int | None]]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,12 +23,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import click
-
+from provisioner.bench.errors import BenchError
 from provisioner.bench.policy import DEFAULTS
 from provisioner.bench.workers import run_replays
-from provisioner.cli.extras import requires_extra
-from provisioner.cli.options import shared_options
 from provisioner.core.leader import LeaderConfig
 from provisioner.policies.registry import make_policy
 from provisioner.sim import worlds
@@ -46,12 +42,12 @@ __all__ = [
     "Summary",
     "Task",
     "WorldRow",
-    "command",
     "dominance",
     "format_table",
     "live_leader_config",
     "plan",
     "run_one",
+    "run_worlds",
     "summarize",
     "tick_for",
 ]
@@ -486,14 +482,14 @@ def plot(rows: Sequence[WorldRow], path: Path) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------- rows and the command
+# --------------------------------------------------------------------------- rows and the run
 
 
 def load_rows(path: Path) -> list[WorldRow]:
     """The rows of a ``worlds.json``.
 
     Raises:
-        click.ClickException: the file does not hold such rows.
+        BenchError: the file does not hold such rows.
     """
     what = f"{path} is not a worlds.json of bench worlds"
     try:
@@ -501,7 +497,7 @@ def load_rows(path: Path) -> list[WorldRow]:
         names = {f.name for f in fields(WorldRow)}
         return [WorldRow(**{k: r[k] for k in names}) for r in data["rows"]]
     except (ValueError, KeyError, TypeError) as e:
-        raise click.ClickException(f"{what}: {e!r}") from e
+        raise BenchError(f"{what}: {e!r}") from e
 
 
 def _write(path: Path, which: str, rows: list[WorldRow]) -> None:
@@ -518,61 +514,27 @@ def _write(path: Path, which: str, rows: list[WorldRow]) -> None:
     )
 
 
-@click.command("worlds")
-@click.option(
-    "--worlds", "n_worlds", type=click.IntRange(1, 1000), default=200, show_default=True,
-    help="Worlds to draw (the first N seeds of the set).",
-)  # fmt: skip
-@click.option(
-    "--set", "which", type=click.Choice(["held-out", "tuning"]), default="held-out",
-    show_default=True, help="Seed set: held-out (report) or tuning (look at while tuning).",
-)  # fmt: skip
-@click.option(
-    "--horizon", type=click.Choice(["short", "long", "both"]), default="both",
-    show_default=True, help="short: 100 boot times; long: at least 2,000 sessions.",
-)  # fmt: skip
-@click.option(
-    "--policy", "policies", multiple=True, type=click.Choice(list(SETTINGS)),
-    help="Policy (repeatable); default all, each over its settings.",
-)  # fmt: skip
-@click.option(
-    "--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
-    help="Replays at once, each in its own process (and private Redis without --redis-url).",
-)  # fmt: skip
-@click.option(
-    "--out", type=click.Path(file_okay=False), default="bench-worlds", show_default=True,
-    help="Folder for worlds.json and worlds.png.",
-)  # fmt: skip
-@click.option(
-    "--resume", is_flag=True,
-    help="Keep the rows of an earlier worlds.json in --out and run only the missing replays.",
-)  # fmt: skip
-@requires_extra("bench", "matplotlib")
-@shared_options(private_redis=True)
-def command(
-    n_worlds: int, which: Set, horizon: str, policies: tuple[str, ...], jobs: int, out: str,
-    resume: bool, redis_url: str | None,
-) -> None:  # fmt: skip
-    """Replay the policies on N randomized worlds; percentiles over worlds.
+def run_worlds(
+    seeds: Sequence[int], which: Set, horizons: list[worlds.Horizon], policies: list[str],
+    outdir: Path, *, jobs: int, redis_url: str | None, resume: bool = False,
+    echo: Callable[[str], Any] = print,
+) -> list[WorldRow]:  # fmt: skip
+    """Replay ``policies`` (each over its settings, :func:`plan`) on the worlds ``seeds``
+    of the set ``which``; keep the rows in ``outdir``/worlds.json after every replay, then
+    plot them (worlds.png) and ``echo`` the table and the dominance lines.
 
-    Per policy setting and horizon: the 10th, 50th and 90th percentile and the worst
-    world of the hit rate of predictable connects and of cost / oracle, in a table,
-    worlds.json (every row: seed, world parameters, policy, setting, figures) and
-    worlds.png.  Each world starts from an empty pool, and the leader from the live
-    defaults (it learns the boot time).
+    Args:
+        resume: keep the rows of an earlier worlds.json and run only the missing replays.
+        echo: called with each line of text (progress, then the results).
 
-    Budget: the predictive default runs on every world's short horizon, the baselines
-    (static k 1, 2, 4, 8, 16; reactive; hybrid; basestock z 0, 1.64, 2.5) on the first
-    fifth of the worlds; the long horizon runs on the first tenth (predictive default),
-    its baselines (static 4, hybrid, basestock 1.64) on the first twentieth.  For the
-    default 200 worlds that is 600 short and 50 long replays: 11 minutes with --jobs 2
-    on the 2-core VM (measured; keep 15 minutes in view when changing it).
+    Returns:
+        Every row, kept and new.
+
+    Raises:
+        BenchError: with ``resume``, the earlier worlds.json does not hold rows; or a
+            worker process died.
     """
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
-    seeds = list(SEEDS[which])[:n_worlds]
-    horizons: list[worlds.Horizon] = ["short", "long"] if horizon == "both" else [horizon]  # type: ignore[list-item]
-    tasks = plan(seeds, horizons, policies or list(SETTINGS))
-    outdir = Path(out)
+    tasks = plan(seeds, horizons, policies)
     outdir.mkdir(parents=True, exist_ok=True)
     results = outdir / "worlds.json"
     rows: list[WorldRow] = []
@@ -582,13 +544,13 @@ def command(
         have = {r.key() for r in rows}
         tasks = [t for t in tasks if (t.seed, t.horizon, t.policy, t.value) not in have]
     started = time.perf_counter()
-    click.echo(f"{len(tasks)} replays on {len(seeds)} {which} worlds ({len(rows)} kept)")
+    echo(f"{len(tasks)} replays on {len(seeds)} {which} worlds ({len(rows)} kept)")
 
     def done(row: WorldRow) -> None:
         rows.append(row)
         _write(results, which, rows)
         hit = _pct(row.hit_rate)
-        click.echo(
+        echo(
             f"  {len(rows):5d} world {row.seed} {row.horizon:5s} {row.policy:10s} "
             f"{row.knob}={row.value:<6g} hit {hit:>6s} cost {_x(row.cost_over_oracle):>7s} "
             f"({row.wall_s:.1f}s)"
@@ -605,9 +567,10 @@ def command(
     )
     _write(results, which, rows)
     png = plot(rows, outdir / "worlds.png") if rows else None
-    click.echo(format_table(summarize(rows)))
-    click.echo(format_dominance(dominance(rows)))
-    click.echo(
+    echo(format_table(summarize(rows)))
+    echo(format_dominance(dominance(rows)))
+    echo(
         f"{len(tasks)} replays in {time.perf_counter() - started:.0f}s on {os.cpu_count()} "
         f"cores; rows: {results}" + (f"; plot: {png}" if png else "")
     )
+    return rows

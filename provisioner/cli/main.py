@@ -74,7 +74,7 @@ def _secs(v: Any) -> str:
 
 #: Commands of the emulated world and the benchmarks, imported on first use.
 LAZY_COMMANDS = {
-    "bench": "provisioner.bench.policy:command",
+    "bench": "provisioner.cli.bench:command",
     "demo": "provisioner.cli.demo:command",
     "mock-node-api": "provisioner.cli.mock_api:command",
     "simulate": "provisioner.cli.simulate:command",

@@ -29,14 +29,14 @@ One module per job: :mod:`~provisioner.bench.throughput.limit` (the limit),
 ``python -m provisioner.bench.throughput``), :mod:`~provisioner.bench.throughput.replicas`
 (the replica runs), :mod:`~provisioner.bench.throughput.scale` (the scale runs),
 :mod:`~provisioner.bench.throughput.report` (results, targets and output),
-:mod:`~provisioner.bench.throughput.cli` (the click command and the whole run) and
-:mod:`~provisioner.bench.throughput.common` (constants and configuration).
+:mod:`~provisioner.bench.throughput.run` (the whole run) and
+:mod:`~provisioner.bench.throughput.common` (constants and configuration); the command
+is :mod:`provisioner.cli.bench_throughput`.
 
 Figures vary from machine to machine (and with other load on a shared one): the ratios
 to the limit are what to compare.
 """
 
-from provisioner.bench.throughput.cli import command, run_throughput
 from provisioner.bench.throughput.common import ThroughputConfig
 from provisioner.bench.throughput.limit import measure_limit
 from provisioner.bench.throughput.replicas import run_replicas
@@ -49,6 +49,7 @@ from provisioner.bench.throughput.report import (
     format_result,
     machine_info,
 )
+from provisioner.bench.throughput.run import run_throughput
 from provisioner.bench.throughput.scale import measure_scale
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
     "ScaleRow",
     "ThroughputConfig",
     "ThroughputResult",
-    "command",
     "evaluate_targets",
     "format_result",
     "machine_info",

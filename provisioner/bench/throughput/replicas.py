@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import redis
 import redis.asyncio as aioredis
 
+from provisioner.bench.errors import BenchError
 from provisioner.bench.throughput.common import SLOW_S, ThroughputConfig, pct, round_or_none, wipe
 from provisioner.bench.throughput.loadgen import loadgen_result, start_loadgen
 from provisioner.bench.throughput.report import RateRow, format_rate
@@ -50,7 +50,8 @@ def run_stack(redis_url: str, cfg: ThroughputConfig, limit: float, echo: Any) ->
         One row per (replica count, rate), in order.
 
     Raises:
-        click.ClickException: a child process hung, failed or exited early.
+        click.ClickException: a child process hung or failed (:mod:`provisioner.harness`).
+        BenchError: a replica exited early.
     """
     rows: list[RateRow] = []
     logdir = Path(tempfile.mkdtemp(prefix="provisioner-tput-"))
@@ -167,7 +168,8 @@ def run_replicas(
         One row per rate, in order.
 
     Raises:
-        click.ClickException: a child process hung, failed or exited early.
+        click.ClickException: a child process hung or failed (:mod:`provisioner.harness`).
+        BenchError: a replica exited early.
     """
     run_id = uuid.uuid4().hex[:6]
     target = _Target(redis_url, n_replicas, run_id, f"tput{n_replicas}-{run_id}", f"tput-{run_id}:")
@@ -183,7 +185,7 @@ def run_replicas(
             if echo:
                 echo(format_rate(row))
             if any(p.poll() is not None for p in procs):
-                raise click.ClickException(f"a replica exited early; logs in {stack.logdir}")
+                raise BenchError(f"a replica exited early; logs in {stack.logdir}")
     finally:
         stack.stop_all(names)
         wipe(r, target.keys)

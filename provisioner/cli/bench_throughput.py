@@ -1,43 +1,19 @@
-"""The ``bench throughput`` click command and the whole run (the parts are described in
-:mod:`provisioner.bench.throughput`)."""
+"""``provisioner bench throughput``: ingest rate, connect latency and scale, against Redis
+(:mod:`provisioner.bench.throughput`), from the command line."""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import click
 
-from provisioner.bench.throughput.common import ThroughputConfig
-from provisioner.bench.throughput.limit import measure_limit
-from provisioner.bench.throughput.replicas import run_stack
-from provisioner.bench.throughput.report import (
-    ThroughputResult,
-    evaluate_targets,
-    format_limit,
-    machine_info,
-)
-from provisioner.bench.throughput.scale import measure_scale
+from provisioner.bench.throughput import ThroughputConfig, run_throughput
+from provisioner.cli.bench import reports_bench_errors
 from provisioner.cli.options import shared_options
 from provisioner.harness import private_redis
 
-__all__ = ["command", "run_throughput"]
-
-
-def run_throughput(redis_url: str, cfg: ThroughputConfig, echo: Any = None) -> ThroughputResult:
-    """Measure the limit, the replica runs and the scale runs; evaluate the targets."""
-    machine = machine_info(redis_url)
-    limit = measure_limit(redis_url, cfg.limit_events)
-    if echo:
-        echo(format_limit(limit))
-    res = ThroughputResult(machine=machine, limit=limit)
-    if "replicas" in cfg.parts:
-        res.rates = run_stack(redis_url, cfg, limit.limit, echo)
-    if "scale" in cfg.parts:
-        res.scale = measure_scale(redis_url, cfg.sizes, cfg.ticks, cfg.history_ttl_s, echo)
-    res.targets = evaluate_targets(res)
-    return res
+__all__ = ["command"]
 
 
 def _parts(text: str) -> tuple[str, ...]:
@@ -74,6 +50,7 @@ def _ints(text: str) -> tuple[int, ...]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @shared_options(private_redis=True)
+@reports_bench_errors
 def command(
     quick: bool, rates: str | None, duration: float | None, replica_counts: str | None,
     sizes: str | None, parts: str, as_json: bool, redis_url: str | None,
