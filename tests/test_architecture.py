@@ -8,6 +8,9 @@
 * The package's modules import each other without a cycle (a graph of module-level
   imports, read from the source with :mod:`ast`; imports inside functions are lazy on
   purpose and not edges).
+* Every command of the ``provisioner`` CLI is defined in ``provisioner.cli``, and
+  ``provisioner.sim`` and ``provisioner.bench`` are library code: no click, no
+  module-level import of ``provisioner.cli``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "provisioner"
@@ -145,3 +149,54 @@ def test_the_old_circle_among_the_policies_is_gone() -> None:
     graph = import_graph()
     assert "provisioner.policies.registry" not in graph["provisioner.policies.predictive"]
     assert "provisioner.core.coordinator" not in graph["provisioner.policies.base"]
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module ``path`` imports, at any depth (functions included)."""
+    tree = ast.parse(path.read_text(), str(path))
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("package", ["sim", "bench"])
+def test_the_emulated_world_and_the_benches_are_library_code(package: str) -> None:
+    """No module of ``sim/`` or ``bench/`` imports click or ``provisioner.cli`` at module
+    level: the commands live in ``cli/`` (``python -m provisioner.sim.mock_api`` and
+    ``...simulate`` reach theirs through a deferred import only)."""
+    graph = import_graph()
+    found = []
+    for path in sorted((PKG / package).rglob("*.py")):
+        mod = _module_name(path)
+        found += [f"{mod}: {m}" for m in _imports(path) if m == "click" or m.startswith("click.")]
+        found += [f"{mod}: {m}" for m in graph[mod] if m.startswith("provisioner.cli")]
+    assert found == []
+
+
+def _commands(group: click.Group, ctx: click.Context) -> list[click.Command]:
+    out: list[click.Command] = []
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
+        out.append(cmd)
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, click.Context(cmd, parent=ctx, info_name=name))
+    return out
+
+
+def test_every_command_is_defined_in_the_cli_package() -> None:
+    from provisioner.cli import cli
+
+    with click.Context(cli, info_name="provisioner") as ctx:
+        commands = _commands(cli, ctx)
+    assert len(commands) >= 16
+    outside = [
+        f"{c.name}: {c.callback.__module__}"
+        for c in commands
+        if c.callback is not None and not c.callback.__module__.startswith("provisioner.cli.")
+    ]
+    assert outside == []
