@@ -467,6 +467,85 @@ def test_demo_uses_the_redis_it_is_given(where: str) -> None:
     assert f"Redis at {url}" in result.output
 
 
+@pytest.mark.parametrize(
+    ("bench", "why"),
+    [
+        (["policy"], "each replay runs on a pool and channels of its own"),
+        (["worlds"], "each replay runs on a pool and channels of its own"),
+        (["throughput"], "each run uses a pool and channels of its own"),
+        (["judge", "results.json"], "it reads a results file, not Redis"),
+        (["table", "results.json"], "it reads a results file, not Redis"),
+    ],
+)
+@pytest.mark.parametrize("option", [["--pool", "eu"], ["--channel-prefix", "eu."]])
+@pytest.mark.parametrize("where", ["before", "nested", "after"])
+def test_the_benches_refuse_a_pool_or_channel_prefix_they_would_ignore(
+    bench: list[str], why: str, option: list[str], where: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The benches replay on pools and channels of their own (judge and table read a
+    file): a --pool or --channel-prefix given on their command line is a usage error
+    naming it, before any work, wherever it stands."""
+    monkeypatch.chdir(tmp_path)
+    Path("results.json").write_text("[]")
+    args = {
+        "before": [*option, "bench", *bench],
+        "nested": ["bench", *option, *bench],
+        "after": ["bench", *bench, *option],
+    }[where]
+    result = CliRunner(env=ENV).invoke(cli, args, prog_name="provisioner")
+    assert result.exit_code == 2, result.output
+    command = f"provisioner bench {bench[0]}"
+    if where == "after" and len(bench) > 1:  # judge and table take no shared option
+        assert f"No such option '{option[0]}'" in result.output
+    else:
+        assert f"{option[0]} is not used by '{command}': {why}" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no work done
+
+
+def test_the_benches_take_the_default_pool_and_leave_the_environment_alone(
+    tmp_path: Path,
+) -> None:
+    """The default value given on the command line, and the environment twins (set for
+    the service, maybe in the same shell), are no reason to refuse."""
+    results = str(tmp_path / "results.json")
+    Path(results).write_text("[]")
+    given = ["--pool", "default", "--channel-prefix", "", "bench", "table", results]
+    assert ok(CliRunner(env=ENV).invoke(cli, given)).startswith("| scenario")
+    env = {**ENV, "PROVISIONER_POOL": "eu", "PROVISIONER_CHANNEL_PREFIX": "eu."}
+    assert ok(CliRunner(env=env).invoke(cli, ["bench", "table", results])).startswith("| ")
+
+
+@pytest.mark.parametrize(
+    ("args", "pool", "prefix"),
+    [
+        (["demo", "--pool", "eu", "--channel-prefix", "x."], "eu", "x."),
+        (["--pool", "eu", "--channel-prefix", "x.", "demo"], "eu", "x."),
+        (["--redis-url", "redis://h:1/0", "demo", "--pool", "eu"], "eu", "eu."),
+        (["demo"], "default", ""),
+    ],
+)
+def test_demo_runs_on_the_pool_and_channel_prefix_it_is_given(
+    args: list[str], pool: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replicas, the mock Node API, the simulator and the scorecard all take the
+    DemoConfig's pool and channel prefix (provisioner.sim.demo)."""
+    from provisioner.cli import demo
+    from provisioner.sim.demo import DemoConfig
+    from provisioner.sim.scorecard import Scorecard
+
+    seen: list[DemoConfig] = []
+
+    def run_demo(cfg: DemoConfig, with_replay: bool) -> tuple[Scorecard, None]:
+        seen.append(cfg)
+        return Scorecard(), None
+
+    monkeypatch.setattr(demo, "run_demo", run_demo)
+    ok(CliRunner(env=ENV).invoke(cli, [*args, "--json"]))
+    (cfg,) = seen
+    assert (cfg.pool, cfg.channel_prefix) == (pool, prefix)
+
+
 def _without(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``provisioner ARGS`` in a fresh interpreter where ``module`` cannot be imported."""
     code = (

@@ -29,12 +29,27 @@ from provisioner.bench.policy import (
 )
 from provisioner.cli.extras import requires_extra
 from provisioner.cli.lazy import LazyGroup
-from provisioner.cli.options import accept_shared_options, shared_options
+from provisioner.cli.options import (
+    accept_shared_options,
+    shared_options,
+    unused_shared_options,
+)
 from provisioner.sim import scenarios
 
-__all__ = ["command", "reports_bench_errors"]
+__all__ = ["command", "own_pools", "reports_bench_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Decorator of a bench that replays: it cannot take --pool or --channel-prefix.
+own_pools = unused_shared_options(
+    "pool",
+    "channel_prefix",
+    why="each replay runs on a pool and channels of its own (several at once on one Redis)",
+)
+#: Decorator of a command that reads a results file: the same, for another reason.
+_reads_a_file = unused_shared_options(
+    "pool", "channel_prefix", why="it reads a results file, not Redis"
+)
 
 
 def reports_bench_errors(func: F) -> F:
@@ -130,6 +145,7 @@ def command() -> None:
     help="Without --redis-url: run each replay and its private Redis on one CPU of its own "
     "(round robin over the CPUs; faster: docs/benchmarks.md#speed).",
 )
+@own_pools
 @requires_extra("bench", "matplotlib")
 @shared_options(private_redis=True)
 @reports_bench_errors
@@ -173,6 +189,7 @@ def policy_cmd(
 @command.command("judge")
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+@_reads_a_file
 @reports_bench_errors
 def judge_cmd(results: str, as_json: bool) -> None:
     """Judge the predictive policy against the baselines in a results.json of bench
@@ -191,6 +208,7 @@ def judge_cmd(results: str, as_json: bool) -> None:
 
 @command.command("table")
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
+@_reads_a_file
 @reports_bench_errors
 def table_cmd(results: str) -> None:
     """Print the table of docs/benchmarks.md#results from a results.json of bench policy."""

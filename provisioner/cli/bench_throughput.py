@@ -10,7 +10,7 @@ import click
 
 from provisioner.bench.throughput import ThroughputConfig, run_throughput
 from provisioner.cli.bench import reports_bench_errors
-from provisioner.cli.options import shared_options
+from provisioner.cli.options import shared_options, unused_shared_options
 from provisioner.harness import private_redis
 
 __all__ = ["command"]
@@ -49,6 +49,7 @@ def _ints(text: str) -> tuple[int, ...]:
     help="What to run besides the limit: replicas, scale (comma-separated).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@unused_shared_options("pool", "channel_prefix", why="each run uses a pool and channels of its own")
 @shared_options(private_redis=True)
 @reports_bench_errors
 def command(

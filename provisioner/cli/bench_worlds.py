@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from provisioner.bench.worlds import SEEDS, SETTINGS, Set, run_worlds
-from provisioner.cli.bench import reports_bench_errors
+from provisioner.cli.bench import own_pools, reports_bench_errors
 from provisioner.cli.extras import requires_extra
 from provisioner.cli.options import shared_options
 from provisioner.sim import worlds
@@ -46,6 +46,7 @@ __all__ = ["command"]
     "--resume", is_flag=True,
     help="Keep the rows of an earlier worlds.json in --out and run only the missing replays.",
 )  # fmt: skip
+@own_pools
 @requires_extra("bench", "matplotlib")
 @shared_options(private_redis=True)
 @reports_bench_errors

@@ -44,6 +44,7 @@ __all__ = [
     "resolve_config",
     "setup_logging",
     "shared_options",
+    "unused_shared_options",
 ]
 
 log = logging.getLogger(__name__)
@@ -283,5 +284,37 @@ def accept_shared_options(*, private_redis: bool = False) -> Callable[[F], F]:
             return func(*args, **kwargs)
 
         return _add_options(cast(F, wrapper), _PRIVATE_HELP if private_redis else _GROUP_HELP)
+
+    return decorate
+
+
+def unused_shared_options(*names: str, why: str) -> Callable[[F], F]:
+    """Decorator of a click command that cannot honour the shared options ``names``: one
+    given on the command line, at any level, with a value other than its default is a
+    usage error (exit 2) that names it and says ``why``.  Their environment twins are
+    left alone: they configure the service, and a shell that sets them may run this
+    command too.
+
+    Args:
+        names: names of :data:`SHARED` (``"pool"``, ``"channel_prefix"``).
+        why: the reason, after "--pool is not used by 'provisioner ...': ".
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = click.get_current_context()
+            for name in names:
+                for c in _contexts(ctx):
+                    value = c.params.get(name)
+                    given = c.get_parameter_source(name) == ParameterSource.COMMANDLINE
+                    if given and value is not None and str(value) != _DEFAULTS[name]:
+                        flag = "--" + name.replace("_", "-")
+                        raise click.UsageError(
+                            f"{flag} is not used by '{ctx.command_path}': {why}", ctx
+                        )
+            return func(*args, **kwargs)
+
+        return cast(F, wrapper)
 
     return decorate
