@@ -244,7 +244,7 @@ def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
         (("simulate", "--time-scale", "0"), "--time-scale"),
         (("simulate", "--time-scale", "-1"), "--time-scale"),
         (("bench", "policy", "--sessions", "0"), "--sessions"),
-        (("demo", "--miss-cost", "0"), "--miss-cost"),
+        (("demo", "--miss-cost-boots", "0"), "--miss-cost-boots"),
         (("demo", "--replicas", "0"), "--replicas"),
     ],
 )

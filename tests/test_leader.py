@@ -8,9 +8,10 @@ import pytest
 import redis
 
 from provisioner.core.clock import VirtualClock
-from provisioner.core.leader import Leader, LeaderConfig
+from provisioner.core.leader import Leader, LeaderConfig, planning_boot_s
 from provisioner.core.metrics import Metrics
 from provisioner.core.nodeapi import CreateFailed, NodeGone
+from provisioner.policies.base import BootStats, PoolSnapshot
 from provisioner.policies.static import StaticPoolPolicy
 from tests.helpers import SyncCoord
 
@@ -224,3 +225,17 @@ def test_a_first_boot_longer_than_the_default_guess_is_not_deleted_as_stuck(
     clock.advance_to(t0 + 81_000)
     _step(sc, leader)
     assert api.deleted == []
+
+
+def test_the_policy_plans_with_a_censored_boot_time_until_the_first_boot_is_seen() -> None:
+    """Before any boot is observed the policy plans with the default B, or with the age of
+    the longest-booting node once that is longer (the boot takes at least that long: with
+    3-minute boots the default 30 s would have it look 30 s ahead for 3 minutes); once a
+    boot is observed, with the learned mean whatever the nodes still booting."""
+    empty = PoolSnapshot(0, 0, 0, 0, 0, 0, 0, 0)
+    now = 1_000_000
+    assert planning_boot_s(empty, None, now, 30.0) == 30.0
+    assert planning_boot_s(empty, now - 10_000, now, 30.0) == 30.0
+    assert planning_boot_s(empty, now - 95_000, now, 30.0) == 95.0
+    seen = PoolSnapshot(0, 1, 0, 0, 0, 0, 0, 0, boot=BootStats(n=1, mean_s=4.0))
+    assert planning_boot_s(seen, now - 95_000, now, 30.0) == 4.0

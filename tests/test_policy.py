@@ -323,7 +323,11 @@ def test_make_policy_rejects_a_negative_static_pool() -> None:
 def test_run_knobs_map_the_run_options_to_each_policy() -> None:
     from provisioner.policies.registry import POLICY_NAMES, make_policy, run_knobs
 
-    assert run_knobs("predictive", miss_cost=30) == {"miss_cost_s": 30, "min_spare": 0}
+    assert run_knobs("predictive") == {"miss_cost_b": 33.3, "min_spare": 0}
+    assert run_knobs("predictive", miss_cost_b=5) == {"miss_cost_b": 5, "min_spare": 0}
+    assert run_knobs("predictive", miss_cost=30) == {
+        "miss_cost_b": 33.3, "miss_cost_s": 30, "min_spare": 0
+    }  # fmt: skip
     assert run_knobs("basestock")["min_spare"] == 1 and run_knobs("static")["k"] == 4
     assert run_knobs("static", min_spare=0)["k"] == 0
     assert run_knobs("hybrid", keep_alive=5) == {"fixed_keep_alive_s": 5}

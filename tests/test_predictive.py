@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from provisioner.policies.base import Observation, PoolSnapshot
+from provisioner.policies.base import Decision, Observation, PoolSnapshot
 from provisioner.policies.predictive import (
     N_BUCKETS,
     N_CLASSES,
@@ -23,6 +23,7 @@ from provisioner.policies.predictive import (
     parent_class,
     user_class,
 )
+from provisioner.policies.rate import Rate, WarmRate
 
 B = 20.0
 
@@ -131,8 +132,8 @@ def test_premium_margin_is_the_stock_that_lifts_their_service_level() -> None:
     assert mu_p > 0 and d1.inputs["premium_margin"] == want
     assert d1.target_spare == d0.target_spare + want
     assert d0.inputs["premium_margin"] == 0 and d0.inputs["premium_demand"] == 0
-    # their share of the users' forecast (no background here): 10 of 40 active users
-    assert mu_p == pytest.approx(0.25 * d1.inputs["demand_mean"], abs=2e-3)
+    # their share of the users' forecast: 10 of 40 active users
+    assert mu_p == pytest.approx(0.25 * d1.inputs["users_demand"], abs=2e-3)
 
 
 def test_restore_carries_the_learned_hazards_to_a_new_leader() -> None:
@@ -261,3 +262,84 @@ def test_reaper_floor_survives_a_clock_step_back() -> None:
 def test_negative_hold_is_refused() -> None:
     with pytest.raises(ValueError, match="hold_b"):
         PredictiveConfig(hold_b=-1.0)
+
+
+# -- warm-up, closed loops and time scale ----------------------------------------------
+def test_warm_rate_has_no_start_up_bias() -> None:
+    """A plain EWMA of a steady 2/s stream reads 2 * (1 - 2^-(t / half-life)) at first;
+    the bias-corrected one reads 2 from its first sample; once warm they agree."""
+    plain, warm = Rate(10.0), WarmRate(10.0)
+    for r in (plain, warm):
+        r.update(0, 0)
+    assert plain.update(2, 1000) == pytest.approx(2 * (1 - 0.5**0.1))
+    assert warm.update(2, 1000) == pytest.approx(2.0)
+    for t in range(2, 400):
+        a, b = plain.update(2 * t, t * 1000), warm.update(2 * t, t * 1000)
+    assert a == pytest.approx(2.0, rel=1e-6) and b == pytest.approx(2.0, rel=1e-6)
+
+
+def _steady(pol: PredictivePolicy, t0: float, t1: float, users: int, per_s: float,
+            state: dict[str, float], boot_s: float = B, seen: bool = True,
+            ) -> list[Decision]:  # fmt: skip
+    """Ticks of 1 s from t0 to t1: ``users`` active users in class 0's first bucket,
+    connecting at ``per_s`` (state carries the counters: connects, fraction, ...);
+    ``seen`` False: the connects are counted, but not in any hazard cell."""
+    out = []
+    t = t0
+    while t < t1:
+        t += 1.0
+        state["acc"] += per_s
+        while state["acc"] >= 1.0:
+            state["acc"] -= 1.0
+            state["connects"] += 1
+        c = int(state["connects"])
+        n = {0: [users, 0, 0, 0, 0, 0, 0]}
+        snap = PoolSnapshot(0, 0, 0, 0, 0, users, 0, 0, {"connects": c, "disconnects": c})
+        hazard = {"c0:r0": c} if seen else {}
+        out.append(pol.decide(Observation(int(t * 1000), snap, boot_s, {"n": n, "hazard": hazard})))
+    return out
+
+
+def test_connects_forecast_that_never_come_stop_costing_nodes_within_a_few_boot_times() -> None:
+    """Users who used to connect keep browsing but stop connecting: the hazards forget
+    slowly (half-life memory_b = 200 B), but the drift ratio (their connects lately
+    against the hazards) and the calibration bring the target down within 3 B."""
+    pol = PredictivePolicy()
+    state = {"acc": 0.0, "connects": 0.0}
+    before = _steady(pol, 0.0, 30 * B, users=60, per_s=1.0, state=state)[-1].target_spare
+    after = _steady(pol, 30 * B, 33 * B, users=60, per_s=0.0, state=state)
+    assert before >= 10
+    assert after[-1].target_spare <= 0.3 * before
+    # without the loops the learned model keeps asking for most of it
+    old = PredictivePolicy(PredictiveConfig(drift_half_life_b=0, cal_min=0.5))
+    state = {"acc": 0.0, "connects": 0.0}
+    _steady(old, 0.0, 30 * B, users=60, per_s=1.0, state=state)
+    assert _steady(old, 30 * B, 33 * B, 60, 0.0, state)[-1].target_spare > 0.5 * before
+
+
+@pytest.mark.parametrize("boot_s", [2.0, 30.0, 180.0])
+def test_the_miss_cost_is_in_boot_times_so_the_service_level_is_the_same_at_any_boot_time(
+    boot_s: float,
+) -> None:
+    """q = c / (c + 1) with c = miss_cost_b, whatever B; miss_cost_s (node-seconds) gives
+    a different fractile at each B."""
+    pol = PredictivePolicy(PredictiveConfig(miss_cost_b=33.3))
+    state = {"acc": 0.0, "connects": 0.0}
+    d = _steady(pol, 0.0, 3.0, users=5, per_s=0.5, state=state, boot_s=boot_s)[-1]
+    assert d.inputs["fractile"] == pytest.approx(33.3 / 34.3, abs=1e-4)
+    fixed = PredictivePolicy(PredictiveConfig(miss_cost_s=1000.0))
+    state = {"acc": 0.0, "connects": 0.0}
+    d = _steady(fixed, 0.0, 3.0, users=5, per_s=0.5, state=state, boot_s=boot_s)[-1]
+    assert d.inputs["fractile"] == pytest.approx(1000 / (1000 + boot_s), abs=1e-4)
+
+
+def test_targets_planned_with_a_boot_time_now_known_wrong_are_not_held() -> None:
+    """Before the first boot is seen the policy plans with the default B (30 s); when the
+    first boot says 3 s, the targets of the old B (ten times the demand) are dropped from
+    the reaper's hold instead of being kept for 4 B."""
+    pol = PredictivePolicy()
+    state = {"acc": 0.0, "connects": 0.0}
+    cold = _steady(pol, 0.0, 10.0, users=40, per_s=2.0, state=state, boot_s=30.0)[-1]
+    warm = _steady(pol, 10.0, 11.0, users=40, per_s=2.0, state=state, boot_s=3.0)[-1]
+    assert cold.target_spare > warm.target_spare
+    assert warm.reap_floor == warm.target_spare

@@ -103,8 +103,8 @@ def test_predictive_learns_the_lead_and_its_knob_trades_misses_for_cost(
     redis_url: str,
 ) -> None:
     wl = _workload(n=40)
-    dear = _run(wl, "predictive", redis_url, miss_cost_s=1000).scorecard
-    cheap = _run(wl, "predictive", redis_url, miss_cost_s=3).scorecard
+    dear = _run(wl, "predictive", redis_url, miss_cost_b=100).scorecard
+    cheap = _run(wl, "predictive", redis_url, miss_cost_b=0.3).scorecard
     reac = _run(wl, "reactive", redis_url, keep_alive_s=0).scorecard
     assert dear.violations == cheap.violations == 0
     # after a few sessions it boots ahead: most connects are hits
@@ -587,3 +587,41 @@ def test_fast_forward_over_a_pool_at_rest_changes_no_outcome(
     assert fast.extra["ticks_fast_forwarded"] > 0.5 * slow.ticks
     assert fast.ticks + fast.extra["ticks_fast_forwarded"] == slow.ticks
     assert fast.scorecard.connects == 8 and fast.scorecard.violations == 0
+
+
+def test_emulated_5xx_delay_or_fail_calls_as_the_client_s_retries_would(
+    redis_url: str,
+) -> None:
+    """ReplayConfig.error_5xx_p: at 0 nothing changes; at p a call fails only when all
+    four of the client's tries get a 503 (p^4), and otherwise starts after the retry
+    waits; a replay with them keeps every invariant."""
+    from provisioner.core.clock import VirtualClock
+    from provisioner.core.nodeapi import CreateFailed
+    from provisioner.sim.replay import _World
+
+    wl = _workload(n=30, gap_s=12.0, lead_s=2.0)
+
+    def created(p: float, n: int) -> tuple[int, list[int]]:
+        clock = VirtualClock(1_000_000)
+        world = _World(wl, clock, ReplayConfig(error_5xx_p=p))
+        failed, delays = 0, []
+        for _ in range(n):
+            try:
+                node = asyncio.run(world.create())
+            except CreateFailed:
+                failed += 1
+            else:
+                delays.append(world.ledger[node]["created_ms"] - 1_000_000)
+        return failed, delays
+
+    assert created(0.0, 200) == (0, [0] * 200)
+    failed, delays = created(0.8, 2000)
+    assert 0.3 < failed / 2000 < 0.52  # 0.8^4 = 0.41
+    assert sum(d > 0 for d in delays) > 0.55 * len(delays)  # 0.39 / 0.59 waited for a retry
+    assert max(delays) <= (0.2 + 0.4 + 0.8) * 1000
+    flaky = asyncio.run(
+        replay(wl, make_policy("static", k=1), redis_url, ReplayConfig(tick_s=1, error_5xx_p=0.8))
+    ).scorecard
+    assert flaky.violations == 0 and flaky.connects == 30
+    with pytest.raises(ValueError, match="error_5xx_p"):
+        ReplayConfig(error_5xx_p=1.0)

@@ -261,6 +261,23 @@ def test_expire_users_and_throttle(sc: SyncCoord, r: redis.Redis) -> None:
     assert sc.expire_users(61_500, 30_000, min_interval_ms=1000) == 1
 
 
+def test_expire_users_in_boot_times_follows_the_learned_boot_time(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """ttl_ms 0: the TTL is ttl_b boot times, the default boot time (30 s here) until a
+    boot is observed, then the learned mean; a bad ttl_b is refused."""
+    sc.record_activity("a", 0)
+    sc.record_activity("b", 50_000)
+    assert sc.expire_users(100_000, 0, min_interval_ms=0, ttl_b=2.0) == 1  # TTL 60 s
+    assert r.zrange(sc.keys.users_active, 0, -1) == ["b"]
+    r.hset(sc.keys.boot, mapping={"n": 1, "mean_ms": 5000})
+    assert sc.expire_users(100_000, 0, min_interval_ms=0, ttl_b=20.0) == 0  # TTL 100 s
+    assert sc.expire_users(160_000, 0, min_interval_ms=0, ttl_b=20.0) == 1
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(BadArgumentError):
+            sc.expire_users(200_000, 0, min_interval_ms=0, ttl_b=bad)
+
+
 def test_activity_counts_and_predictable_connects(sc: SyncCoord, r: redis.Redis) -> None:
     sc.record_activity("u1", 10)
     sc.record_activity("u1", 20)

@@ -15,18 +15,6 @@ local function activity_types_ok()
     [K.users_premium] = 'set', [K.users_waiting] = 'zset'})
 end
 
--- The default_boot_ms argument of the activity scripts: an integer of decimal digits in
--- [1 s, 1 day], DEFAULT_BOOT_MS when absent, else false (malformed). The leader plans
--- with its own default B until a boot is observed; the classes are computed with the same
--- one when the caller passes it (a fixed 30 s used to split them on another time scale).
-local function default_boot_arg(arg)
-  if arg == nil then return DEFAULT_BOOT_MS end
-  if not string.match(arg, '^%d+$') then return false end
-  local ms = int_arg(arg)
-  if ms == nil or ms < 1000 or ms > 86400000 then return false end
-  return ms
-end
-
 -- What a run of activity messages shares: B (boot_ms_now(default_ms)), whether any user
 -- is premium, and the counters, written once by activity_flush.
 local function activity_context(default_ms)

@@ -74,6 +74,18 @@ local function user_class(r, now_ms, boot_ms)
   return (cb * 2 + ab) * 5 + rs
 end
 
+-- The default_boot_ms argument (activity scripts, expireUsers): an integer of decimal digits in
+-- [1 s, 1 day], DEFAULT_BOOT_MS when absent, else false (malformed). The leader plans
+-- with its own default B until a boot is observed; the classes are computed with the same
+-- one when the caller passes it (a fixed 30 s used to split them on another time scale).
+local function default_boot_arg(arg)
+  if arg == nil then return DEFAULT_BOOT_MS end
+  if not string.match(arg, '^%d+$') then return false end
+  local ms = int_arg(arg)
+  if ms == nil or ms < 1000 or ms > 86400000 then return false end
+  return ms
+end
+
 -- The boot time B that recency and feature classes are measured with, ms: the learned
 -- mean (K.boot), else default_ms (the caller's default; the activity scripts take it as
 -- an optional argument, DEFAULT_BOOT_MS when absent).

@@ -45,7 +45,7 @@ __all__ = [
 
 #: Each policy's knob and the values swept (the default is marked in DEFAULTS).
 SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "predictive": ("miss_cost_s", (30.0, 100.0, 300.0, 500.0, 1000.0, 3000.0, 10000.0)),
+    "predictive": ("miss_cost_b", (1.0, 3.3, 10.0, 16.7, 33.3, 100.0, 333.0)),
     "basestock": ("z", (0.0, 1.0, 1.64, 2.5)),
     "reactive": ("keep_alive_s", (0.0, 60.0, 300.0)),
     "static": ("k", (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)),
@@ -53,7 +53,7 @@ SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
 }
 #: The knob value each policy ships with.
 DEFAULTS: dict[str, float] = {
-    "predictive": 1000.0,
+    "predictive": 33.3,
     "basestock": 1.64,
     "reactive": 0.0,
     "static": 4.0,

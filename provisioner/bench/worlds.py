@@ -55,7 +55,7 @@ __all__ = [
 #: Each policy's knob and the settings run on the short horizon (the first is the
 #: predictive policy's shipped default; the baselines' are a few settings each).
 SETTINGS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "predictive": ("miss_cost_s", (1000.0,)),
+    "predictive": ("miss_cost_b", (33.3,)),
     "static": ("k", (1.0, 2.0, 4.0, 8.0, 16.0)),
     "reactive": ("keep_alive_s", (0.0,)),
     "hybrid": ("keep_alive_pct", (99.0,)),
@@ -176,7 +176,7 @@ async def run_one(task: Task, redis_url: str) -> WorldRow:
     params, wl = _world(task.seed, task.horizon)
     knob, _ = SETTINGS[task.policy]
     tick = tick_for(params.boot_mean_s)
-    cfg = ReplayConfig(tick_s=tick, seed=task.seed)
+    cfg = ReplayConfig(tick_s=tick, seed=task.seed, error_5xx_p=params.error_5xx_p)
     leader = live_leader_config(tick, cfg.maintenance_every)
     policy = make_policy(task.policy, **{knob: task.value})
     res = await replay(wl, policy, redis_url, cfg, leader)

@@ -54,11 +54,12 @@ __all__ = ["command"]
     help="Where process logs go (default: a temporary folder).",
 )
 @click.option(
-    "--miss-cost",
+    "--miss-cost-boots",
+    "miss_cost",
     type=float,
-    default=1000.0,
+    default=33.3,
     show_default=True,
-    help="predictive: what one miss is worth, world node-seconds.",
+    help="predictive: what one miss is worth, in boot times of an idle node.",
 )
 @click.option(
     "--replay",
@@ -92,7 +93,7 @@ def command(
     Progress is shown live on a terminal, else a line every 10 s on stderr.
     """
     for name, value in (("--duration", duration), ("--time-scale", time_scale),
-                        ("--miss-cost", miss_cost)):  # fmt: skip
+                        ("--miss-cost-boots", miss_cost)):  # fmt: skip
         if not value > 0:
             raise click.BadParameter(f"must be > 0, got {value:g}", param_hint=name)
     if replicas < 1:
@@ -115,7 +116,7 @@ def command(
         redis_url=redis_url,
         policy=policy,
         keep_alive_s=keep_alive,
-        miss_cost_s=miss_cost,
+        miss_cost_b=miss_cost,
         channel_prefix=channel_prefix,
         logdir=logdir,
         pool=pool or "default",

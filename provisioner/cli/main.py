@@ -29,7 +29,7 @@ from redis.exceptions import RedisError, ResponseError
 from provisioner import __version__
 from provisioner.cli.lazy import LazyGroup
 from provisioner.cli.options import CliConfig, accept_shared_options, pass_cli_config
-from provisioner.core.coordinator import Coordinator
+from provisioner.core.coordinator import DEFAULT_USER_TTL_B, Coordinator
 from provisioner.core.errors import ScriptError, raise_for_code
 from provisioner.core.invariants import check_invariants
 from provisioner.core.keys import Channels
@@ -120,11 +120,20 @@ def cli() -> None:
     type=click.Choice(list(POLICY_NAMES)),
 )
 @click.option(
+    "--miss-cost-boots",
+    envvar="PROVISIONER_MISS_COST_BOOTS",
+    type=click.FloatRange(min=0.001),
+    default=33.3,
+    help="predictive: what one miss is worth, in boot times of an idle node (its one "
+    "knob); the service level c / (c + 1) is then the same at any boot time.",
+)
+@click.option(
     "--miss-cost",
     envvar="PROVISIONER_MISS_COST",
     type=click.FloatRange(min=0.001),
-    default=1000.0,
-    help="predictive: what one miss is worth, node-seconds (its one knob).",
+    default=None,
+    help="predictive: what one miss is worth in node-seconds; replaces --miss-cost-boots "
+    "(the service level then changes with the boot time).",
 )
 @click.option(
     "--z",
@@ -185,11 +194,18 @@ def cli() -> None:
     help="Shared-sequence marker period, seconds.",
 )
 @click.option(
+    "--user-ttl-boots",
+    envvar="PROVISIONER_USER_TTL_BOOTS",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULT_USER_TTL_B,
+    help="Inactivity before a user leaves the active set, in learned boot times.",
+)
+@click.option(
     "--user-ttl",
     envvar="PROVISIONER_USER_TTL",
     type=click.FloatRange(min=0.001),
-    default=600.0,
-    help="Inactivity before a user leaves the active set, seconds.",
+    default=None,
+    help="Inactivity before a user leaves the active set, seconds; replaces --user-ttl-boots.",
 )
 @click.option(
     "--history-ttl",
@@ -281,7 +297,8 @@ def run(
     metrics_host: str,
     replica_id: str | None,
     policy: str,
-    miss_cost: float,
+    miss_cost_boots: float,
+    miss_cost: float | None,
     z: float,
     min_spare: int | None,
     keep_alive: float,
@@ -290,7 +307,8 @@ def run(
     lease_ttl: float,
     tick: float,
     marker_interval: float,
-    user_ttl: float,
+    user_ttl_boots: float,
+    user_ttl: float | None,
     history_ttl: float,
     api_timeout: float,
     marker_timeout: float,
@@ -314,8 +332,8 @@ def run(
             param_hint="--max-nodes",
         )
     knobs = run_knobs(
-        policy, miss_cost=miss_cost, keep_alive=keep_alive, z=z, min_spare=min_spare,
-        half_life=half_life,
+        policy, miss_cost_b=miss_cost_boots, miss_cost=miss_cost, keep_alive=keep_alive, z=z,
+        min_spare=min_spare, half_life=half_life,
     )  # fmt: skip
     extra = {"replica_id": replica_id} if replica_id else {}
     cfg = WorkerConfig(
@@ -327,6 +345,7 @@ def run(
         metrics_port=metrics_port,
         marker_interval_s=marker_interval,
         user_ttl_s=user_ttl,
+        user_ttl_b=user_ttl_boots,
         history_ttl_s=history_ttl,
         policy=policy,
         policy_knobs=knobs,

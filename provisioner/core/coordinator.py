@@ -40,6 +40,9 @@ CLASS_BAND = 10**13
 #: Floor of the EWMA weight of the boot-time estimate: the estimate follows a change
 #: of the boot time within about 1/alpha observations (here 10).
 DEFAULT_BOOT_ALPHA = 0.1
+#: The user TTL in boot times: past the last recency edge (4 B), where the learned hazard
+#: has said its last, with room for slow returns.
+DEFAULT_USER_TTL_B = 20.0
 
 
 @dataclass(frozen=True)
@@ -632,12 +635,24 @@ class Coordinator:
         return int(res[1])
 
     async def expire_users(
-        self, now_ms: int, ttl_ms: int, max_count: int = 1000, min_interval_ms: int = 1000
-    ) -> int:
-        """Drop users inactive for ``ttl_ms`` from the active set; returns how many.
+        self, now_ms: int, ttl_ms: int, max_count: int = 1000, min_interval_ms: int = 1000,
+        ttl_b: float = DEFAULT_USER_TTL_B,
+    ) -> int:  # fmt: skip
+        """Drop users inactive for the user TTL from the active set; returns how many.
+
+        Args:
+            now_ms: unix ms.
+            ttl_ms: the TTL, ms; 0: ``ttl_b`` boot times (the learned mean boot time,
+                else the default boot time), computed in the script.
+            max_count: most users dropped per call.
+            min_interval_ms: skip when another replica ran it more recently.
+            ttl_b: the TTL in boot times when ``ttl_ms`` is 0.
 
         Their records stay until the history TTL (:meth:`forget_users`)."""
-        res = await self._run("expireUsers", now_ms, ttl_ms, max_count, min_interval_ms)
+        res = await self._run(
+            "expireUsers", now_ms, ttl_ms, max_count, min_interval_ms, ttl_b,
+            self._activity_boot_ms,
+        )  # fmt: skip
         return int(res[1])
 
     async def forget_users(

@@ -47,7 +47,14 @@ from provisioner.core.metrics import Metrics
 from provisioner.core.nodeapi import CreateFailed, CreateUncertain, NodeApiError, NodeGone
 from provisioner.policies.base import Decision, Observation, Policy, PoolSnapshot
 
-__all__ = ["Leader", "LeaderConfig", "NodeApiLike", "nodes_counted", "with_floor"]
+__all__ = [
+    "Leader",
+    "LeaderConfig",
+    "NodeApiLike",
+    "nodes_counted",
+    "planning_boot_s",
+    "with_floor",
+]
 
 #: While no boot has been observed, the stuck-boot timeout is this many times longer.
 UNOBSERVED_TIMEOUT_FACTOR = 10.0
@@ -142,6 +149,21 @@ def nodes_counted(snap: PoolSnapshot) -> int:
         snap.intents + snap.booting + snap.ready + snap.allocated + snap.terminating
         + snap.unknown
     )  # fmt: skip
+
+
+def planning_boot_s(
+    snap: PoolSnapshot, oldest_booting_ms: int | None, now_ms: int, default_s: float
+) -> float:
+    """The boot time B the policy plans with, seconds: the learned mean once a boot has
+    been observed; before that the default, or the age of the longest-booting node when
+    that is longer (a censored observation: the boot takes at least that long), so that
+    with boots far longer than the default the policy looks ahead far enough before the
+    first node is ready."""
+    if snap.boot.mean_s:
+        return snap.boot.mean_s
+    if oldest_booting_ms is not None and now_ms > oldest_booting_ms:
+        return max(default_s, (now_ms - oldest_booting_ms) / 1000.0)
+    return default_s
 
 
 def with_floor(dec: Decision, min_ready: int) -> Decision:
@@ -302,7 +324,7 @@ class Leader:
             self._lost("renewal refused")
             return None
         snap = view.snapshot
-        boot_s = snap.boot.mean_s or self.config.default_boot_s
+        boot_s = planning_boot_s(snap, view.oldest_booting_ms, now, self.config.default_boot_s)
         features: dict[str, Any] = {}
         if want.n_classes:
             features = {"n": view.active, "premium": view.premium_active, "hazard": view.hazard}

@@ -45,7 +45,7 @@ from tenacity import (
 )
 
 from provisioner.core.clock import Clock, WallClock
-from provisioner.core.coordinator import Coordinator
+from provisioner.core.coordinator import DEFAULT_USER_TTL_B, Coordinator
 from provisioner.core.errors import Code, ScriptError, raise_for_code
 from provisioner.core.keys import Channels
 from provisioner.core.leader import Leader, LeaderConfig
@@ -86,7 +86,9 @@ class WorkerConfig:
         marker_interval_s: period of the shared-sequence markers.
         marker_timeout_s: no marker for this long sends a PING on the subscription; no
             answer for as long again means it is dead (half-open).
-        user_ttl_s: inactivity after which a user leaves the active set.
+        user_ttl_s: inactivity after which a user leaves the active set, seconds; None:
+            ``user_ttl_b`` boot times (the learned mean boot time).
+        user_ttl_b: the user TTL in boot times when ``user_ttl_s`` is None.
         history_ttl_s: a user record (what the policy keeps of a user's history, and the
             user's ordering record) untouched this long is deleted, unless the user is
             active, connected or waiting.
@@ -115,7 +117,8 @@ class WorkerConfig:
     metrics_port: int | None = None
     marker_interval_s: float = 0.1
     marker_timeout_s: float = 3.0
-    user_ttl_s: float = 600.0
+    user_ttl_s: float | None = None
+    user_ttl_b: float = DEFAULT_USER_TTL_B
     history_ttl_s: float = 7 * 86_400.0
     health_check_interval_s: float = 2.0
     socket_timeout_s: float = 3.0
@@ -487,14 +490,15 @@ class Worker:
                 await asyncio.wait_for(stop.wait(), self.config.marker_interval_s)
 
     async def _maintenance(self, stop: asyncio.Event) -> None:
-        ttl_ms = int(self.config.user_ttl_s * 1000)
+        ttl_s = self.config.user_ttl_s
+        ttl_ms = int(ttl_s * 1000) if ttl_s else 0  # 0: user_ttl_b boot times
         history_ms = max(1, int(self.config.history_ttl_s * 1000))
         rounds = 0
         while not stop.is_set():
             now = self.clock.now_ms()
             try:
                 await self.coord.heartbeat(self.config.replica_id, now)
-                await self.coord.expire_users(now, ttl_ms)
+                await self.coord.expire_users(now, ttl_ms, ttl_b=self.config.user_ttl_b)
                 await self.coord.forget_users(now, history_ms)
                 if rounds % 60 == 0:
                     await self.coord.prune_nodes(now)

@@ -5,9 +5,11 @@ Ready nodes are inventory, connects are demand and the boot time B is the lead t
 level ``S``: the smallest stock with ``P(demand within B > S) <= 1 - q``, where ``q`` is
 the newsvendor critical fractile ``q = c_miss / (c_miss + c_idle)`` (Arrow, Harris &
 Marschak 1951; any operations-research text, e.g. Porteus, *Foundations of Stochastic
-Inventory Theory*, ch. 1).  ``c_miss`` is the knob ``miss_cost_s``: what one miss is worth
-in node-seconds; ``c_idle`` is the cost of one spare node that is not used, about one
-lead time of idling (B node-seconds).
+Inventory Theory*, ch. 1).  ``c_idle`` is the cost of one spare node that is not used,
+about one lead time of idling (B node-seconds), and ``c_miss`` is the knob
+``miss_cost_b``, what one miss is worth in the same unit: ``q = c / (c + 1)`` is then the
+same service level whatever the boot time (``miss_cost_s`` in node-seconds instead makes
+it 0.994 at B = 6 s and 0.971 at 30 s for 1000 node-seconds).
 
 Demand within B is modelled as a sum of independent Bernoulli connects of the active
 users plus Poisson background demand:
@@ -42,13 +44,34 @@ users plus Poisson background demand:
   who will *arrive* within B and connect within it add ``arrival_rate * B * p_new``.
 * **Returns.** Allocated nodes freed by disconnects within B come back to the pool:
   ``release_credit * disconnect_rate * B`` is subtracted.
+* **Spikes.** New users arriving at a short-term rate (half-life a quarter of the long one)
+  above ``spike_ratio`` times the long-term rate scale the forecast by the ratio (at most 4).
 
 * **Calibration.** ``p`` assumes a user stays silent until it connects; users who browse
   again and connect later are missed by it, so ``mu`` is biased low where browsing goes on.
   Each tick's forecast is compared with the connects that actually came in the following
-  B, and ``mu`` and ``var`` are scaled by the ratio of their exponentially weighted sums
-  (bounded to [0.5, 4]): a multiplicative bias correction of the forecast (e.g. Hyndman &
-  Athanasopoulos, *Forecasting: Principles and Practice*, on forecast bias).
+  B: a multiplicative bias correction (e.g. Hyndman & Athanasopoulos, *Forecasting:
+  Principles and Practice*, on forecast bias), the ratio ``(A + k) / (F + k)`` of the
+  connects and the forecasts, forgotten with a half-life of ``cal_half_life_b`` B, each
+  forecast weighted by tick / B (the windows overlap) and by the evidence the model had
+  when it made it (a model that has learned nothing says nothing of its bias), shrunk by
+  ``k = cal_prior`` pseudo-connects, bounded to [``cal_min``, ``cal_max``].
+* **Drift.** The hazards remember ``memory_b`` (200) B.  The connects of the active users
+  in each tick against what the hazards expect of them, ``sum(users * h * dt)``, forgotten
+  with a half-life of ``drift_half_life_b`` (1) B and shrunk by ``drift_prior``
+  pseudo-connects, give a ratio that follows a change of behaviour within a few B (users
+  who stop connecting stop costing nodes); ~1 otherwise.
+* Calibration and drift scale each user's hazard, not the sum: ``p' = 1 - (1 - p)^r``, so
+  no user's ``p`` passes 1 and the mean never exceeds the users who could connect; the
+  Poisson part's rate is scaled by the calibration.
+* **Fallback.** A model that has learned from ``e`` connects is blended with a model-free
+  base stock, Poisson demand at the observed connect rate (``rate * B``), with weight
+  ``e / (e + evidence_connects)``: sensible from the first connects, the model's own once
+  it has seen a few dozen.
+* **Rates** (arrivals, disconnects, background, connects) are EWMAs corrected for their
+  start-up bias (:class:`~provisioner.policies.rate.WarmRate`), so a cold start reads
+  the rates seen so far instead of zero (and the spike detector, fast over slow, does not
+  fire at every start).
 
 With mean ``mu`` and variance ``var`` (Bernoulli ``p(1-p)`` plus Poisson), the normal
 approximation gives ``S = ceil(mu + z * sqrt(var)) + min_spare``, ``z = Phi^-1(q)``.
@@ -63,7 +86,9 @@ approximation gives ``S = ceil(mu + z * sqrt(var)) + min_spare``, ``z = Phi^-1(q
   from the waitlist is the rest of their priority).
 Surplus ready nodes go after ``keep_alive_b * B`` idle seconds: keeping a node idle for
 B costs what a new boot costs, the break-even of the ski-rental problem (Karlin et al.,
-"Competitive snoopy caching", 1988).
+"Competitive snoopy caching", 1988).  The reaper leaves the largest target of the last
+``hold_b`` B, forgetting the targets planned with a boot time off by 2x or more (before
+the first boot is seen the leader plans with its default B).
 """
 
 from __future__ import annotations
@@ -78,7 +103,7 @@ from statistics import NormalDist
 from typing import Any
 
 from provisioner.policies.base import Decision, Features, Observation
-from provisioner.policies.rate import Rate
+from provisioner.policies.rate import WarmRate
 
 __all__ = [
     "N_CLASSES",
@@ -103,6 +128,10 @@ RETURN_GAP_B = 4.0
 #: Field of ``P:hazard`` counting the connects of class c, recency bucket b.
 _HAZARD_KEYS = [[f"c{c}:r{b}" for b in range(N_BUCKETS)] for c in range(N_CLASSES)]
 _KEY_CELL = {_HAZARD_KEYS[c][b]: (c, b) for c in range(N_CLASSES) for b in range(N_BUCKETS)}
+#: The drift ratio's floor: users who stopped connecting keep a twentieth of their hazard.
+_DRIFT_MIN = 0.05
+#: A forecast below this many connects is not settled (it says nothing of the model's bias).
+_NEGLIGIBLE = 0.05
 #: Where a user of the open last bucket is taken to be, in boot times.
 _LAST_MID_B = 6.0
 #: The scale factor of the forgotten sums is folded back into them beyond this.
@@ -181,7 +210,10 @@ class PredictiveConfig:
     """Knobs of :class:`PredictivePolicy` (durations in boot times B unless named _s).
 
     Attributes:
-        miss_cost_s: what one miss is worth, node-seconds (the one knob to sweep).
+        miss_cost_b: what one miss is worth, in boot times of an idle node (the one knob
+            to sweep): the critical fractile is ``c / (c + 1)`` at any B.
+        miss_cost_s: when set, what one miss is worth in node-seconds instead (a fractile
+            that changes with B).
         min_spare: spare nodes kept whatever the forecast.
         memory_b: half-life of the hazard statistics, in B.
         prior_exposure_b: strength of each level of the hierarchical prior, in user-B.
@@ -192,14 +224,23 @@ class PredictiveConfig:
         spike_ratio: a spike is declared when the short-term arrival rate (half-life a
             quarter of the long one) exceeds the long-term one by this factor; the forecast
             is then scaled by their ratio (at most 4).
-        premium_miss_factor: a premium user's miss costs this many times ``miss_cost_s``:
+        premium_miss_factor: a premium user's miss costs this many times a normal one:
             the fractile of their own safety margin (module docstring, Premium margin).
         hold_b: the reaper leaves the largest target of the last ``hold_b`` B (hysteresis:
             a dip of the forecast does not reap nodes that the next rise boots again).
         max_spare: cap on the target.
+        cal_half_life_b: half-life of the calibration's sums, in B.
+        cal_prior: pseudo-connects (on both sides) that shrink the calibration toward 1.
+        cal_min, cal_max: bounds of the calibration.
+        drift_half_life_b: half-life of the drift ratio's sums, in B (0: no drift).
+        drift_prior: pseudo-connects that shrink the drift ratio toward 1.
+        evidence_connects: the model's weight against the model-free fallback is
+            ``e / (e + evidence_connects)``, ``e`` the connects it has learned from
+            (0: the model alone).
     """
 
-    miss_cost_s: float = 1000.0
+    miss_cost_b: float = 33.3
+    miss_cost_s: float | None = None
     min_spare: int = 0
     memory_b: float = 200.0
     prior_exposure_b: float = 20.0
@@ -211,10 +252,19 @@ class PredictiveConfig:
     premium_miss_factor: float = 10.0
     spike_ratio: float = 1.5
     max_spare: int = 1000
+    cal_half_life_b: float = 8.0
+    cal_prior: float = 10.0
+    cal_max: float = 4.0
+    cal_min: float = 0.1
+    drift_half_life_b: float = 1.0
+    drift_prior: float = 5.0
+    evidence_connects: float = 10.0
 
     def __post_init__(self) -> None:
-        if not (self.miss_cost_s > 0 and self.memory_b > 0 and self.prior_exposure_b > 0):
-            raise ValueError("miss_cost_s, memory_b and prior_exposure_b must be > 0")
+        if not (self.miss_cost_b > 0 and self.memory_b > 0 and self.prior_exposure_b > 0):
+            raise ValueError("miss_cost_b, memory_b and prior_exposure_b must be > 0")
+        if self.miss_cost_s is not None and not self.miss_cost_s > 0:
+            raise ValueError("miss_cost_s must be > 0")
         if not (self.rate_half_life_b > 0 and self.bg_half_life_b > 0):
             raise ValueError("rate_half_life_b and bg_half_life_b must be > 0")
         if not (self.keep_alive_b >= 0 and self.min_spare >= 0 and self.hold_b >= 0):
@@ -223,6 +273,12 @@ class PredictiveConfig:
             raise ValueError("release_credit must be in [0, 1]")
         if not self.premium_miss_factor >= 1.0:
             raise ValueError("premium_miss_factor must be >= 1")
+        if not (self.cal_half_life_b > 0 and self.cal_prior > 0 and self.drift_prior > 0):
+            raise ValueError("cal_half_life_b, cal_prior and drift_prior must be > 0")
+        if not 0 < self.cal_min <= 1.0 <= self.cal_max:
+            raise ValueError("cal_min and cal_max must satisfy 0 < cal_min <= 1 <= cal_max")
+        if not (self.drift_half_life_b >= 0 and self.evidence_connects >= 0):
+            raise ValueError("drift_half_life_b and evidence_connects must be >= 0")
 
 
 def _poisson_quantile(lam: float, q: float) -> int:
@@ -274,12 +330,25 @@ class PredictivePolicy:
         self._last_counts: dict[str, int] | None = None
         self._last_n: dict[int, list[int]] | None = None
         self._last_ms: int | None = None
-        self._bg = Rate(60.0)
-        self._arrivals = Rate(60.0)
-        self._arrivals_fast = Rate(15.0)
-        self._disconnects = Rate(60.0)
+        self._bg = WarmRate(60.0)
+        self._arrivals = WarmRate(60.0)
+        self._arrivals_fast = WarmRate(15.0)
+        self._disconnects = WarmRate(60.0)
+        self._connect_rate = WarmRate(60.0)
+        self._bg_last: int | None = None
+        self._bg_seen = 0.0
+        self._prev_ms: int | None = None
+        self._tick_s = 0.0
+        # the drift check: connects of the users in the active set this tick, and the
+        # forgotten sums of those connects and of what the hazards expected
+        self._tick_connects = 0
+        self._drift_actual = 0.0
+        self._drift_expected = 0.0
         self._ticks = 0
-        self._pending: list[tuple[int, float, int]] = []  # (due ms, forecast, connects then)
+        # (due ms, forecast, connects then, weight)
+        self._pending: deque[tuple[int, float, int, float]] = deque()
+        self._cal_last_ms: int | None = None
+        self._hold_boot_s = 0.0
         # (ms, target) within the hold window, targets decreasing: its first is the largest
         self._recent: deque[tuple[int, int]] = deque()
         self._cal_actual = 0.0
@@ -380,6 +449,7 @@ class PredictivePolicy:
                 cell = _KEY_CELL.get(key)
                 if cell is not None and v > last.get(key, 0):
                     self._add(cell[0], cell[1], v - last.get(key, 0), 0.0)
+                    self._tick_connects += v - last.get(key, 0)
         self._last_ms, self._last_counts, self._last_n = now_ms, counts, n
 
     def _hazard_rows(self, boot_s: float) -> _Hazards:
@@ -400,50 +470,96 @@ class PredictivePolicy:
         return 1.0 - math.exp(-cum)
 
     def _calibrate(self, now_ms: int, connects_now: int, boot_s: float) -> float:
-        """Settle forecasts whose window has passed; the current correction factor."""
-        decay = 0.5 ** (1.0 / max(1.0, self.config.memory_b / 4))
+        """Settle the forecasts whose window has passed; the current correction factor.
+
+        Each settled window adds its connects and its forecast to sums forgotten with a
+        half-life of ``cal_half_life_b`` B (by the time between windows), weighted by the
+        evidence the model had when it forecast (a model that has learned nothing forecasts
+        ~0 however many connect: no bias to learn from) and by tick / B (the windows
+        overlap).  The ratio is shrunk toward 1 by ``cal_prior`` pseudo-connects on both
+        sides, so a handful of connects cannot push it to its bounds [0.5, ``cal_max``]."""
+        cfg = self.config
         while self._pending and self._pending[0][0] <= now_ms:
-            _, forecast, then = self._pending.pop(0)
-            self._cal_actual = self._cal_actual * decay + max(0, connects_now - then)
-            self._cal_forecast = self._cal_forecast * decay + forecast
-        if self._cal_forecast < 5.0:  # too little evidence yet
+            due, forecast, then, weight = self._pending.popleft()
+            if forecast < _NEGLIGIBLE:
+                continue  # nothing forecast: no bias to learn (and none while fast-forwarded)
+            last = self._cal_last_ms if self._cal_last_ms is not None else due
+            decay = 0.5 ** (max(0, due - last) / 1000.0 / (cfg.cal_half_life_b * boot_s))
+            self._cal_last_ms = due
+            self._cal_actual = self._cal_actual * decay + weight * max(0, connects_now - then)
+            self._cal_forecast = self._cal_forecast * decay + weight * forecast
+        k = cfg.cal_prior
+        return min(cfg.cal_max, max(cfg.cal_min, (self._cal_actual + k) / (self._cal_forecast + k)))
+
+    def _drift(self, n: dict[int, list[int]], hz: _Hazards, dt_s: float, boot_s: float) -> float:
+        """How the active users connect lately against what the learned hazards say: the
+        connects this tick over ``sum(users * h * dt)``, both forgotten with a half-life of
+        ``drift_half_life_b`` B and shrunk by ``drift_prior`` pseudo-connects, bounded to
+        [0.05, ``cal_max``].  The hazards remember ``memory_b`` B; this ratio, a
+        tick's evidence old at most, scales them when behaviour changes (users who stop
+        connecting stop costing nodes within a few B) and is ~1 otherwise."""
+        cfg = self.config
+        actual, self._tick_connects = self._tick_connects, 0
+        if cfg.drift_half_life_b <= 0:
             return 1.0
-        return min(4.0, max(0.5, self._cal_actual / self._cal_forecast))
+        if dt_s > 0:
+            expected = 0.0
+            for c, row in n.items():
+                h = hz.row(c)
+                expected += sum(k * h[b] for b, k in enumerate(row) if k)
+            decay = 0.5 ** (dt_s / (cfg.drift_half_life_b * boot_s))
+            self._drift_actual = self._drift_actual * decay + actual
+            self._drift_expected = self._drift_expected * decay + expected * dt_s
+        k = cfg.drift_prior
+        ratio = (self._drift_actual + k) / (self._drift_expected + k)
+        return min(cfg.cal_max, max(_DRIFT_MIN, ratio))
+
+    def _evidence(self) -> float:
+        """How much the model has learned, 0..1: ``e / (e + evidence_connects)``, ``e`` the
+        (forgotten) connects behind its hazards and background rate."""
+        k = self.config.evidence_connects
+        if k <= 0:
+            return 1.0
+        e = sum(self._bc) / self._g + self._bg_seen
+        return e / (e + k)
 
     def steady_until_ms(self, now_ms: int) -> float:
         """No promise: the rates, the calibration and the learned hazards move every tick
         (the replay fast-forwards this policy only over an empty pool at target 0)."""
         return now_ms
 
-    def decide(self, obs: Observation) -> Decision:
-        """The base-stock target for this tick (module docstring)."""
+    def _rates(self, obs: Observation, boot_s: float) -> _Rates:
+        """Update the rate EWMAs from the counters; the spike factor (module docstring)."""
         cfg = self.config
-        boot_s = obs.boot_s
-        n: dict[int, list[int]] = obs.features.get("n") or {}
-        counts: dict[str, int] = obs.features.get("hazard") or {}
-        self._learn(n, counts, obs.now_ms, boot_s)
         hl = cfg.rate_half_life_b * boot_s
-        for r in (self._arrivals, self._disconnects):
+        for r in (self._arrivals, self._disconnects, self._connect_rate):
             r.half_life_s = hl
         self._bg.half_life_s = cfg.bg_half_life_b * boot_s
-        st = obs.snapshot.stats
-        lam_bg = self._bg.update(counts.get("bg", 0), obs.now_ms)
-        arrivals = self._arrivals.update(st.get("users_activated", 0), obs.now_ms)
         self._arrivals_fast.half_life_s = hl / 4
-        fast = self._arrivals_fast.update(st.get("users_activated", 0), obs.now_ms)
+        st, now = obs.snapshot.stats, obs.now_ms
+        bg_now = int((obs.features.get("hazard") or {}).get("bg", 0))
+        if self._bg_last is not None and bg_now > self._bg_last:
+            self._bg_seen += bg_now - self._bg_last
+        self._bg_last = bg_now
+        lam_bg = self._bg.update(bg_now, now)
+        arrivals = self._arrivals.update(st.get("users_activated", 0), now)
+        fast = self._arrivals_fast.update(st.get("users_activated", 0), now)
         # spike: new users arrive faster than the slow average says; the forecast (built
         # on users already seen, calibrated over past windows) lags, so scale it up
         spike = (
             min(4.0, fast / arrivals) if arrivals > 0 and fast > cfg.spike_ratio * arrivals else 1.0
         )
-        releases = self._disconnects.update(st.get("disconnects", 0), obs.now_ms)
+        releases = self._disconnects.update(st.get("disconnects", 0), now)
+        connects = self._connect_rate.update(st.get("connects", 0), now)
+        return _Rates(lam_bg, arrivals, spike, releases, connects)
 
-        connects_now = st.get("connects", 0)
-        cal = self._calibrate(obs.now_ms, connects_now, boot_s)
-        hz = self._hazard_rows(boot_s)
-        mu = var = 0.0
-        users = 0
-        candidates = 0  # users who might connect: demand from them cannot exceed this
+    def _users(
+        self, n: dict[int, list[int]], hz: _Hazards, boot_s: float, scale: float
+    ) -> _UserDemand:
+        """Demand within B of the active users: the sum of their Bernoulli connects, each
+        hazard scaled by ``scale`` (``p' = 1 - (1 - p)^scale``, so no p passes 1)."""
+        mu = var = raw = 0.0
+        users = candidates = 0
         for c, row in n.items():
             ps = hz.p_mid(c, boot_s)
             for b in range(N_BUCKETS):
@@ -451,51 +567,78 @@ class PredictivePolicy:
                 if k:
                     users += k
                     p = ps[b]
-                    mu += k * p
-                    var += k * p * (1.0 - p)
+                    raw += k * p
                     if p > 1e-3:
                         candidates += k
-        mu_users = mu
+                    if scale != 1.0:
+                        p = 1.0 - (1.0 - p) ** scale
+                    mu += k * p
+                    var += k * p * (1.0 - p)
+        return _UserDemand(mu, var, raw, users, candidates)
+
+    def _forecast(self, obs: Observation, n: dict[int, list[int]], gap_s: float) -> _Forecast:
+        """Demand within B (module docstring): the users' Bernoulli connects with their
+        hazards scaled by the calibration and the drift, the Poisson background and
+        arrivals, blended with the model-free fallback by the model's evidence; records
+        this tick's forecast for the calibration."""
+        boot_s = obs.boot_s
+        rates = self._rates(obs, boot_s)
+        connects_now = obs.snapshot.stats.get("connects", 0)
+        cal = self._calibrate(obs.now_ms, connects_now, boot_s)
+        hz = self._hazard_rows(boot_s)
+        drift = self._drift(n, hz, gap_s, boot_s)
+        ud = self._users(n, hz, boot_s, cal * drift)
         p_new = self.p_within(hz.row(0), 0.0, boot_s / 2)
-        poisson = lam_bg * boot_s + arrivals * boot_s * p_new
-        mu += poisson
-        var += poisson
-        self._pending.append((obs.now_ms + int(boot_s * 1000), mu, connects_now))
-        mu *= cal * spike
-        var *= cal * spike
-        credit = cfg.release_credit * releases * boot_s
-        q = cfg.miss_cost_s / (cfg.miss_cost_s + boot_s)
+        poisson_raw = rates.lam_bg * boot_s + rates.arrivals * boot_s * p_new
+        evidence = self._evidence()
+        # each window spans B and they overlap: one tick's weighs tick / B
+        share = min(1.0, self._tick_s / boot_s) if self._tick_s > 0 else 1.0
+        self._pending.append(
+            (obs.now_ms + int(boot_s * 1000), ud.raw + poisson_raw, connects_now, share * evidence)
+        )
+        poisson = poisson_raw * cal
+        mu = (ud.mu + poisson) * rates.spike
+        var = (ud.var + poisson) * rates.spike
+        # the model-free fallback: Poisson demand at the observed connect rate
+        fallback = rates.connects * boot_s * rates.spike
+        mu = evidence * mu + (1.0 - evidence) * fallback
+        var = evidence * var + (1.0 - evidence) * fallback
+        credit = self.config.release_credit * rates.releases * boot_s
+        return _Forecast(
+            mu, var, credit, max(poisson, fallback), ud, rates, p_new, cal, drift, evidence
+        )
+
+    def decide(self, obs: Observation) -> Decision:
+        """The base-stock target for this tick (module docstring)."""
+        cfg = self.config
+        boot_s = obs.boot_s
+        n: dict[int, list[int]] = obs.features.get("n") or {}
+        self._learn(n, obs.features.get("hazard") or {}, obs.now_ms, boot_s)
+        gap_s = 0.0
+        if self._prev_ms is not None and obs.now_ms > self._prev_ms:
+            # the leader's period: the shortest gap between ticks (a replay's fast-forward
+            # over a quiet pool makes longer ones)
+            gap_s = (obs.now_ms - self._prev_ms) / 1000.0
+            self._tick_s = min(self._tick_s, gap_s) if self._tick_s else gap_s
+        self._prev_ms = obs.now_ms
+        f = self._forecast(obs, n, gap_s)
+        miss_cost = cfg.miss_cost_s if cfg.miss_cost_s is not None else cfg.miss_cost_b * boot_s
+        q = miss_cost / (miss_cost + boot_s)
         z = _z(q)
-        normal = math.ceil(max(0.0, mu - credit) + z * math.sqrt(var))
+        normal = math.ceil(max(0.0, f.mu - f.credit) + z * math.sqrt(f.var))
         # the normal approximation overshoots for a handful of users: never plan for more
         # connects than there are candidates plus the Poisson part's own quantile
-        cap = candidates + _poisson_quantile(poisson * cal, q)
-        premium = int(obs.features.get("premium") or 0)
-        margin = 0
-        mu_p = 0.0
-        if premium and users:
-            # premium users' own forecast: their share of the users' demand (Premium margin)
-            mu_p = min(premium, users) / users * mu_users * cal * spike
-            c_p = cfg.premium_miss_factor * cfg.miss_cost_s
-            q_p = c_p / (c_p + boot_s)
-            margin = max(0, _poisson_quantile(mu_p, q_p) - _poisson_quantile(mu_p, q))
-        target = min(normal, cap) + cfg.min_spare + margin
-        target = max(0, min(cfg.max_spare, target))
+        cap = f.users.candidates + _poisson_quantile(f.poisson, q)
+        margin, mu_p = self._premium_margin(obs, f.users, miss_cost, q, boot_s)
+        target = max(0, min(cfg.max_spare, min(normal, cap) + cfg.min_spare + margin))
         self._ticks += 1
         inputs: dict[str, Any] = {
             "boot_s": round(boot_s, 3),
-            "demand_mean": round(mu, 3),
-            "demand_sd": round(math.sqrt(var), 3),
-            "release_credit": round(credit, 3),
-            "lambda_bg": round(lam_bg, 4),
-            "arrival_rate": round(arrivals, 4),
-            "p_new": round(p_new, 4),
+            **f.inputs(),
             "fractile": round(q, 4),
             "z": round(z, 3),
-            "miss_cost_s": cfg.miss_cost_s,
-            "calibration": round(cal, 3),
-            "spike": round(spike, 3),
-            "premium_active": premium,
+            "miss_cost_s": round(miss_cost, 3),
+            "premium_active": int(obs.features.get("premium") or 0),
             "premium_demand": round(mu_p, 3),
             "premium_margin": margin,
         }
@@ -506,18 +649,98 @@ class PredictivePolicy:
                     "exposure": [[round(x, 2) for x in row] for row in self.exposure],
                 }
             )
-        hold_from = obs.now_ms - int(cfg.hold_b * boot_s * 1000)
-        recent = self._recent  # the sliding-window maximum (a monotone queue)
+        keep = self._hold(obs.now_ms, target, boot_s)
+        return Decision(target, cfg.keep_alive_b * boot_s, inputs, keep_spare=keep)
+
+    def _premium_margin(
+        self, obs: Observation, ud: _UserDemand, miss_cost: float, q: float, boot_s: float
+    ) -> tuple[int, float]:
+        """The premium users' extra stock and their forecast (module docstring, Premium
+        margin): ``Q(mu_p, q_p) - Q(mu_p, q)``."""
+        premium = int(obs.features.get("premium") or 0)
+        if not (premium and ud.users):
+            return 0, 0.0
+        mu_p = min(premium, ud.users) / ud.users * ud.mu
+        c_p = self.config.premium_miss_factor * miss_cost
+        q_p = c_p / (c_p + boot_s)
+        return max(0, _poisson_quantile(mu_p, q_p) - _poisson_quantile(mu_p, q)), mu_p
+
+    def _hold(self, now_ms: int, target: int, boot_s: float) -> int:
+        """The largest target of the last ``hold_b`` B (a sliding-window maximum kept in a
+        monotone queue): what the reaper leaves."""
+        hold_from = now_ms - int(self.config.hold_b * boot_s * 1000)
+        recent = self._recent
+        if self._hold_boot_s and not 0.5 < boot_s / self._hold_boot_s < 2.0:
+            recent.clear()  # targets planned with a boot time now known to be wrong
+        self._hold_boot_s = boot_s
         # its times must not fall: after a clock step back a target counts as of the
         # latest time seen (kept longer, never shorter, than by its own time)
-        at = max(obs.now_ms, recent[-1][0]) if recent else obs.now_ms
+        at = max(now_ms, recent[-1][0]) if recent else now_ms
         while recent and recent[-1][1] <= target:
             recent.pop()
         recent.append((at, target))
         while recent[0][0] < hold_from:
             recent.popleft()
-        keep = recent[0][1]
-        return Decision(target, cfg.keep_alive_b * boot_s, inputs, keep_spare=keep)
+        return recent[0][1]
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """One tick's rates, per second, and the spike factor."""
+
+    lam_bg: float
+    arrivals: float
+    spike: float
+    releases: float
+    connects: float
+
+
+@dataclass(frozen=True)
+class _Forecast:
+    """One tick's demand within B: mean and variance (blended), the expected releases
+    counted as supply, the Poisson part (background and arrivals, or the fallback), and
+    what it was built from."""
+
+    mu: float
+    var: float
+    credit: float
+    poisson: float
+    users: _UserDemand
+    rates: _Rates
+    p_new: float
+    calibration: float
+    drift: float
+    evidence: float
+
+    def inputs(self) -> dict[str, float]:
+        """The figures a decision stores (``explain`` shows them)."""
+        r = self.rates
+        return {
+            "demand_mean": round(self.mu, 3),
+            "users_demand": round(self.users.mu, 3),
+            "demand_sd": round(math.sqrt(self.var), 3),
+            "release_credit": round(self.credit, 3),
+            "lambda_bg": round(r.lam_bg, 4),
+            "arrival_rate": round(r.arrivals, 4),
+            "connect_rate": round(r.connects, 4),
+            "p_new": round(self.p_new, 4),
+            "calibration": round(self.calibration, 3),
+            "drift": round(self.drift, 3),
+            "evidence": round(self.evidence, 3),
+            "spike": round(r.spike, 3),
+        }
+
+
+@dataclass(frozen=True)
+class _UserDemand:
+    """The active users' demand within B: mean and variance (calibrated), the mean before
+    calibration, how many users, and how many might connect."""
+
+    mu: float
+    var: float
+    raw: float
+    users: int
+    candidates: int
 
 
 class _Hazards:

@@ -22,27 +22,38 @@ def _config(cls: Any, knobs: dict[str, float]) -> Any:
     unknown = set(knobs) - set(fields)
     if unknown:
         raise ValueError(f"unknown knobs for {cls.__name__}: {sorted(unknown)}")
-    return cls(**{k: type(getattr(defaults, k))(v) for k, v in knobs.items()})
+
+    def cast(k: str, v: float) -> Any:
+        default = getattr(defaults, k)
+        return float(v) if default is None else type(default)(v)
+
+    return cls(**{k: cast(k, v) for k, v in knobs.items()})
 
 
 def run_knobs(
     policy: str,
     *,
-    miss_cost: float = 1000.0,
+    miss_cost_b: float = 33.3,
+    miss_cost: float | None = None,
     keep_alive: float = 60.0,
     z: float = 1.64,
     min_spare: int | None = None,
     half_life: float = 60.0,
 ) -> dict[str, float]:
-    """The knobs of ``policy`` from the options of ``provisioner run`` (seconds and
-    node-seconds), for :func:`make_policy`: what each policy takes of them, and its own
-    defaults where ``min_spare`` is None (predictive 0, basestock 1, static's pool 4).
+    """The knobs of ``policy`` from the options of ``provisioner run`` (seconds,
+    node-seconds and boot times), for :func:`make_policy`: what each policy takes of them,
+    and its own defaults where ``min_spare`` is None (predictive 0, basestock 1, static's
+    pool 4).  ``miss_cost`` (node-seconds), when given, replaces ``miss_cost_b`` (boot
+    times).
 
     Raises:
         ValueError: unknown policy name.
     """
     if policy == "predictive":
-        return {"miss_cost_s": miss_cost, "min_spare": min_spare or 0}
+        knobs: dict[str, float] = {"miss_cost_b": miss_cost_b, "min_spare": min_spare or 0}
+        if miss_cost is not None:
+            knobs["miss_cost_s"] = miss_cost
+        return knobs
     if policy == "basestock":
         return {
             "z": z,

@@ -7,10 +7,10 @@ user simulator, which replays a scenario compressed by ``--time-scale``.  After
 ``--duration`` wall seconds it stops the traffic, reads the mock API's ledger, prints
 the scorecard and stops everything it started.
 
-Every duration handed to the replicas (keep-alive, user TTL, default boot time, rate
-half-life, and the predictive policy's miss cost, which is in node-seconds) is the
-scenario's value divided by the time scale, so the policy sees the same world, only
-faster.
+Every duration handed to the replicas (keep-alive, default boot time, rate half-life) is
+the scenario's value divided by the time scale, so the policy sees the same world, only
+faster; the user TTL and the predictive policy's miss cost are in boot times, which the
+time scale does not change.
 
 With ``--replay`` the same world minutes are then replayed by the fast replay benchmark
 (:mod:`provisioner.sim.replay`: the same scripts and policy on a virtual clock, the same
@@ -62,7 +62,7 @@ class DemoConfig:
         redis_url: an existing Redis; None starts a private server.
         policy: the replicas' policy.
         keep_alive_s: world seconds a surplus idle node may stay.
-        miss_cost_s: the predictive policy's knob, world node-seconds per miss.
+        miss_cost_b: the predictive policy's knob, boot times per miss.
         channel_prefix: prefix of every channel name.
         logdir: where the processes' logs go (None: a temporary folder).
         pool: the pool the replicas run (keys ``prov:{pool}:...``).
@@ -76,7 +76,7 @@ class DemoConfig:
     redis_url: str | None = None
     policy: str = "predictive"
     keep_alive_s: float = 60.0
-    miss_cost_s: float = 1000.0
+    miss_cost_b: float = 33.3
     channel_prefix: str = ""
     logdir: str | None = None
     pool: str = "default"
@@ -117,9 +117,9 @@ async def _start_stack(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Worklo
             [*prefix, "run", "--node-api-url", api_url, "--metrics-port", str(port),
              "--metrics-host", "127.0.0.1", "--replica-id", f"demo-replica-{i + 1}",
              "--policy", cfg.policy, "--keep-alive", str(cfg.keep_alive_s / scale),
-             "--half-life", str(60.0 / scale), "--user-ttl", str(600.0 / scale),
+             "--half-life", str(60.0 / scale),
              "--default-boot", str(30.0 / scale), "--tick", str(live_tick_s(scale)),
-             "--lease-ttl", "3", "--miss-cost", str(cfg.miss_cost_s / scale)],
+             "--lease-ttl", "3", "--miss-cost-boots", str(cfg.miss_cost_b)],
             env,
         )  # fmt: skip
     for port in metrics_ports:
@@ -187,7 +187,7 @@ def replay_same(cfg: DemoConfig, redis_url: str, wl: Workload) -> Scorecard:
         wl, events=[e for e in wl.events if e.t_s < world_s], duration_s=world_s
     )
     # the replicas' knobs (see _run), in world units
-    knobs = run_knobs(cfg.policy, miss_cost=cfg.miss_cost_s, keep_alive=cfg.keep_alive_s)
+    knobs = run_knobs(cfg.policy, miss_cost_b=cfg.miss_cost_b, keep_alive=cfg.keep_alive_s)
     rcfg = ReplayConfig(tick_s=live_tick_s(cfg.time_scale) * cfg.time_scale, premium_share=0.0)
     logging.getLogger("provisioner").setLevel(logging.WARNING)  # the replay's leader is quiet
     return asyncio.run(replay(cut, make_policy(cfg.policy, **knobs), redis_url, rcfg)).scorecard

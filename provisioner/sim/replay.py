@@ -62,12 +62,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from provisioner.core.clock import VirtualClock
-from provisioner.core.coordinator import Coordinator
+from provisioner.core.coordinator import DEFAULT_USER_TTL_B, Coordinator
 from provisioner.core.errors import Code
 from provisioner.core.keys import Channels
 from provisioner.core.leader import Leader, LeaderConfig
 from provisioner.core.metrics import Metrics
-from provisioner.core.nodeapi import NodeGone
+from provisioner.core.nodeapi import CreateFailed, NodeApiConfig, NodeApiError, NodeGone
 from provisioner.core.scripts import Call
 from provisioner.policies.base import Policy
 from provisioner.sim.scorecard import Scorecard, score
@@ -90,7 +90,9 @@ class ReplayConfig:
             of a replay, small against boot times of tens of seconds).
         maintenance_every: reconcile and user expiry every this many ticks.
         terminate_delay_s: DELETE -> ``terminated`` delay.
-        user_ttl_s: inactivity before a user leaves the active set.
+        user_ttl_s: inactivity before a user leaves the active set, seconds; None:
+            ``user_ttl_b`` boot times, as live.
+        user_ttl_b: the user TTL in boot times when ``user_ttl_s`` is None.
         history_ttl_s: a user record untouched this long is forgotten (``forgetUsers``,
             as live: ``run --history-ttl``, 7 days by default).
         seed: boot-time draws.
@@ -102,6 +104,13 @@ class ReplayConfig:
             the last tick before the next inbound event, for a policy whose target rises
             only on events; and while the pool is at rest, to the last tick before
             anything could change (module docstring).
+        error_5xx_p: share of Node API calls answering 503. The client's retries are
+            emulated (:class:`~provisioner.core.nodeapi.NodeApiConfig`: ``attempts``
+            tries, waits of ``U(0, min(max, initial * 2^i))``, as tenacity's random
+            exponential wait): a create whose every try fails raises ``CreateFailed``,
+            else its boot starts after the waits; a delete whose every try fails raises
+            ``NodeApiError``.  Drawn from a generator of its own, so 0 leaves every other
+            draw as it was.
         stall_timeout_s: wall seconds (> 0) the replay may go without finishing a tick, a
             history walk call or an expiry call before it gives up (:class:`ReplayStalled`;
             ValueError at construction otherwise). Its Redis client reads without a
@@ -113,7 +122,8 @@ class ReplayConfig:
 
     tick_s: float = 2.0
     terminate_delay_s: float = 0.5
-    user_ttl_s: float = 600.0
+    user_ttl_s: float | None = None
+    user_ttl_b: float = DEFAULT_USER_TTL_B
     history_ttl_s: float = 7 * 86_400.0
     seed: int = 1
     batch: int = 2000
@@ -121,8 +131,11 @@ class ReplayConfig:
     premium_share: float = 0.1
     fast_forward: bool = True
     stall_timeout_s: float = 120.0
+    error_5xx_p: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.error_5xx_p < 1.0:
+            raise ValueError(f"error_5xx_p must be in [0, 1), not {self.error_5xx_p!r}")
         if not self.stall_timeout_s > 0:
             raise ValueError(f"stall_timeout_s must be > 0, not {self.stall_timeout_s!r}")
 
@@ -177,12 +190,32 @@ class _World:
         self.heap: list[tuple[int, int, str, str]] = []  # (t_ms, seq, node, status)
         self._seq = itertools.count()
         self._ids = itertools.count(1)
+        self._faults = random.Random(f"replay-5xx:{cfg.seed}")
+        self._client = NodeApiConfig()
+
+    def _retries_s(self) -> float | None:
+        """The client's waits before a call gets through the emulated 503s, seconds; None
+        when every try fails."""
+        p = self.cfg.error_5xx_p
+        waited = 0.0
+        c = self._client
+        for i in range(c.attempts):
+            if not (p and self._faults.random() < p):
+                return waited
+            if i + 1 < c.attempts:
+                waited += self._faults.uniform(
+                    0.0, min(c.backoff_max_s, c.backoff_initial_s * 2**i)
+                )
+        return None
 
     def _at(self, t_ms: int, node: str, status: str) -> None:
         heapq.heappush(self.heap, (t_ms, next(self._seq), node, status))
 
     async def create(self) -> str:
-        now = self.clock.now_ms()
+        waited = self._retries_s()
+        if waited is None:
+            raise CreateFailed("503 Service Unavailable (emulated)")
+        now = self.clock.now_ms() + int(waited * 1000)
         node = f"node-{next(self._ids)}"
         b = self.wl.boot
         boot_s = self.rng.uniform(b.min_s, b.max_s)
@@ -209,7 +242,10 @@ class _World:
         rec = self.ledger.get(node_id)
         if rec is None or rec["delete_ms"] is not None or rec["terminated_ms"] is not None:
             raise NodeGone(node_id)
-        now = self.clock.now_ms()
+        waited = self._retries_s()
+        if waited is None:
+            raise NodeApiError("503 Service Unavailable (emulated)")
+        now = self.clock.now_ms() + int(waited * 1000)
         rec["delete_ms"] = now
         rec["outcome"] = "deleted"
         self._at(now + int(self.cfg.terminate_delay_s * 1000), node_id, "terminated")
@@ -428,7 +464,8 @@ class _Ticks:
         self.tick_ms = int(cfg.tick_s * 1000)
         self.end_ms = T0_MS + int(wl.duration_s * 1000)
         self.next_tick = T0_MS
-        self.user_ttl_ms = int(cfg.user_ttl_s * 1000)
+        self.user_ttl_ms = int(cfg.user_ttl_s * 1000) if cfg.user_ttl_s else 0
+        self.user_ttl_b = cfg.user_ttl_b
         self.history_ttl_ms = int(cfg.history_ttl_s * 1000)
         self.last_forget = T0_MS
         self.forget_every_ms = max(self.tick_ms, int(_FORGET_WALK_SHARE * self.history_ttl_ms))
@@ -474,7 +511,9 @@ class _Ticks:
         self.progress.done += 1
         now = self.next_tick
         if ((now - T0_MS) // self.tick_ms + 1) % self.cfg.maintenance_every == 0:
-            await self.coord.expire_users(now, self.user_ttl_ms, min_interval_ms=0)
+            await self.coord.expire_users(
+                now, self.user_ttl_ms, min_interval_ms=0, ttl_b=self.user_ttl_b
+            )
         if now - self.last_forget >= self.forget_every_ms:
             # the history TTL, one full walk every tenth of the TTL of virtual time
             # (live: a slice a second per replica); a record outlives its TTL by at most
@@ -531,7 +570,9 @@ class _Ticks:
         if k_maint >= (self.next_tick - T0_MS) // tick_ms:
             t_maint = T0_MS + k_maint * tick_ms
             # each skipped tick expired up to 1000: all of them, here
-            while await coord.expire_users(t_maint, self.user_ttl_ms, min_interval_ms=0):
+            while await coord.expire_users(
+                t_maint, self.user_ttl_ms, min_interval_ms=0, ttl_b=self.user_ttl_b
+            ):
                 self.progress.done += 1
         self.fast_forwarded += n_skip
         leader.skip_ticks(n_skip)

@@ -50,9 +50,9 @@ parameter                  range                                meaning
 ``fail_p``                 U(0, 0.15), 0 in half the worlds     boots ending in
                                                                 ``terminated``
 ``lost_ready_p``           U(0, 0.1), 0 in half the worlds      ``ready`` never published
-``error_5xx_p``            U(0, 0.2), 0 in half the worlds      API calls answering 503:
-                                                                recorded only, the fast
-                                                                replay has no 5xx
+``error_5xx_p``            U(0, 0.5), 0 in half the worlds      API calls answering 503
+                                                                (each try; the client
+                                                                retries, 4 tries a call)
 =========================  ===================================  ==========================
 
 Users: arrival clusters come as a Poisson process of rate ``r(t) = r0 / burst_mean x (1 +
@@ -124,8 +124,8 @@ class WorldParams:
     """Every parameter of one world (module docstring: ranges and meaning).
 
     Times ending in ``_s`` are seconds, ``_boots`` are boot times (``boot_mean_s``).
-    ``error_5xx_p`` is drawn and reported but has no effect yet: the fast replay's
-    emulated node API (:mod:`provisioner.sim.replay`) answers every call.
+    ``error_5xx_p`` goes to the replay (``ReplayConfig.error_5xx_p``), which emulates the
+    client's retries.
     """
 
     seed: int
@@ -234,7 +234,7 @@ def draw_world(seed: int) -> WorldParams:
         cold_p=rng.uniform(0.0, 0.4),
         fail_p=rng.uniform(0.0, 0.15) if faulty else 0.0,
         lost_ready_p=rng.uniform(0.0, 0.1) if faulty else 0.0,
-        error_5xx_p=rng.uniform(0.0, 0.2) if faulty else 0.0,
+        error_5xx_p=rng.uniform(0.0, 0.5) if faulty else 0.0,
     )
 
 
