@@ -336,7 +336,8 @@ class PredictivePolicy:
         self._disconnects = WarmRate(60.0)
         self._connect_rate = WarmRate(60.0)
         self._bg_last: int | None = None
-        self._bg_seen = 0.0
+        # connects the model has learned from (not forgotten: the evidence it has)
+        self._learned = 0.0
         self._prev_ms: int | None = None
         self._tick_s = 0.0
         # the drift check: connects of the users in the active set this tick, and the
@@ -405,6 +406,7 @@ class PredictivePolicy:
                     [[max(0.0, float(x)) for x in row] for row in c],
                     [[max(0.0, float(x)) for x in row] for row in e],
                 )
+                self._learned = max(self._learned, sum(self._bc))
         except (ValueError, TypeError, AttributeError):
             pass
 
@@ -450,6 +452,7 @@ class PredictivePolicy:
                 if cell is not None and v > last.get(key, 0):
                     self._add(cell[0], cell[1], v - last.get(key, 0), 0.0)
                     self._tick_connects += v - last.get(key, 0)
+                    self._learned += v - last.get(key, 0)
         self._last_ms, self._last_counts, self._last_n = now_ms, counts, n
 
     def _hazard_rows(self, boot_s: float) -> _Hazards:
@@ -516,11 +519,11 @@ class PredictivePolicy:
 
     def _evidence(self) -> float:
         """How much the model has learned, 0..1: ``e / (e + evidence_connects)``, ``e`` the
-        (forgotten) connects behind its hazards and background rate."""
+        connects it has learned from (hazard cells and background), never forgotten."""
         k = self.config.evidence_connects
         if k <= 0:
             return 1.0
-        e = sum(self._bc) / self._g + self._bg_seen
+        e = self._learned
         return e / (e + k)
 
     def steady_until_ms(self, now_ms: int) -> float:
@@ -539,7 +542,7 @@ class PredictivePolicy:
         st, now = obs.snapshot.stats, obs.now_ms
         bg_now = int((obs.features.get("hazard") or {}).get("bg", 0))
         if self._bg_last is not None and bg_now > self._bg_last:
-            self._bg_seen += bg_now - self._bg_last
+            self._learned += bg_now - self._bg_last
         self._bg_last = bg_now
         lam_bg = self._bg.update(bg_now, now)
         arrivals = self._arrivals.update(st.get("users_activated", 0), now)
@@ -605,7 +608,16 @@ class PredictivePolicy:
         var = evidence * var + (1.0 - evidence) * fallback
         credit = self.config.release_credit * rates.releases * boot_s
         return _Forecast(
-            mu, var, credit, max(poisson, fallback), ud, rates, p_new, cal, drift, evidence
+            mu,
+            var,
+            credit,
+            evidence * poisson + (1.0 - evidence) * fallback,
+            ud,
+            rates,
+            p_new,
+            cal,
+            drift,
+            evidence,
         )
 
     def decide(self, obs: Observation) -> Decision:
