@@ -613,3 +613,36 @@ def test_a_unix_socket_url_is_accepted_without_connecting() -> None:
     from provisioner.cli.options import check_redis_url
 
     check_redis_url("unix:///nonexistent/redis.sock?db=1")
+
+
+def _all_commands(group: click.Group, ctx: click.Context) -> list[click.Command]:
+    out: list[click.Command] = []
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None
+        out.append(cmd)
+        if isinstance(cmd, click.Group):
+            out += _all_commands(cmd, click.Context(cmd, parent=ctx))
+    return out
+
+
+def test_every_float_option_refuses_nan_and_inf() -> None:
+    """Break-test finding: float('inf') and float('nan') pass click's FloatRange (nan
+    compares false with any bound), and `run --miss-cost-boots inf` or `--lease-ttl nan`
+    started a replica whose every tick failed. Every float option of every command is a
+    FiniteFloat, and the run command refuses them as usage errors."""
+    from provisioner.cli.options import FiniteFloat
+
+    ctx = click.Context(cli)
+    floats = [
+        (cmd.name, p.name)
+        for cmd in _all_commands(cli, ctx)
+        for p in cmd.params
+        if isinstance(p.type, (click.types.FloatParamType, click.FloatRange))
+        and not isinstance(p.type, FiniteFloat)
+    ]
+    assert floats == []
+    for args in (("--miss-cost-boots", "inf"), ("--lease-ttl", "nan"), ("--tick", "inf"),
+                 ("--user-ttl-boots", "nan"), ("--default-boot", "nan")):  # fmt: skip
+        res = CliRunner().invoke(cli, ["run", *args, "--node-api-url", "http://127.0.0.1:1"])
+        assert res.exit_code == 2 and "not a finite number" in res.output, (args, res.output)

@@ -30,6 +30,7 @@ from provisioner.bench.policy import (
 from provisioner.cli.extras import requires_extra
 from provisioner.cli.lazy import LazyGroup
 from provisioner.cli.options import (
+    FiniteFloat,
     accept_shared_options,
     shared_options,
     unused_shared_options,
@@ -112,7 +113,7 @@ def command() -> None:
 @click.option(
     "--value",
     "values",
-    type=float,
+    type=FiniteFloat(),
     multiple=True,
     help="Knob value to run (repeatable; instead of the sweep; needs exactly one --policy).",
 )

@@ -10,7 +10,7 @@ import click
 
 from provisioner.bench.throughput import ThroughputConfig, run_throughput
 from provisioner.cli.bench import reports_bench_errors
-from provisioner.cli.options import shared_options, unused_shared_options
+from provisioner.cli.options import FiniteFloat, shared_options, unused_shared_options
 from provisioner.harness import private_redis
 
 __all__ = ["command"]
@@ -39,7 +39,7 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.command("throughput")
 @click.option("--quick", is_flag=True, help="Small rates, sizes and durations (a test).")
 @click.option("--rates", default=None, help="Events/s to publish, comma-separated.")
-@click.option("--duration", type=float, default=None, help="Seconds of flood per rate.")
+@click.option("--duration", type=FiniteFloat(), default=None, help="Seconds of flood per rate.")
 @click.option("--replicas", "replica_counts", default=None, help="Replica counts, e.g. 1,2.")
 @click.option("--sizes", default=None, help="Active users of the scale runs, e.g. 1000,1e6.")
 @click.option(

@@ -9,7 +9,7 @@ import secrets
 import click
 
 from provisioner.cli.extras import requires_extra
-from provisioner.cli.options import CliConfig, shared_options
+from provisioner.cli.options import CliConfig, FiniteFloat, shared_options
 from provisioner.policies.registry import POLICY_NAMES
 from provisioner.sim import scenarios
 from provisioner.sim.demo import DemoConfig, compare_lines, run_demo
@@ -24,11 +24,15 @@ __all__ = ["command"]
 )
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option(
-    "--duration", type=float, default=60.0, show_default=True, help="Wall seconds of traffic."
+    "--duration",
+    type=FiniteFloat(),
+    default=60.0,
+    show_default=True,
+    help="Wall seconds of traffic.",
 )
 @click.option(
     "--time-scale",
-    type=float,
+    type=FiniteFloat(),
     default=10.0,
     show_default=True,
     help="World seconds per wall second.",
@@ -42,7 +46,7 @@ __all__ = ["command"]
 )
 @click.option(
     "--keep-alive",
-    type=float,
+    type=FiniteFloat(),
     default=60.0,
     show_default=True,
     help="World seconds a surplus idle node may stay.",
@@ -56,7 +60,7 @@ __all__ = ["command"]
 @click.option(
     "--miss-cost-boots",
     "miss_cost",
-    type=float,
+    type=FiniteFloat(),
     default=33.3,
     show_default=True,
     help="predictive: what one miss is worth, in boot times of an idle node.",

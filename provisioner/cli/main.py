@@ -28,7 +28,12 @@ from redis.exceptions import RedisError, ResponseError
 
 from provisioner import __version__
 from provisioner.cli.lazy import LazyGroup
-from provisioner.cli.options import CliConfig, accept_shared_options, pass_cli_config
+from provisioner.cli.options import (
+    CliConfig,
+    FiniteFloat,
+    accept_shared_options,
+    pass_cli_config,
+)
 from provisioner.core.coordinator import DEFAULT_USER_TTL_B, Coordinator
 from provisioner.core.errors import ScriptError, raise_for_code
 from provisioner.core.invariants import check_invariants
@@ -122,7 +127,7 @@ def cli() -> None:
 @click.option(
     "--miss-cost-boots",
     envvar="PROVISIONER_MISS_COST_BOOTS",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=33.3,
     help="predictive: what one miss is worth, in boot times of an idle node (its one "
     "knob); the service level c / (c + 1) is then the same at any boot time.",
@@ -130,7 +135,7 @@ def cli() -> None:
 @click.option(
     "--miss-cost",
     envvar="PROVISIONER_MISS_COST",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=None,
     help="predictive: what one miss is worth in node-seconds; replaces --miss-cost-boots "
     "(the service level then changes with the boot time).",
@@ -139,7 +144,7 @@ def cli() -> None:
     "--z",
     "z",
     envvar="PROVISIONER_Z",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=1.64,
     help="basestock: safety factor (standard deviations).",
 )
@@ -154,77 +159,77 @@ def cli() -> None:
 @click.option(
     "--keep-alive",
     envvar="PROVISIONER_KEEP_ALIVE",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=60.0,
     help="Seconds a surplus ready node may idle.",
 )
 @click.option(
     "--half-life",
     envvar="PROVISIONER_HALF_LIFE",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=60.0,
     help="basestock: half-life of the rate estimates, seconds.",
 )
 @click.option(
     "--default-boot",
     envvar="PROVISIONER_DEFAULT_BOOT",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=30.0,
     help="Boot time assumed before the first observation, seconds.",
 )
 @click.option(
     "--lease-ttl",
     envvar="PROVISIONER_LEASE_TTL",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=5.0,
     help="Leader lease time-to-live, seconds.",
 )
 @click.option(
     "--tick",
     envvar="PROVISIONER_TICK",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloat(min=0.01),
     default=1.0,
     help="Scaling period, seconds.",
 )
 @click.option(
     "--marker-interval",
     envvar="PROVISIONER_MARKER_INTERVAL",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=0.1,
     help="Shared-sequence marker period, seconds.",
 )
 @click.option(
     "--user-ttl-boots",
     envvar="PROVISIONER_USER_TTL_BOOTS",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=DEFAULT_USER_TTL_B,
     help="Inactivity before a user leaves the active set, in learned boot times.",
 )
 @click.option(
     "--user-ttl",
     envvar="PROVISIONER_USER_TTL",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=None,
     help="Inactivity before a user leaves the active set, seconds; replaces --user-ttl-boots.",
 )
 @click.option(
     "--history-ttl",
     envvar="PROVISIONER_HISTORY_TTL",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=7 * 86_400.0,
     help="A user's record (history, ordering) untouched this long is forgotten, seconds.",
 )
 @click.option(
     "--api-timeout",
     envvar="PROVISIONER_API_TIMEOUT",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(min=0.001),
     default=5.0,
     help="Node API request timeout, seconds.",
 )
 @click.option(
     "--marker-timeout",
     envvar="PROVISIONER_MARKER_TIMEOUT",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=3.0,
     help="No marker for this long: PING the subscription; no answer for as long again: "
     "it is dead (half-open), seconds.",
@@ -232,35 +237,35 @@ def cli() -> None:
 @click.option(
     "--health-check-interval",
     envvar="PROVISIONER_HEALTH_CHECK_INTERVAL",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=2.0,
     help="Redis connection health-check period, seconds.",
 )
 @click.option(
     "--redis-timeout",
     envvar="PROVISIONER_REDIS_TIMEOUT",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=3.0,
     help="A Redis command unanswered this long fails and its connection is re-made, seconds.",
 )
 @click.option(
     "--unknown-grace",
     envvar="PROVISIONER_UNKNOWN_GRACE",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=15.0,
     help="Wait before adopting or deleting a node unknown to us, seconds.",
 )
 @click.option(
     "--min-boot-timeout",
     envvar="PROVISIONER_MIN_BOOT_TIMEOUT",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=10.0,
     help="Floor of the stuck-boot timeout, seconds.",
 )
 @click.option(
     "--intent-timeout",
     envvar="PROVISIONER_INTENT_TIMEOUT",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=120.0,
     help="An open create intent older than this is closed, seconds.",
 )
@@ -284,7 +289,7 @@ def cli() -> None:
 @click.option(
     "--lag",
     envvar="PROVISIONER_TEST_LAG",
-    type=float,
+    type=FiniteFloat(),
     default=0.0,
     hidden=True,
     help="Testing only: delay each message by this many seconds (a lagging replica).",

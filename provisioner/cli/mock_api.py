@@ -9,7 +9,7 @@ from typing import Final
 
 import click
 
-from provisioner.cli.options import shared_options
+from provisioner.cli.options import FiniteFloat, shared_options
 from provisioner.sim.mock_api import ConfigError, MockConfig, logger, serve
 
 __all__ = ["command"]
@@ -29,84 +29,84 @@ _DEFAULTS: Final = MockConfig()
 )
 @click.option(
     "--boot-min",
-    type=float,
+    type=FiniteFloat(),
     default=_DEFAULTS.boot_min_s,
     show_default=True,
     help="Shortest boot delay, seconds.",
 )
 @click.option(
     "--boot-max",
-    type=float,
+    type=FiniteFloat(),
     default=_DEFAULTS.boot_max_s,
     show_default=True,
     help="Longest boot delay (uniform between the two), seconds.",
 )
 @click.option(
     "--slow-tail-p",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=_DEFAULTS.slow_tail_p,
     show_default=True,
     help="Probability that a boot is slow.",
 )
 @click.option(
     "--slow-tail-factor",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1),
     show_default=True,
     default=_DEFAULTS.slow_tail_factor,
     help="Multiplier of a slow boot's delay.",
 )
 @click.option(
     "--boot-fail-p",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=_DEFAULTS.boot_fail_p,
     show_default=True,
     help="Probability that a boot ends in terminated.",
 )
 @click.option(
     "--lost-ready-p",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=_DEFAULTS.lost_ready_p,
     show_default=True,
     help="Probability that a ready message is never published.",
 )
 @click.option(
     "--error-5xx-p",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=_DEFAULTS.error_5xx_p,
     show_default=True,
     help="Probability that a POST or DELETE answers 503.",
 )
 @click.option(
     "--timeout-after-create-p",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     show_default=True,
     default=_DEFAULTS.timeout_after_create_p,
     help="Probability that a POST creates the node but hangs before answering.",
 )
 @click.option(
     "--hang",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=_DEFAULTS.hang_s,
     show_default=True,
     help="How long such a POST hangs, seconds.",
 )
 @click.option(
     "--terminate-delay",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     show_default=True,
     default=_DEFAULTS.terminate_delay_s,
     help="Delay from DELETE to terminated, seconds.",
 )
 @click.option(
     "--preempt-rate",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     show_default=True,
     default=_DEFAULTS.preempt_rate_per_node_hour,
     help="Preemptions of ready nodes per node-hour.",
 )
 @click.option(
     "--time-scale",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     show_default=True,
     default=_DEFAULTS.time_scale,
     help="Speed of the world: delays are divided by it.",

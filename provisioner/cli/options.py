@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ __all__ = [
     "ENVVARS",
     "SHARED",
     "CliConfig",
+    "FiniteFloat",
     "accept_shared_options",
     "check_redis_url",
     "pass_cli_config",
@@ -318,3 +320,17 @@ def unused_shared_options(*names: str, why: str) -> Callable[[F], F]:
         return cast(F, wrapper)
 
     return decorate
+
+
+class FiniteFloat(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (which ``float()`` parses
+    and every range check lets through: ``nan`` compares false with any bound), a usage
+    error like any other bad value."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if isinstance(rv, float) and not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv

@@ -10,7 +10,7 @@ import sys
 import click
 from redis.exceptions import RedisError
 
-from provisioner.cli.options import shared_options
+from provisioner.cli.options import FiniteFloat, shared_options
 from provisioner.sim import scenarios
 from provisioner.sim.simulate import run_simulation
 
@@ -28,14 +28,14 @@ __all__ = ["command"]
 @click.option("--seed", type=int, default=1, show_default=True, help="Scenario seed.")
 @click.option(
     "--time-scale",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=1.0,
     show_default=True,
     help="Speed-up: 5 runs the scenario 5x faster.",
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="Wall-clock seconds to run (default: the whole scenario).",
 )
