@@ -359,3 +359,33 @@ def test_user_ids_with_key_syntax_are_plain_data(redis_url: str, pool: str, user
             assert await invariants(st) == []
 
     run(body)
+
+
+def test_a_replica_talks_to_redis_over_a_unix_socket(tmp_path: Any) -> None:
+    """New-user finding: the replica's client always asked for TCP keep-alive, which a
+    unix socket's connection refuses (TypeError at every connect): `run --redis-url
+    unix://...` ingested nothing and logged a traceback every second."""
+    import shutil
+    import subprocess
+
+    sock = tmp_path / "r.sock"
+    srv = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", "0", "--unixsocket",
+         str(sock), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        async def go() -> None:
+            await eventually(lambda: asyncio.sleep(0, sock.exists()), 5.0, "the socket")
+            worker = Worker(WorkerConfig(redis_url=f"unix://{sock}", pool="unix"))
+            try:
+                assert await worker.client.ping()
+                await worker.coord.heartbeat("r1", 1_700_000_000_000)
+            finally:
+                await worker.client.aclose()
+
+        asyncio.run(go())
+    finally:
+        srv.terminate()
+        srv.wait(5)

@@ -155,7 +155,9 @@ class Worker:
             health_check_interval=config.health_check_interval_s,
             socket_connect_timeout=5.0,
             socket_timeout=config.socket_timeout_s,
-            socket_keepalive=True,
+            # TCP keep-alive; a unix socket's connection takes no such argument (redis-py
+            # raised TypeError at every connect, and no replica on unix:// ever ingested)
+            **({} if config.redis_url.startswith("unix:") else {"socket_keepalive": True}),
         )
         self.coord = Coordinator(
             self.client, config.pool, self.channels, default_boot_s=config.leader.default_boot_s
