@@ -66,8 +66,8 @@ def command(
     (static k 1, 2, 4, 8, 16; reactive; hybrid; basestock z 0, 1.64, 2.5) on the first
     fifth of the worlds; the long horizon runs on the first tenth (predictive default),
     its baselines (static 4, hybrid, basestock 1.64) on the first twentieth.  For the
-    default 200 worlds that is 600 short and 50 long replays: 11 minutes with --jobs 2
-    on the 2-core VM (measured; keep 15 minutes in view when changing it).
+    default 200 worlds that is 600 short and 50 long replays: 7 minutes with --jobs 2
+    on the 2-core VM when nothing else runs (measured; keep 15 minutes in view).
     """
     logging.getLogger("provisioner").setLevel(logging.WARNING)
     seeds = list(SEEDS[which])[:n_worlds]
