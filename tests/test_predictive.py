@@ -343,3 +343,17 @@ def test_targets_planned_with_a_boot_time_now_known_wrong_are_not_held() -> None
     warm = _steady(pol, 10.0, 11.0, users=40, per_s=2.0, state=state, boot_s=3.0)[-1]
     assert cold.target_spare > warm.target_spare
     assert warm.reap_floor == warm.target_spare
+
+
+def test_an_informative_prior_boots_ahead_of_the_first_connect() -> None:
+    """Before any connect, the pooled hazard is its prior (prior_hazard_b per user-B):
+    browsing users are expected to connect, so the first connects can find a node; with
+    no prior nothing is foreseen until connects teach the model."""
+    n = {0: [30, 0, 0, 0, 0, 0, 0]}
+    for h0, lo, hi in ((0.2, 2, 30), (0.0, 0, 0)):
+        pol = PredictivePolicy(PredictiveConfig(prior_hazard_b=h0))
+        for t in (1.0, 2.0, 3.0):
+            d = pol.decide(tick(t, n, {}))
+        assert lo <= d.target_spare <= hi, (h0, d.target_spare)
+    with pytest.raises(ValueError, match="prior_hazard_b"):
+        PredictiveConfig(prior_hazard_b=-1.0)

@@ -234,6 +234,10 @@ class PredictiveConfig:
         cal_min, cal_max: bounds of the calibration.
         drift_half_life_b: half-life of the drift ratio's sums, in B (0: no drift).
         drift_prior: pseudo-connects that shrink the drift ratio toward 1.
+        prior_hazard_b: the pooled hazard's prior, connects per user per B, with
+            ``prior_exposure_b`` of pseudo-exposure: before any connect, browsing users
+            are expected to connect at this rate (fitted on the tuning worlds: 0.05, 0.2
+            and 0.5 gave 98.8, 99.1 and 99.1% median hits at 1.48x, 0: 98.6% at 1.47x).
         evidence_connects: the model's weight against the model-free fallback is
             ``e / (e + evidence_connects)``, ``e`` the connects it has learned from
             (0: the model alone).
@@ -259,6 +263,7 @@ class PredictiveConfig:
     drift_half_life_b: float = 1.0
     drift_prior: float = 5.0
     evidence_connects: float = 10.0
+    prior_hazard_b: float = 0.2
 
     def __post_init__(self) -> None:
         if not (self.miss_cost_b > 0 and self.memory_b > 0 and self.prior_exposure_b > 0):
@@ -277,8 +282,11 @@ class PredictiveConfig:
             raise ValueError("cal_half_life_b, cal_prior and drift_prior must be > 0")
         if not 0 < self.cal_min <= 1.0 <= self.cal_max:
             raise ValueError("cal_min and cal_max must satisfy 0 < cal_min <= 1 <= cal_max")
-        if not (self.drift_half_life_b >= 0 and self.evidence_connects >= 0):
-            raise ValueError("drift_half_life_b and evidence_connects must be >= 0")
+        if not (
+            self.drift_half_life_b >= 0 and self.evidence_connects >= 0
+            and self.prior_hazard_b >= 0
+        ):  # fmt: skip
+            raise ValueError("drift_half_life_b, evidence_connects, prior_hazard_b must be >= 0")
 
 
 def _poisson_quantile(lam: float, q: float) -> int:
@@ -456,7 +464,10 @@ class PredictivePolicy:
         self._last_ms, self._last_counts, self._last_n = now_ms, counts, n
 
     def _hazard_rows(self, boot_s: float) -> _Hazards:
-        return _Hazards(self, self.config.prior_exposure_b * boot_s * self._g)
+        return _Hazards(
+            self, self.config.prior_exposure_b * boot_s * self._g,
+            self.config.prior_hazard_b / boot_s,
+        )  # fmt: skip
 
     def hazards(self, boot_s: float) -> list[list[float]]:
         """Posterior-mean connect hazard per class and bucket, connects per user-second
@@ -523,7 +534,8 @@ class PredictivePolicy:
         k = self.config.evidence_connects
         if k <= 0:
             return 1.0
-        e = self._learned
+        # the prior's pseudo-connects count too: it is what the model knows at the start
+        e = self._learned + self.config.prior_hazard_b * self.config.prior_exposure_b
         return e / (e + k)
 
     def steady_until_ms(self, now_ms: int) -> float:
@@ -763,11 +775,16 @@ class _Hazards:
     the level above in the same bucket (pooled -> bucket -> parent class -> class).
     """
 
-    def __init__(self, pol: PredictivePolicy, a: float) -> None:
+    def __init__(self, pol: PredictivePolicy, a: float, h0: float = 0.0) -> None:
         self.pol = pol
         self.a = a
         total_c, total_e = sum(pol._bc), sum(pol._be)
-        pooled = total_c / total_e if total_e > 0 else 0.0
+        # the pooled hazard's own prior: h0 with a's pseudo-exposure (an informative
+        # prior: before any connect, a browsing user is expected to connect at h0)
+        if h0 > 0:
+            pooled = (total_c + a * h0) / (total_e + a)
+        else:
+            pooled = total_c / total_e if total_e > 0 else 0.0
         self.bucket = [(pol._bc[b] + a * pooled) / (pol._be[b] + a) for b in range(N_BUCKETS)]
         self._parents: dict[int, list[float]] = {}
         self._rows: dict[int, list[float]] = {}
