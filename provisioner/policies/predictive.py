@@ -68,6 +68,10 @@ users plus Poisson background demand:
   base stock, Poisson demand at the observed connect rate (``rate * B``), with weight
   ``e / (e + evidence_connects)``: sensible from the first connects, the model's own once
   it has seen a few dozen.
+* **Prior.** Before any connect the pooled hazard is its prior, ``prior_hazard_b``
+  connects per user per B with ``prior_exposure_b`` user-B of pseudo-exposure (its
+  pseudo-connects count in ``e``): browsing users are expected to connect, so the first
+  connects can find a node booted ahead.
 * **Rates** (arrivals, disconnects, background, connects) are EWMAs corrected for their
   start-up bias (:class:`~provisioner.policies.rate.WarmRate`), so a cold start reads
   the rates seen so far instead of zero (and the spike detector, fast over slow, does not
