@@ -103,7 +103,12 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--node-api-url", envvar="PROVISIONER_NODE_API_URL", default="http://localhost:8080")
+@click.option(
+    "--node-api-url",
+    envvar="PROVISIONER_NODE_API_URL",
+    default="http://localhost:8080",
+    help="Base URL of the Node Management API (http:// or https://).",
+)
 @click.option(
     "--metrics-port",
     envvar="PROVISIONER_METRICS_PORT",
@@ -153,15 +158,17 @@ def cli() -> None:
     envvar="PROVISIONER_MIN_SPARE",
     type=click.IntRange(min=0),
     default=None,
-    help="Spare nodes kept whatever the forecast (predictive 0, basestock 1); "
-    "static: the pool size (4).",
+    help="A policy knob: spare nodes the policy adds to its own target (predictive 0, "
+    "basestock 1); static: the pool size (4). For an operator's floor that holds for "
+    "every policy and that the reaper respects, use --min-ready.",
 )
 @click.option(
     "--keep-alive",
     envvar="PROVISIONER_KEEP_ALIVE",
     type=FiniteFloat(min=0),
     default=60.0,
-    help="Seconds a surplus ready node may idle.",
+    help="Baselines only (static, basestock, reactive, hybrid): seconds a surplus ready "
+    "node may idle; the predictive policy's keep-alive is one learned boot time.",
 )
 @click.option(
     "--half-life",
@@ -283,8 +290,8 @@ def cli() -> None:
     envvar="PROVISIONER_MIN_READY",
     type=click.IntRange(min=0),
     default=0,
-    help="Spare nodes (ready + booting) kept whatever the policy says; the reaper leaves "
-    "them. Still under --max-nodes.",
+    help="The operator's floor: spare nodes (ready + booting) kept whatever the policy "
+    "says, and left by the reaper; still under --max-nodes.",
 )
 @click.option(
     "--lag",
