@@ -377,7 +377,10 @@ def test_a_replica_talks_to_redis_over_a_unix_socket(tmp_path: Any) -> None:
     try:
 
         async def go() -> None:
-            await eventually(lambda: asyncio.sleep(0, sock.exists()), 5.0, "the socket")
+            async def listening() -> bool:
+                return sock.exists()
+
+            await eventually(listening, 5.0, "the socket")
             worker = Worker(WorkerConfig(redis_url=f"unix://{sock}", pool="unix"))
             try:
                 assert await worker.client.ping()

@@ -21,6 +21,7 @@ from typing import Any
 
 from provisioner.bench.errors import BenchError
 from provisioner.bench.workers import run_replays
+from provisioner.policies.predictive import DEFAULT_MISS_COST_B
 from provisioner.policies.registry import make_policy
 from provisioner.sim import scenarios
 from provisioner.sim.replay import ReplayConfig, replay
@@ -53,7 +54,7 @@ SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
 }
 #: The knob value each policy ships with.
 DEFAULTS: dict[str, float] = {
-    "predictive": 33.3,
+    "predictive": DEFAULT_MISS_COST_B,
     "basestock": 1.64,
     "reactive": 0.0,
     "static": 4.0,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from provisioner.bench.errors import BenchError
-from provisioner.bench.policy import DEFAULTS
+from provisioner.bench.policy import DEFAULTS, SWEEPS
 from provisioner.bench.workers import run_replays
 from provisioner.core.leader import LeaderConfig
 from provisioner.policies.registry import make_policy
@@ -55,7 +55,7 @@ __all__ = [
 #: Each policy's knob and the settings run on the short horizon (the first is the
 #: predictive policy's shipped default; the baselines' are a few settings each).
 SETTINGS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "predictive": ("miss_cost_b", (33.3,)),
+    "predictive": (SWEEPS["predictive"][0], (DEFAULTS["predictive"],)),
     "static": ("k", (1.0, 2.0, 4.0, 8.0, 16.0)),
     "reactive": ("keep_alive_s", (0.0,)),
     "hybrid": ("keep_alive_pct", (99.0,)),

@@ -10,6 +10,7 @@ import click
 
 from provisioner.cli.extras import requires_extra
 from provisioner.cli.options import CliConfig, FiniteFloat, shared_options
+from provisioner.policies.predictive import DEFAULT_MISS_COST_B
 from provisioner.policies.registry import POLICY_NAMES
 from provisioner.sim import scenarios
 from provisioner.sim.demo import DemoConfig, compare_lines, run_demo
@@ -61,7 +62,7 @@ __all__ = ["command"]
     "--miss-cost-boots",
     "miss_cost",
     type=FiniteFloat(),
-    default=33.3,
+    default=DEFAULT_MISS_COST_B,
     show_default=True,
     help="predictive: what one miss is worth, in boot times of an idle node.",
 )

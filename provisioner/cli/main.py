@@ -41,6 +41,7 @@ from provisioner.core.keys import Channels
 from provisioner.core.leader import LeaderConfig, nodes_counted
 from provisioner.core.messages import MAX_USER_ID
 from provisioner.core.worker import WorkerConfig, run_worker
+from provisioner.policies.predictive import DEFAULT_MISS_COST_B
 from provisioner.policies.registry import POLICY_NAMES, run_knobs
 
 __all__ = ["cli", "main"]
@@ -133,7 +134,7 @@ def cli() -> None:
     "--miss-cost-boots",
     envvar="PROVISIONER_MISS_COST_BOOTS",
     type=FiniteFloat(min=0.001),
-    default=33.3,
+    default=DEFAULT_MISS_COST_B,
     help="predictive: what one miss is worth, in boot times of an idle node (its one "
     "knob); the service level c / (c + 1) is then the same at any boot time.",
 )

@@ -7,7 +7,11 @@ from typing import Any
 from provisioner.policies.base import Policy
 from provisioner.policies.basestock import BaseStockConfig, BaseStockPolicy
 from provisioner.policies.hybrid import HybridConfig, HybridHistogramPolicy
-from provisioner.policies.predictive import PredictiveConfig, PredictivePolicy
+from provisioner.policies.predictive import (
+    DEFAULT_MISS_COST_B,
+    PredictiveConfig,
+    PredictivePolicy,
+)
 from provisioner.policies.reactive import ReactivePolicy
 from provisioner.policies.static import StaticPoolPolicy
 
@@ -33,7 +37,7 @@ def _config(cls: Any, knobs: dict[str, float]) -> Any:
 def run_knobs(
     policy: str,
     *,
-    miss_cost_b: float = 33.3,
+    miss_cost_b: float = DEFAULT_MISS_COST_B,
     miss_cost: float | None = None,
     keep_alive: float = 60.0,
     z: float = 1.64,

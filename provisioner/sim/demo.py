@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.harness import Procs, free_port, private_redis, wait_http
+from provisioner.policies.predictive import DEFAULT_MISS_COST_B
 from provisioner.policies.registry import make_policy, run_knobs
 from provisioner.sim import scenarios
 from provisioner.sim.progress import watch
@@ -76,7 +77,7 @@ class DemoConfig:
     redis_url: str | None = None
     policy: str = "predictive"
     keep_alive_s: float = 60.0
-    miss_cost_b: float = 33.3
+    miss_cost_b: float = DEFAULT_MISS_COST_B
     channel_prefix: str = ""
     logdir: str | None = None
     pool: str = "default"
