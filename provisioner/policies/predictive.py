@@ -42,8 +42,16 @@ users plus Poisson background demand:
   = 1.8`` (``cold``) a 2 B half-life leaves 31% relative error and 10 B 14%; the noise
   does not average out, as the reaper keeps the largest target of ``hold_b`` B.  Users
   who will *arrive* within B and connect within it add ``arrival_rate * B * p_new``.
-* **Returns.** Allocated nodes freed by disconnects within B come back to the pool:
-  ``release_credit * disconnect_rate * B`` is subtracted.
+* **Returns.** Allocated nodes freed by disconnects come back to the pool.  The mean
+  session ``W`` is Little's law (``L = lambda W``: the time-averaged allocated nodes over
+  the release rate; Little, "A proof for the queuing formula L = lambda W", 1961); with
+  sessions taken as exponential, a running session ends within B with ``p = 1 - exp(-B /
+  W)`` and a connect within B is still in session at B with ``phi = p W / B``.  The stock
+  covers the connects still in session at B (a thinned count: mean ``phi mu``, variance
+  ``phi^2 var + phi (1 - phi) mu``) less ``release_credit`` times the expected ends of the
+  running sessions, ``allocated * p``, never more than the releases seen in one B (a
+  spike's sessions have just begun and end later than an exponential session says); the
+  credited ends add their binomial variance (times ``release_credit^2``).
 * **Spikes.** New users arriving at a short-term rate (half-life a quarter of the long one)
   above ``spike_ratio`` times the long-term rate scale the forecast by the ratio (at most 4).
 
@@ -67,7 +75,9 @@ users plus Poisson background demand:
 * **Fallback.** A model that has learned from ``e`` connects is blended with a model-free
   base stock, Poisson demand at the observed connect rate (``rate * B``), with weight
   ``e / (e + evidence_connects)``: sensible from the first connects, the model's own once
-  it has seen a few dozen.
+  it has seen a few dozen.  The fallback starts from the model's forecast and trusts the
+  observed rate with weight ``1 - 2^(-t / (fallback_warm_b B))`` (``t`` since the first
+  tick): a few seconds without a connect say nothing yet.
 * **Prior.** Before any connect the pooled hazard is its prior, ``prior_hazard_b``
   connects per user per B with ``prior_exposure_b`` user-B of pseudo-exposure (its
   pseudo-connects count in ``e``): browsing users are expected to connect, so the first
@@ -107,7 +117,7 @@ from statistics import NormalDist
 from typing import Any
 
 from provisioner.policies.base import Decision, Features, Observation
-from provisioner.policies.rate import WarmRate
+from provisioner.policies.rate import Level, WarmRate
 
 __all__ = [
     "DEFAULT_MISS_COST_B",
@@ -227,7 +237,8 @@ class PredictiveConfig:
         prior_exposure_b: strength of each level of the hierarchical prior, in user-B.
         rate_half_life_b: half-life of the arrival and disconnect rates, in B.
         bg_half_life_b: half-life of the background rate, in B.
-        release_credit: share of the expected node returns counted as supply, 0..1.
+        release_credit: share of the expected returns of the running sessions counted
+            as supply, 0..1 (module docstring, Returns).
         keep_alive_b: idle time before a surplus ready node goes, in B.
         spike_ratio: a spike is declared when the short-term arrival rate (half-life a
             quarter of the long one) exceeds the long-term one by this factor; the forecast
@@ -249,6 +260,11 @@ class PredictiveConfig:
         evidence_connects: the model's weight against the model-free fallback is
             ``e / (e + evidence_connects)``, ``e`` the connects it has learned from
             (0: the model alone).
+        fallback_warm_b: the fallback starts from the model's forecast and trusts the
+            observed connect rate with weight ``1 - 2^(-t / (fallback_warm_b B))``, ``t``
+            the time since the policy's first tick (0: from the first tick; fitted on
+            the tuning worlds, where 0.5 B and 0 give the same median, and the cold
+            start of ``steady`` misses 3 connects of 92 instead of 10).
     """
 
     miss_cost_b: float = DEFAULT_MISS_COST_B
@@ -272,6 +288,7 @@ class PredictiveConfig:
     drift_prior: float = 5.0
     evidence_connects: float = 10.0
     prior_hazard_b: float = 0.2
+    fallback_warm_b: float = 0.5
 
     def __post_init__(self) -> None:
         if not (self.miss_cost_b > 0 and self.memory_b > 0 and self.prior_exposure_b > 0):
@@ -292,9 +309,12 @@ class PredictiveConfig:
             raise ValueError("cal_min and cal_max must satisfy 0 < cal_min <= 1 <= cal_max")
         if not (
             self.drift_half_life_b >= 0 and self.evidence_connects >= 0
-            and self.prior_hazard_b >= 0
+            and self.prior_hazard_b >= 0 and self.fallback_warm_b >= 0
         ):  # fmt: skip
-            raise ValueError("drift_half_life_b, evidence_connects, prior_hazard_b must be >= 0")
+            raise ValueError(
+                "drift_half_life_b, evidence_connects, prior_hazard_b and fallback_warm_b "
+                "must be >= 0"
+            )
 
 
 def _poisson_quantile(lam: float, q: float) -> int:
@@ -351,10 +371,12 @@ class PredictivePolicy:
         self._arrivals_fast = WarmRate(15.0)
         self._disconnects = WarmRate(60.0)
         self._connect_rate = WarmRate(60.0)
+        self._allocated = Level()
         self._bg_last: int | None = None
         # connects the model has learned from (not forgotten: the evidence it has)
         self._learned = 0.0
         self._prev_ms: int | None = None
+        self._first_ms: int | None = None
         self._tick_s = 0.0
         # the drift check: connects of the users in the active set this tick, and the
         # forgotten sums of those connects and of what the hazards expected
@@ -574,7 +596,8 @@ class PredictivePolicy:
         )
         releases = self._disconnects.update(st.get("disconnects", 0), now)
         connects = self._connect_rate.update(st.get("connects", 0), now)
-        return _Rates(lam_bg, arrivals, spike, releases, connects)
+        allocated = self._allocated.update_level(obs.snapshot.allocated, now, hl)
+        return _Rates(lam_bg, arrivals, spike, releases, connects, allocated, boot_s)
 
     def _users(
         self, n: dict[int, list[int]], hz: _Hazards, boot_s: float, scale: float
@@ -622,23 +645,62 @@ class PredictivePolicy:
         poisson = poisson_raw * cal
         mu = (ud.mu + poisson) * rates.spike
         var = (ud.var + poisson) * rates.spike
-        # the model-free fallback: Poisson demand at the observed connect rate
-        fallback = rates.connects * boot_s * rates.spike
-        mu = evidence * mu + (1.0 - evidence) * fallback
-        var = evidence * var + (1.0 - evidence) * fallback
-        credit = self.config.release_credit * rates.releases * boot_s
+        mu, var, poisson_part = self._blend(obs.now_ms, mu, var, poisson, rates, evidence)
+        mu, var, credit, session_s = self._returns(obs.snapshot.allocated, mu, var, rates, boot_s)
         return _Forecast(
-            mu,
-            var,
-            credit,
-            evidence * poisson + (1.0 - evidence) * fallback,
-            ud,
-            rates,
-            p_new,
-            cal,
-            drift,
-            evidence,
+            mu, var, credit, poisson_part, ud, rates, p_new, cal, drift, evidence, session_s
         )
+
+    def _blend(
+        self, now_ms: int, mu: float, var: float, poisson: float, rates: _Rates, evidence: float
+    ) -> tuple[float, float, float]:
+        """The model's demand within B (mean, variance and its Poisson part) blended with
+        the model-free fallback, Poisson demand at the observed connect rate, by the
+        model's evidence (module docstring, Fallback).  The fallback starts from the
+        model's forecast and trusts the observed rate as time passes (a few seconds
+        without a connect say nothing yet)."""
+        warm = self.config.fallback_warm_b * rates.boot_s
+        start = self._first_ms if self._first_ms is not None else now_ms
+        age_s = max(0, now_ms - start) / 1000.0  # (a wall clock may step back)
+        seen = 1.0 - 0.5 ** (age_s / warm) if warm > 0 else 1.0
+        observed = rates.connects * rates.boot_s * rates.spike
+        fb_mu = seen * observed + (1.0 - seen) * mu
+        fb_var = seen * observed + (1.0 - seen) * var
+        fb_poisson = seen * observed + (1.0 - seen) * poisson * rates.spike
+        return (
+            evidence * mu + (1.0 - evidence) * fb_mu,
+            evidence * var + (1.0 - evidence) * fb_var,
+            evidence * poisson + (1.0 - evidence) * fb_poisson,
+        )
+
+    def _returns(
+        self, allocated: int, mu: float, var: float, rates: _Rates, boot_s: float
+    ) -> tuple[float, float, float, float]:
+        """Net demand within B: nodes freed by disconnects come back to the pool (module
+        docstring, Returns).
+
+        Args:
+            allocated: nodes allocated now.
+            mu, var: connects within B, mean and variance.
+            rates: this tick's rates (releases per second, the time-averaged allocated).
+            boot_s: B, seconds.
+
+        Returns:
+            ``(mu', var', credit, session_s)``: the connects still in session at B (mean
+            and variance, plus the credited returns' variance), the returns credited as
+            supply, and the mean session (Little's law, seconds; 0 before a release).
+        """
+        if rates.releases <= 0 or rates.allocated <= 0:
+            return mu, var, 0.0, 0.0
+        session_s = rates.allocated / rates.releases  # Little's law: L = lambda W
+        p = -math.expm1(-boot_s / session_s)  # a running session ends within B
+        phi = p * session_s / boot_s  # a connect within B is still in session at B
+        c = self.config.release_credit
+        # never more than the releases seen: sessions just begun (a spike's) end later
+        # than an exponential session says
+        credit = c * min(allocated * p, rates.releases * boot_s)
+        var_net = phi * phi * var + phi * (1.0 - phi) * mu + c * c * allocated * p * (1.0 - p)
+        return phi * mu, var_net, credit, session_s
 
     def decide(self, obs: Observation) -> Decision:
         """The base-stock target for this tick (module docstring)."""
@@ -653,6 +715,8 @@ class PredictivePolicy:
             gap_s = (obs.now_ms - self._prev_ms) / 1000.0
             self._tick_s = min(self._tick_s, gap_s) if self._tick_s else gap_s
         self._prev_ms = obs.now_ms
+        if self._first_ms is None:
+            self._first_ms = obs.now_ms
         f = self._forecast(obs, n, gap_s)
         miss_cost = cfg.miss_cost_s if cfg.miss_cost_s is not None else cfg.miss_cost_b * boot_s
         q = miss_cost / (miss_cost + boot_s)
@@ -718,13 +782,16 @@ class PredictivePolicy:
 
 @dataclass(frozen=True)
 class _Rates:
-    """One tick's rates, per second, and the spike factor."""
+    """One tick's rates, per second, the spike factor, the time-averaged allocated nodes
+    and the B they were taken with (seconds)."""
 
     lam_bg: float
     arrivals: float
     spike: float
     releases: float
     connects: float
+    allocated: float
+    boot_s: float
 
 
 @dataclass(frozen=True)
@@ -743,6 +810,7 @@ class _Forecast:
     calibration: float
     drift: float
     evidence: float
+    session_s: float
 
     def inputs(self) -> dict[str, float]:
         """The figures a decision stores (``explain`` shows them)."""
@@ -760,6 +828,7 @@ class _Forecast:
             "drift": round(self.drift, 3),
             "evidence": round(self.evidence, 3),
             "spike": round(r.spike, 3),
+            "session_s": round(self.session_s, 3),
         }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Rate", "WarmRate"]
+__all__ = ["Level", "Rate", "WarmRate"]
 
 
 class Rate:
@@ -54,3 +54,23 @@ class WarmRate(Rate):
         self.raw += w * (inst - self.raw)
         self.mass += w * (1.0 - self.mass)
         self.value = self.raw / self.mass
+
+
+class Level:
+    """An EWMA of a level (a gauge such as the allocated nodes), weighted by time: each
+    update weighs ``1 - 2^(-dt / half-life)``; the first update sets it."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.last_ms: int | None = None
+
+    def update_level(self, level: float, now_ms: int, half_life_s: float) -> float:
+        """Mix in ``level`` as of ``now_ms``; the current average."""
+        if self.last_ms is None:
+            self.value, self.last_ms = float(level), now_ms
+            return self.value
+        dt = (now_ms - self.last_ms) / 1000.0
+        if dt > 0 and half_life_s > 0:
+            self.value += (1.0 - 0.5 ** (dt / half_life_s)) * (level - self.value)
+            self.last_ms = now_ms
+        return self.value
