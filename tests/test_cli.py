@@ -205,7 +205,14 @@ def test_check_with_unreachable_redis_exits_1(invoke: Invoke) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "pool"), [("http://localhost:6379", "p1"), (None, "bad pool"), (None, "a{b}")]
+    ("url", "pool"),
+    [
+        ("http://localhost:6379", "p1"),
+        (None, "bad pool"),
+        (None, "a{b}"),
+        ("redis://localhost:6379/abc", "p1"),  # redis-py would use db 0 silently
+        ("redis://localhost:6379/0/x", "p1"),
+    ],
 )
 def test_malformed_url_or_pool_is_a_clear_error(redis_url: str, url: str | None, pool: str) -> None:
     result = CliRunner(env=ENV).invoke(

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from provisioner.bench.errors import BenchError
 from provisioner.harness import cpus, pin, private_redis, private_servers
 
-__all__ = ["run_replays"]
+__all__ = ["quiet_logs", "run_replays"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,7 +47,7 @@ def _worker_init(slots: Any, spare: tuple[str, int | None], bench_pid: int) -> N
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != bench_pid:  # the bench died before the call
             os._exit(1)
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
+    quiet_logs()
     try:
         url, cpu = slots.get(timeout=5.0)
     except queue.Empty:
@@ -56,10 +56,18 @@ def _worker_init(slots: Any, spare: tuple[str, int | None], bench_pid: int) -> N
     pin(0, cpu)
 
 
+def quiet_logs() -> None:
+    """The logs of a bench: warnings and errors, but not the leader's warnings of failed
+    API calls, which in a replay are the emulated faults a world draws (each 503 behind
+    the client's tries), counted in its scorecard and not news."""
+    logging.getLogger("provisioner").setLevel(logging.WARNING)
+    logging.getLogger("provisioner.core.leader").setLevel(logging.ERROR)
+
+
 def _work(args: tuple[ReplayFn[T, R], T, str]) -> R:
     """One replay in a ``--jobs`` worker (quiet logs, its own event loop), on the
     worker's own Redis if it has one, else on the url it was given."""
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
+    quiet_logs()
     replay_fn, task, url = args
     return asyncio.run(replay_fn(task, _WORKER.get("url") or url))
 

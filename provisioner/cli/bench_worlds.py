@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
+from provisioner.bench.workers import quiet_logs
 from provisioner.bench.worlds import SEEDS, SETTINGS, Set, run_worlds
 from provisioner.cli.bench import own_pools, reports_bench_errors
 from provisioner.cli.extras import requires_extra
@@ -69,7 +69,7 @@ def command(
     default 200 worlds that is 600 short and 50 long replays: 7 minutes with --jobs 2
     on the 2-core VM when nothing else runs (measured; keep 15 minutes in view).
     """
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
+    quiet_logs()
     seeds = list(SEEDS[which])[:n_worlds]
     horizons: list[worlds.Horizon] = ["short", "long"] if horizon == "both" else [horizon]  # type: ignore[list-item]
     run_worlds(

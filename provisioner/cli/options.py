@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import click
 import redis
@@ -99,6 +100,15 @@ def check_redis_url(url: str) -> None:
         click.BadParameter: the URL cannot be used; the message names the fault, never
             the URL itself (it may hold a password).
     """
+    try:
+        path = urlsplit(url).path if url.startswith(("redis://", "rediss://")) else ""
+    except ValueError:
+        path = ""  # redis-py's parse below names the fault
+    if path.strip("/") and not path.strip("/").isdigit():
+        # redis-py ignores a database that is not a number and uses db 0
+        raise click.BadParameter(
+            "the database (the URL's path) must be a number, as /0", param_hint="--redis-url"
+        )
     try:
         pool = redis.ConnectionPool.from_url(url)
         pool.make_connection()  # type: ignore[no-untyped-call,unused-ignore]
