@@ -278,8 +278,8 @@ def test_bench_worlds_does_not_log_the_emulated_api_faults(
     assert worlds.draw_world(2).error_5xx_p > 0.2
     loggers = [logging.getLogger(n) for n in ("provisioner", "provisioner.core.leader")]
     levels = [lg.level for lg in loggers]
-    args = ["--worlds", "2", "--set", "tuning", "--horizon", "short", "--policy",
-            "predictive", "--jobs", "1", "--redis-url", redis_url, "--out", str(tmp_path)]  # fmt: skip
+    args = ["--worlds", "2", "--set", "tuning", "--horizon", "short", "--policy", "predictive",
+            "--jobs", "1", "--redis-url", redis_url, "--out", str(tmp_path)]  # fmt: skip
     try:
         with caplog.at_level(logging.WARNING):
             result = CliRunner().invoke(worlds_cli.command, args)
