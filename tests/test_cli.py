@@ -170,6 +170,7 @@ def test_explain_shows_recorded_decisions_newest_first(
             }  # fmt: skip
             if i:  # the predictive policy's inputs: its forecast is shown, not `lambda`
                 fields.update(demand_mean=2.5, demand_sd=1.2, lambda_bg=0.04)
+                fields.update(release_credit=1.5, session_s=42.0)
             else:
                 fields.update({"lambda": 0.3})
             sc.record_decision(lease.token, 2_000 + i, fields)
@@ -179,6 +180,7 @@ def test_explain_shows_recorded_decisions_newest_first(
     assert len(lines) == 2
     assert "target 7" in lines[0] and "target 3" in lines[1]
     assert "demand 2.5 sd 1.2  lambda_bg 0.04" in lines[0] and "lambda 0.3" in lines[1]
+    assert "returns 1.5 (session 42.0s)" in lines[0]
     assert all("leader replica-a" in line for line in lines)
     rows = json.loads(ok(invoke("explain", "-n", "1", "--json")))
     assert len(rows) == 1 and rows[0]["target"] == "7"
