@@ -214,6 +214,7 @@ def test_check_with_unreachable_redis_exits_1(invoke: Invoke) -> None:
         (None, "a{b}"),
         ("redis://localhost:6379/abc", "p1"),  # redis-py would use db 0 silently
         ("redis://localhost:6379/0/x", "p1"),
+        ("redis://localhost:6379/\u00b2", "p1"),  # a digit to str.isdigit, not to redis-py
     ],
 )
 def test_malformed_url_or_pool_is_a_clear_error(redis_url: str, url: str | None, pool: str) -> None:

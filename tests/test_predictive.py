@@ -427,3 +427,17 @@ def test_a_level_average_weighs_each_value_by_the_time_it_held() -> None:
     assert lvl.update_level(10, 0, 5.0) == 10.0  # the first value sets it
     assert lvl.update_level(0, 5000, 5.0) == pytest.approx(5.0)  # one half-life
     assert lvl.update_level(0, 5000, 5.0) == pytest.approx(5.0)  # no time, no weight
+
+
+def test_a_long_quiet_stretch_with_a_node_allocated_does_not_stop_the_policy() -> None:
+    """Review finding: one node allocated and no disconnect for hours, the release rate
+    decays to a denormal, W = allocated / releases overflowed to inf and p W / B was
+    NaN: every tick raised (at tick 4,091 with B = 2 s) and the leader stopped scaling."""
+    pol = PredictivePolicy()
+    n = {0: [3, 0, 0, 0, 0, 0, 0]}
+    for t in range(1, 6000):
+        stats = {"connects": 1, "disconnects": 1 if t > 2 else 0}
+        snap = PoolSnapshot(0, 0, 1, 0, 0, 3, 0, 0, stats)
+        d = pol.decide(Observation(t * 1000, snap, 2.0, {"n": n, "hazard": {}}))
+        assert 0 <= d.target_spare < 100
+        assert math.isfinite(d.inputs["demand_mean"]) and math.isfinite(d.inputs["session_s"])

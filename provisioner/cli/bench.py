@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from provisioner.bench.policy import (
     run_bench,
     verdicts,
 )
+from provisioner.bench.workers import quiet_logs
 from provisioner.cli.extras import requires_extra
 from provisioner.cli.lazy import LazyGroup
 from provisioner.cli.options import (
@@ -161,7 +161,7 @@ def policy_cmd(
     each of the --jobs replays at once has a private redis-server, started from PATH
     and stopped at the end; with --pin (the default) replay and server share one CPU.
     """
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
+    quiet_logs()
     todo = list(names) or [n for n in scenarios.names()]
     unknown = set(todo) - set(scenarios.names())
     if unknown:

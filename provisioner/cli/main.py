@@ -567,7 +567,7 @@ def explain(obj: CliConfig, count: int, as_json: bool) -> None:
             why = (
                 f"demand {r.get('demand_mean')} sd {r.get('demand_sd')}"
                 f"  lambda_bg {r.get('lambda_bg', '-')}"
-                f"  returns {r.get('release_credit', '-')} (session {r.get('session_s', '-')}s)"
+                f"  returns {r.get('release_credit', '-')} (session {r.get('session_s') or '-'}s)"
             )
         else:
             why = f"lambda {r.get('lambda', '-')}"

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import click
 import redis
@@ -104,7 +104,8 @@ def check_redis_url(url: str) -> None:
         path = urlsplit(url).path if url.startswith(("redis://", "rediss://")) else ""
     except ValueError:
         path = ""  # redis-py's parse below names the fault
-    if path.strip("/") and not path.strip("/").isdigit():
+    db = unquote(path).strip("/")  # as redis-py reads it
+    if db and not (db.isascii() and db.isdigit()):
         # redis-py ignores a database that is not a number and uses db 0
         raise click.BadParameter(
             "the database (the URL's path) must be a number, as /0", param_hint="--redis-url"

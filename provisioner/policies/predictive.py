@@ -150,6 +150,8 @@ _KEY_CELL = {_HAZARD_KEYS[c][b]: (c, b) for c in range(N_CLASSES) for b in range
 _DRIFT_MIN = 0.05
 #: A forecast below this many connects is not settled (it says nothing of the model's bias).
 _NEGLIGIBLE = 0.05
+#: Below this B / W (W the mean session) no session ends within B (and W is past measuring).
+_TINY_X = 1e-9
 #: Where a user of the open last bucket is taken to be, in boot times.
 _LAST_MID_B = 6.0
 #: The scale factor of the forgotten sums is folded back into them beyond this.
@@ -688,19 +690,27 @@ class PredictivePolicy:
         Returns:
             ``(mu', var', credit, session_s)``: the connects still in session at B (mean
             and variance, plus the credited returns' variance), the returns credited as
-            supply, and the mean session (Little's law, seconds; 0 before a release).
+            supply, and the mean session (Little's law, seconds; 0 before a release, or
+            when releases have stopped for so long that it is past measuring).
         """
-        if rates.releases <= 0 or rates.allocated <= 0:
+        if not (rates.releases > 0 and rates.allocated > 0):
             return mu, var, 0.0, 0.0
-        session_s = rates.allocated / rates.releases  # Little's law: L = lambda W
-        p = -math.expm1(-boot_s / session_s)  # a running session ends within B
-        phi = p * session_s / boot_s  # a connect within B is still in session at B
+        # x = B / W, W = allocated / releases (Little's law: L = lambda W), in this form
+        # as the release rate decays toward 0 in a long quiet stretch (W overflows to inf,
+        # and p W / B would be 0 * inf = NaN) and the allocated average toward 0
+        x = boot_s * rates.releases / rates.allocated
+        p = -math.expm1(-x)  # a running session ends within B
+        if x < _TINY_X:
+            phi, session_s = 1.0, 0.0  # no session ends within B
+        else:
+            phi = p / x  # a connect within B is still in session at B: p W / B
+            session_s = boot_s / x if math.isfinite(x) else 0.0
         c = self.config.release_credit
         # never more than the releases seen: sessions just begun (a spike's) end later
         # than an exponential session says
-        credit = c * min(allocated * p, rates.releases * boot_s)
-        var_net = phi * phi * var + phi * (1.0 - phi) * mu + c * c * allocated * p * (1.0 - p)
-        return phi * mu, var_net, credit, session_s
+        ends = min(allocated * p, rates.releases * boot_s)
+        var_net = phi * phi * var + phi * (1.0 - phi) * mu + c * c * ends * (1.0 - p)
+        return phi * mu, var_net, c * ends, session_s
 
     def decide(self, obs: Observation) -> Decision:
         """The base-stock target for this tick (module docstring)."""
