@@ -423,10 +423,10 @@ def test_returns_credited_never_exceed_the_releases_seen() -> None:
 
 
 def test_a_level_average_weighs_each_value_by_the_time_it_held() -> None:
-    lvl = Level()
-    assert lvl.update_level(10, 0, 5.0) == 10.0  # the first value sets it
-    assert lvl.update_level(0, 5000, 5.0) == pytest.approx(5.0)  # one half-life
-    assert lvl.update_level(0, 5000, 5.0) == pytest.approx(5.0)  # no time, no weight
+    lvl = Level(5.0)
+    assert lvl.update(10, 0) == 10.0  # the first value sets it
+    assert lvl.update(0, 5000) == pytest.approx(5.0)  # one half-life
+    assert lvl.update(0, 5000) == pytest.approx(5.0)  # no time, no weight
 
 
 def test_a_long_quiet_stretch_with_a_node_allocated_does_not_stop_the_policy() -> None:

@@ -373,7 +373,7 @@ class PredictivePolicy:
         self._arrivals_fast = WarmRate(15.0)
         self._disconnects = WarmRate(60.0)
         self._connect_rate = WarmRate(60.0)
-        self._allocated = Level()
+        self._allocated = Level(60.0)
         self._bg_last: int | None = None
         # connects the model has learned from (not forgotten: the evidence it has)
         self._learned = 0.0
@@ -579,7 +579,7 @@ class PredictivePolicy:
         """Update the rate EWMAs from the counters; the spike factor (module docstring)."""
         cfg = self.config
         hl = cfg.rate_half_life_b * boot_s
-        for r in (self._arrivals, self._disconnects, self._connect_rate):
+        for r in (self._arrivals, self._disconnects, self._connect_rate, self._allocated):
             r.half_life_s = hl
         self._bg.half_life_s = cfg.bg_half_life_b * boot_s
         self._arrivals_fast.half_life_s = hl / 4
@@ -598,8 +598,8 @@ class PredictivePolicy:
         )
         releases = self._disconnects.update(st.get("disconnects", 0), now)
         connects = self._connect_rate.update(st.get("connects", 0), now)
-        allocated = self._allocated.update_level(obs.snapshot.allocated, now, hl)
-        return _Rates(lam_bg, arrivals, spike, releases, connects, allocated, boot_s)
+        allocated = self._allocated.update(obs.snapshot.allocated, now)
+        return _Rates(lam_bg, arrivals, spike, releases, connects, allocated)
 
     def _users(
         self, n: dict[int, list[int]], hz: _Hazards, boot_s: float, scale: float
@@ -647,25 +647,26 @@ class PredictivePolicy:
         poisson = poisson_raw * cal
         mu = (ud.mu + poisson) * rates.spike
         var = (ud.var + poisson) * rates.spike
-        mu, var, poisson_part = self._blend(obs.now_ms, mu, var, poisson, rates, evidence)
+        mu, var, poisson_part = self._blend(obs.now_ms, mu, var, poisson, rates, evidence, boot_s)
         mu, var, credit, session_s = self._returns(obs.snapshot.allocated, mu, var, rates, boot_s)
         return _Forecast(
             mu, var, credit, poisson_part, ud, rates, p_new, cal, drift, evidence, session_s
         )
 
     def _blend(
-        self, now_ms: int, mu: float, var: float, poisson: float, rates: _Rates, evidence: float
-    ) -> tuple[float, float, float]:
+        self, now_ms: int, mu: float, var: float, poisson: float, rates: _Rates, evidence: float,
+        boot_s: float,
+    ) -> tuple[float, float, float]:  # fmt: skip
         """The model's demand within B (mean, variance and its Poisson part) blended with
         the model-free fallback, Poisson demand at the observed connect rate, by the
         model's evidence (module docstring, Fallback).  The fallback starts from the
         model's forecast and trusts the observed rate as time passes (a few seconds
         without a connect say nothing yet)."""
-        warm = self.config.fallback_warm_b * rates.boot_s
+        warm = self.config.fallback_warm_b * boot_s
         start = self._first_ms if self._first_ms is not None else now_ms
         age_s = max(0, now_ms - start) / 1000.0  # (a wall clock may step back)
         seen = 1.0 - 0.5 ** (age_s / warm) if warm > 0 else 1.0
-        observed = rates.connects * rates.boot_s * rates.spike
+        observed = rates.connects * boot_s * rates.spike
         fb_mu = seen * observed + (1.0 - seen) * mu
         fb_var = seen * observed + (1.0 - seen) * var
         fb_poisson = seen * observed + (1.0 - seen) * poisson * rates.spike
@@ -792,8 +793,8 @@ class PredictivePolicy:
 
 @dataclass(frozen=True)
 class _Rates:
-    """One tick's rates, per second, the spike factor, the time-averaged allocated nodes
-    and the B they were taken with (seconds)."""
+    """One tick's rates, per second, the spike factor and the time-averaged allocated
+    nodes."""
 
     lam_bg: float
     arrivals: float
@@ -801,7 +802,6 @@ class _Rates:
     releases: float
     connects: float
     allocated: float
-    boot_s: float
 
 
 @dataclass(frozen=True)

@@ -57,20 +57,22 @@ class WarmRate(Rate):
 
 
 class Level:
-    """An EWMA of a level (a gauge such as the allocated nodes), weighted by time: each
-    update weighs ``1 - 2^(-dt / half-life)``; the first update sets it."""
+    """An EWMA of a level (a gauge such as the allocated nodes), weighted by time, with a
+    half-life in seconds (as :class:`Rate`): each update weighs ``1 - 2^(-dt /
+    half-life)``; the first update sets it."""
 
-    def __init__(self) -> None:
+    def __init__(self, half_life_s: float) -> None:
+        self.half_life_s = half_life_s
         self.value = 0.0
         self.last_ms: int | None = None
 
-    def update_level(self, level: float, now_ms: int, half_life_s: float) -> float:
+    def update(self, level: float, now_ms: int) -> float:
         """Mix in ``level`` as of ``now_ms``; the current average."""
         if self.last_ms is None:
             self.value, self.last_ms = float(level), now_ms
             return self.value
         dt = (now_ms - self.last_ms) / 1000.0
-        if dt > 0 and half_life_s > 0:
-            self.value += (1.0 - 0.5 ** (dt / half_life_s)) * (level - self.value)
+        if dt > 0 and self.half_life_s > 0:
+            self.value += (1.0 - 0.5 ** (dt / self.half_life_s)) * (level - self.value)
             self.last_ms = now_ms
         return self.value
