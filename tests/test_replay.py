@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -625,3 +626,48 @@ def test_emulated_5xx_delay_or_fail_calls_as_the_client_s_retries_would(
     assert flaky.violations == 0 and flaky.connects == 30
     with pytest.raises(ValueError, match="error_5xx_p"):
         ReplayConfig(error_5xx_p=1.0)
+
+
+def test_emulated_5xx_draws_do_not_depend_on_the_order_of_the_api_calls() -> None:
+    """A delete's 503s are drawn for its node, so deleting a then b or b then a gives each
+    the same waits (they were one stream, drawn in the order the leader's tasks reached
+    the API, so a replay with 503s varied between runs)."""
+    from provisioner.core.clock import VirtualClock
+    from provisioner.core.nodeapi import CreateFailed, NodeApiError
+    from provisioner.sim.replay import _World
+
+    wl = _workload(n=4, gap_s=12.0, lead_s=2.0)
+
+    def deleted_at(order: list[int]) -> dict[str, int]:
+        world = _World(wl, VirtualClock(1_000_000), ReplayConfig(error_5xx_p=0.6, seed=3))
+        nodes: list[str] = []
+        while len(nodes) < 40:
+            with contextlib.suppress(CreateFailed):  # every try got a 503
+                nodes.append(asyncio.run(world.create()))
+        for i in order:
+            with contextlib.suppress(NodeApiError):  # likewise, also order-free
+                asyncio.run(world.delete(nodes[i]))
+        return {n: r["delete_ms"] for n, r in world.ledger.items()}
+
+    forward = deleted_at(list(range(40)))
+    assert len(set(forward.values())) > 3  # some waited for retries, by different amounts
+    assert deleted_at(list(reversed(range(40)))) == forward
+
+
+def test_a_world_with_503s_and_failed_creates_replays_the_same_twice(redis_url: str) -> None:
+    """Tuning world 21 (47% of calls answer 503, so creates fail and the leader backs off
+    with jitter) gave other figures on each run until the fault draws and the backoff's
+    jitter were seeded per replay."""
+    from provisioner.bench import worlds as bench_worlds
+
+    params, wl = bench_worlds._world(21, "short")
+    assert params.error_5xx_p > 0.4
+    tick = bench_worlds.tick_for(params.boot_mean_s)
+    cfg = ReplayConfig(tick_s=tick, seed=21, error_5xx_p=params.error_5xx_p)
+    leader = bench_worlds.live_leader_config(tick, cfg.maintenance_every)
+    cards = [
+        asyncio.run(replay(wl, make_policy("predictive"), redis_url, cfg, leader)).scorecard
+        for _ in range(2)
+    ]
+    assert cards[0].connects > 100 and cards[0].misses > 0
+    assert asdict(cards[0]) == asdict(cards[1])

@@ -200,6 +200,8 @@ class Leader:
         replica_id: this replica's id (the lease holder name).
         config: timing.
         metrics: where to count.
+        rng: draws the jitter of the create backoff; a fresh unseeded generator when
+            None (a replay passes a seeded one, so it replays the same).
     """
 
     def __init__(
@@ -211,6 +213,7 @@ class Leader:
         replica_id: str,
         config: LeaderConfig,
         metrics: Metrics,
+        rng: random.Random | None = None,
     ) -> None:
         self.coord = coord
         self.api = api
@@ -219,6 +222,7 @@ class Leader:
         self.replica_id = replica_id
         self.config = config
         self.metrics = metrics
+        self._rng = rng if rng is not None else random.Random()
         self.token: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sem = asyncio.Semaphore(config.max_inflight)
@@ -565,7 +569,7 @@ class Leader:
         """Back off from a failing API: creates pause 2^k seconds (capped), with jitter."""
         self._create_fail_streak += 1
         pause = min(self.config.max_create_backoff_s, 2.0 ** min(self._create_fail_streak, 10))
-        pause_ms = int(pause * random.uniform(0.5, 1.0) * 1000)
+        pause_ms = int(pause * self._rng.uniform(0.5, 1.0) * 1000)
         self._create_paused_until_ms = self.clock.now_ms() + pause_ms
 
     async def _delete(self, node: str, known: bool = True) -> None:

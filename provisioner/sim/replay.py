@@ -109,8 +109,10 @@ class ReplayConfig:
             tries, waits of ``U(0, min(max, initial * 2^i))``, as tenacity's random
             exponential wait): a create whose every try fails raises ``CreateFailed``,
             else its boot starts after the waits; a delete whose every try fails raises
-            ``NodeApiError``.  Drawn from a generator of its own, so 0 leaves every other
-            draw as it was.
+            ``NodeApiError``.  Creates draw from a generator of their own, in the order
+            they reach the API; a delete from one keyed by its node, so the order in
+            which the leader's create and delete tasks interleave changes no draw, and
+            0 leaves every other draw as it was.
         stall_timeout_s: wall seconds (> 0) the replay may go without finishing a tick, a
             history walk call or an expiry call before it gives up (:class:`ReplayStalled`;
             ValueError at construction otherwise). Its Redis client reads without a
@@ -190,29 +192,27 @@ class _World:
         self.heap: list[tuple[int, int, str, str]] = []  # (t_ms, seq, node, status)
         self._seq = itertools.count()
         self._ids = itertools.count(1)
-        self._faults = random.Random(f"replay-5xx:{cfg.seed}")
+        self._create_faults = random.Random(f"replay-5xx:{cfg.seed}")
         self._client = NodeApiConfig()
 
-    def _retries_s(self) -> float | None:
+    def _retries_s(self, faults: random.Random | None) -> float | None:
         """The client's waits before a call gets through the emulated 503s, seconds; None
-        when every try fails."""
+        when every try fails.  ``faults`` draws them; None when ``error_5xx_p`` is 0."""
         p = self.cfg.error_5xx_p
         waited = 0.0
         c = self._client
         for i in range(c.attempts):
-            if not (p and self._faults.random() < p):
+            if faults is None or faults.random() >= p:
                 return waited
             if i + 1 < c.attempts:
-                waited += self._faults.uniform(
-                    0.0, min(c.backoff_max_s, c.backoff_initial_s * 2**i)
-                )
+                waited += faults.uniform(0.0, min(c.backoff_max_s, c.backoff_initial_s * 2**i))
         return None
 
     def _at(self, t_ms: int, node: str, status: str) -> None:
         heapq.heappush(self.heap, (t_ms, next(self._seq), node, status))
 
     async def create(self) -> str:
-        waited = self._retries_s()
+        waited = self._retries_s(self._create_faults if self.cfg.error_5xx_p else None)
         if waited is None:
             raise CreateFailed("503 Service Unavailable (emulated)")
         now = self.clock.now_ms() + int(waited * 1000)
@@ -242,7 +242,10 @@ class _World:
         rec = self.ledger.get(node_id)
         if rec is None or rec["delete_ms"] is not None or rec["terminated_ms"] is not None:
             raise NodeGone(node_id)
-        waited = self._retries_s()
+        faults = None
+        if self.cfg.error_5xx_p:
+            faults = random.Random(f"replay-5xx:{self.cfg.seed}:delete:{node_id}")
+        waited = self._retries_s(faults)
         if waited is None:
             raise NodeApiError("503 Service Unavailable (emulated)")
         now = self.clock.now_ms() + int(waited * 1000)
@@ -652,7 +655,10 @@ async def replay(
     channels = Channels(prefix=f"{pool}.", pool=pool)
     coord = Coordinator(client, pool, channels, default_boot_s=leader_cfg.default_boot_s)
     world = _World(wl, clock, cfg)
-    leader = Leader(coord, world, policy, clock, "replay", leader_cfg, Metrics())
+    leader = Leader(
+        coord, world, policy, clock, "replay", leader_cfg, Metrics(),
+        rng=random.Random(f"replay-leader:{cfg.seed}"),
+    )  # fmt: skip
     started = time.perf_counter()
     records = _Records(world)
     progress = _Progress()
