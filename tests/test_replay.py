@@ -652,6 +652,20 @@ def test_emulated_5xx_draws_do_not_depend_on_the_order_of_the_api_calls() -> Non
     forward = deleted_at(list(range(40)))
     assert len(set(forward.values())) > 3  # some waited for retries, by different amounts
     assert deleted_at(list(reversed(range(40)))) == forward
+    # a DELETE that failed draws afresh when asked again (not the same doomed draws:
+    # a node whose every delete failed was never deleted, at 26x the oracle's cost)
+    failed = [n for n, t in forward.items() if t is None]
+    assert failed
+    world = _World(wl, VirtualClock(1_000_000), ReplayConfig(error_5xx_p=0.6, seed=3))
+    for _ in range(40):
+        with contextlib.suppress(CreateFailed, NodeApiError):
+            asyncio.run(world.create())
+    for node in world.ledger:
+        for _ in range(20):
+            with contextlib.suppress(NodeApiError):
+                asyncio.run(world.delete(node))
+                break
+    assert all(r["delete_ms"] is not None for r in world.ledger.values())
 
 
 def test_a_world_with_503s_and_failed_creates_replays_the_same_twice(redis_url: str) -> None:

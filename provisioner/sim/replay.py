@@ -110,7 +110,8 @@ class ReplayConfig:
             exponential wait): a create whose every try fails raises ``CreateFailed``,
             else its boot starts after the waits; a delete whose every try fails raises
             ``NodeApiError``.  Creates draw from a generator of their own, in the order
-            they reach the API; a delete from one keyed by its node, so the order in
+            they reach the API; a delete from one keyed by its node and how many times
+            it was asked to delete it, so the order in
             which the leader's create and delete tasks interleave changes no draw, and
             0 leaves every other draw as it was.
         stall_timeout_s: wall seconds (> 0) the replay may go without finishing a tick, a
@@ -243,8 +244,9 @@ class _World:
         if rec is None or rec["delete_ms"] is not None or rec["terminated_ms"] is not None:
             raise NodeGone(node_id)
         faults = None
-        if self.cfg.error_5xx_p:
-            faults = random.Random(f"replay-5xx:{self.cfg.seed}:delete:{node_id}")
+        if self.cfg.error_5xx_p:  # the n-th DELETE of this node
+            n = rec["delete_calls"] = rec.get("delete_calls", 0) + 1
+            faults = random.Random(f"replay-5xx:{self.cfg.seed}:delete:{node_id}:{n}")
         waited = self._retries_s(faults)
         if waited is None:
             raise NodeApiError("503 Service Unavailable (emulated)")
