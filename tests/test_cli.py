@@ -656,3 +656,21 @@ def test_every_float_option_refuses_nan_and_inf() -> None:
                  ("--user-ttl-boots", "nan"), ("--default-boot", "nan")):  # fmt: skip
         res = CliRunner().invoke(cli, ["run", *args, "--node-api-url", "http://127.0.0.1:1"])
         assert res.exit_code == 2 and "not a finite number" in res.output, (args, res.output)
+
+
+def test_no_help_text_shows_an_unbounded_range_as_none() -> None:
+    """New-user finding: a FiniteFloat without bounds showed ``[default: 20.0; x<=None]``
+    in ``--help`` (click describes a range with no bounds so); it says ``finite``."""
+    ctx = click.Context(cli)
+    shown = []
+    for cmd in _all_commands(cli, ctx):
+        with click.Context(cmd, info_name=cmd.name) as c:
+            text = cmd.get_help(c)
+        if "None" in text:
+            shown.append(cmd.name)
+    assert shown == []
+    with click.Context(cli) as c:
+        run = cli.get_command(c, "mock-node-api")
+        assert run is not None
+        with click.Context(run, info_name="mock-node-api") as rc:
+            assert "finite]" in " ".join(run.get_help(rc).split())
