@@ -194,6 +194,14 @@ def test_unknown_status(status: str) -> None:
     assert kind_of(decode_node_status, payload) == "unknown_status"
 
 
+@pytest.mark.parametrize("node_id", [".", ".."])
+def test_a_dot_segment_is_not_a_node_id(node_id: str) -> None:
+    """Break-test finding: a DELETE of node ``..`` is normalised to ``DELETE /api/``."""
+    payload = json.dumps({"node_id": node_id, "status": "booting"})
+    assert kind_of(decode_node_status, payload) == "bad_node_id"
+    assert decode_node_status(json.dumps({"node_id": "...", "status": "ready"})).node_id == "..."
+
+
 @pytest.mark.parametrize("decode", ALL_DECODERS, ids=lambda d: d.__name__)
 @pytest.mark.parametrize(
     "ident",

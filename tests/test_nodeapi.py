@@ -208,6 +208,24 @@ def test_delete_of_an_unknown_node_is_node_gone(redis_url: str, pool: str, node_
     run(body)
 
 
+@pytest.mark.parametrize("node_id", [".", ".."])
+def test_delete_of_a_dot_segment_is_refused_without_a_request(
+    redis_url: str, pool: str, node_id: str
+) -> None:
+    """Break-test finding: ``quote`` leaves ``.`` and ``..`` as they are and the URL is
+    normalised, so DELETE of node ``..`` went to ``/api/`` (the collection on a real API)."""
+
+    async def body() -> None:
+        async with world(redis_url, pool) as w, NodeApi(client_config(w.url)) as api:
+            kept = await api.create()
+            with pytest.raises(NodeApiError, match="dot segment") as info:
+                await api.delete(node_id)
+            assert not isinstance(info.value, NodeGone)
+            assert w.mock.node(kept).delete_ms is None  # type: ignore[union-attr]
+
+    run(body)
+
+
 def test_delete_with_5xx_fails_after_retries_but_is_not_gone(
     redis_url: str, pool: str, caplog: pytest.LogCaptureFixture
 ) -> None:

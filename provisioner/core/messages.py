@@ -30,6 +30,9 @@ __all__ = [
 MAX_USER_ID = 128
 #: Node ids are whatever the API returned; we accept up to this many characters.
 MAX_NODE_ID = 256
+#: Node ids refused: in ``DELETE /api/nodes/{id}`` every URL normaliser resolves them
+#: (RFC 3986, section 5.2.4), so ``..`` would DELETE ``/api/``.
+DOT_SEGMENTS = frozenset({".", ".."})
 #: Payloads longer than this are rejected before parsing (bytes).
 MAX_PAYLOAD_BYTES = 4096
 
@@ -174,6 +177,8 @@ def decode_node_status(data: bytes | str) -> NodeStatusMsg:
     """
     msg = _decode(_status_dec, data, _NODE)
     _check_printable(msg.node_id, "bad_node_id")
+    if msg.node_id in DOT_SEGMENTS:
+        raise BadInput("bad_node_id", f"a dot segment cannot name a node: {msg.node_id!r}")
     return msg
 
 

@@ -25,6 +25,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from provisioner.core.messages import DOT_SEGMENTS
+
 __all__ = [
     "CreateFailed",
     "CreateUncertain",
@@ -150,7 +152,7 @@ class NodeApi:
                     node_id = body["id"]
                 except (ValueError, KeyError, TypeError, aiohttp.ContentTypeError) as e:
                     raise CreateUncertain(f"POST answered {resp.status} without an id") from e
-                if not isinstance(node_id, str) or not node_id:
+                if not isinstance(node_id, str) or not node_id or node_id in DOT_SEGMENTS:
                     raise CreateUncertain(f"POST answered a bad id {node_id!r}")
                 return node_id
         except aiohttp.ClientConnectorError:
@@ -163,8 +165,11 @@ class NodeApi:
 
         Raises:
             NodeGone: 404, the node does not exist.
-            NodeApiError: still failing after the retries.
+            NodeApiError: still failing after the retries; or ``node_id`` is ``.`` or
+                ``..``, which no URL path can carry (no request is sent).
         """
+        if node_id in DOT_SEGMENTS:
+            raise NodeApiError(f"DELETE {node_id!r}: a dot segment cannot name a node")
         try:
             async for attempt in self._retrying(_Retryable):
                 with attempt:
