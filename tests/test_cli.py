@@ -250,6 +250,7 @@ def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
         (("run", "--tick", "0"), "--tick"),
         (("run", "--keep-alive", "-5"), "--keep-alive"),
         (("run", "--lease-ttl", "0"), "--lease-ttl"),
+        (("run", "--lease-ttl", "1.5", "--tick", "1"), "twice --tick"),
         (("--log-level", "bogus", "status"), "--log-level"),
         (("simulate", "--time-scale", "0"), "--time-scale"),
         (("simulate", "--time-scale", "-1"), "--time-scale"),
@@ -264,6 +265,22 @@ def test_bad_option_values_are_usage_errors(
     result = CliRunner(env=ENV).invoke(cli, ["--redis-url", redis_url, *args])
     assert result.exit_code == 2, result.output
     assert says in result.output and "Traceback" not in result.output
+
+
+def test_run_on_a_metrics_port_in_use_is_a_clear_error(redis_url: str, pool: str) -> None:
+    """Break-test finding: ``run --metrics-port`` on a port in use died with a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner(env=ENV).invoke(
+            cli,
+            ["--redis-url", redis_url, "--pool", pool, "run", "--metrics-host", "127.0.0.1",
+             "--metrics-port", str(port), "--node-api-url", "http://127.0.0.1:1"],
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"cannot serve /metrics on 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(

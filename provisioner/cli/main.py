@@ -35,7 +35,7 @@ from provisioner.cli.options import (
     pass_cli_config,
 )
 from provisioner.core.coordinator import DEFAULT_USER_TTL_B, Coordinator
-from provisioner.core.errors import ScriptError, raise_for_code
+from provisioner.core.errors import ListenError, ScriptError, raise_for_code
 from provisioner.core.invariants import check_invariants
 from provisioner.core.keys import Channels
 from provisioner.core.leader import LeaderConfig, nodes_counted
@@ -339,6 +339,12 @@ def run(
         raise click.BadParameter(
             f"{node_api_url!r}: expected an http:// or https:// URL", param_hint="--node-api-url"
         )
+    if lease_ttl < 2 * tick:
+        raise click.BadParameter(
+            f"{lease_ttl} is under twice --tick {tick}: the leader renews its lease once a "
+            "tick, so it would lapse between renewals and change hands over and over",
+            param_hint="--lease-ttl",
+        )
     if max_nodes is not None and max_nodes < min_ready:
         raise click.BadParameter(
             f"{max_nodes} is below --min-ready {min_ready}: the floor could never be held",
@@ -379,7 +385,10 @@ def run(
         ingest_lag_s=lag,
         **extra,  # type: ignore[arg-type]
     )
-    asyncio.run(run_worker(cfg))
+    try:
+        asyncio.run(run_worker(cfg))
+    except ListenError as e:
+        raise click.ClickException(str(e)) from e
 
 
 async def _status(obj: CliConfig) -> dict[str, Any]:

@@ -47,6 +47,11 @@ class ProvisionerError(Exception):
     """Base of every error this package raises on purpose."""
 
 
+class ListenError(ProvisionerError):
+    """The metrics and health server cannot listen where it was told (port in use, address
+    not local, no permission)."""
+
+
 class ScriptLoadError(ProvisionerError):
     """A Lua file cannot be loaded: bad header, key count or include."""
 

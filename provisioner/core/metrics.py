@@ -13,6 +13,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from provisioner.core.errors import ListenError
+
 __all__ = ["Metrics", "serve_metrics"]
 
 
@@ -135,6 +137,9 @@ async def serve_metrics(
         metrics: what ``/metrics`` serves.
         host, port: where to listen.
         healthy: coroutine answering ``(ok, reason)`` for ``/healthz``.
+
+    Raises:
+        ListenError: it cannot listen on ``host:port`` (the message says why).
     """
 
     async def metrics_h(_: web.Request) -> web.Response:
@@ -151,5 +156,9 @@ async def serve_metrics(
     app.router.add_get("/healthz", health_h)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise ListenError(f"cannot serve /metrics on {host}:{port}: {e.strerror or e}") from e
     return runner
