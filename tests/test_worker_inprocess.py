@@ -392,3 +392,24 @@ def test_a_replica_talks_to_redis_over_a_unix_socket(tmp_path: Any) -> None:
     finally:
         srv.terminate()
         srv.wait(5)
+
+
+def test_a_task_that_fails_for_good_stops_the_replica_loudly(redis_url: str, pool: str) -> None:
+    """Break-test finding: with ``P:seq`` turned into a hash, the ingest and marker tasks
+    ended on a script error their handlers do not retry, and the replica ran on without
+    them, holding the lease and logging nothing. Now the replica stops with TaskFailed
+    naming the task (``run`` exits 1 with that message)."""
+    from provisioner.core.errors import TaskFailed
+
+    async def body() -> None:
+        with pytest.raises(TaskFailed, match="ended: WrongTypeError"):
+            async with stack(redis_url, pool) as st:
+                await st.r.delete(st.keys.seq)
+                await st.r.hset(st.keys.seq, "a", "b")
+
+                async def ended() -> bool:
+                    return st.task.done()
+
+                await eventually(ended, 10, "the replica to stop")
+
+    run(body)

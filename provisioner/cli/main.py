@@ -35,7 +35,7 @@ from provisioner.cli.options import (
     pass_cli_config,
 )
 from provisioner.core.coordinator import DEFAULT_USER_TTL_B, Coordinator
-from provisioner.core.errors import ListenError, ScriptError, raise_for_code
+from provisioner.core.errors import ListenError, ScriptError, TaskFailed, raise_for_code
 from provisioner.core.invariants import check_invariants
 from provisioner.core.keys import Channels
 from provisioner.core.leader import LeaderConfig, nodes_counted
@@ -387,7 +387,7 @@ def run(
     )
     try:
         asyncio.run(run_worker(cfg))
-    except ListenError as e:
+    except (ListenError, TaskFailed) as e:
         raise click.ClickException(str(e)) from e
 
 

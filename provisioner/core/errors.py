@@ -52,6 +52,11 @@ class ListenError(ProvisionerError):
     not local, no permission)."""
 
 
+class TaskFailed(ProvisionerError):
+    """A replica's task (ingest, markers, maintenance, leader) ended on an error it does not
+    retry; the replica stopped (the message names the task and the error)."""
+
+
 class ScriptLoadError(ProvisionerError):
     """A Lua file cannot be loaded: bad header, key count or include."""
 

@@ -46,7 +46,7 @@ from tenacity import (
 
 from provisioner.core.clock import Clock, WallClock
 from provisioner.core.coordinator import DEFAULT_USER_TTL_B, Coordinator
-from provisioner.core.errors import Code, ScriptError, raise_for_code
+from provisioner.core.errors import Code, ScriptError, TaskFailed, raise_for_code
 from provisioner.core.keys import Channels
 from provisioner.core.leader import Leader, LeaderConfig
 from provisioner.core.logutil import LogLimiter
@@ -214,16 +214,40 @@ class Worker:
                     asyncio.create_task(self._maintenance(stop), name="maintenance"),
                     asyncio.create_task(self.leader.run(stop), name="leader"),
                 ]
-                await stop.wait()
+                failed = await self._supervise(tasks, stop)
                 await asyncio.wait(tasks, timeout=10.0)
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                if failed is not None:
+                    raise TaskFailed(failed)
         finally:
             if runner is not None:
                 await runner.cleanup()
             await self.client.aclose()
             log.info("replica %s stopped", self.config.replica_id)
+
+    @staticmethod
+    async def _supervise(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> str | None:
+        """Wait for ``stop``; a task that ends before it (an error its own handlers do not
+        retry, e.g. a key of the wrong type) is logged and stops the replica, so it cannot
+        run on half dead, holding the lease with ingest gone. Returns what failed, or None.
+        """
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        for t in tasks:
+            if t.done() and not stop.is_set():
+                exc = t.exception()
+                what = f"task {t.get_name()} ended: " + (
+                    f"{type(exc).__name__}: {exc}" if exc else "returned"
+                )
+                log.critical("%s; stopping the replica", what, exc_info=exc)
+                stop.set()
+                return what
+        return None
 
     async def health(self) -> tuple[bool, str]:
         """``/healthz``: Redis answers and the subscription is live."""
