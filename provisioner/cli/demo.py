@@ -131,6 +131,8 @@ def command(
         out = card.to_dict() if rep is None else {"live": card.to_dict(), "replay": rep.to_dict()}
         click.echo(json.dumps(out, indent=2))
     else:
+        if rep is not None:
+            click.echo("live run:")
         click.echo(format_scorecard(card))
         if rep is not None:
             click.echo("")
