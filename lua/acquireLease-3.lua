@@ -3,7 +3,10 @@
   token; a holder that still holds it just extends it (same token).
 
   KEYS[1] leader       hash    holder, token, expires_ms
-  KEYS[2] lease_token  string  fencing token counter (only ever grows)
+  KEYS[2] lease_token  string  fencing token counter; a missing one starts at now_ms, so a
+                               pool whose keys were lost hands out larger tokens than
+                               before (it would take more than one take per ms to overtake
+                               the clock) and a deposed leader's token is never reissued
   KEYS[3] stats        hash    counters (leader_changes)
 
   ARGV[1] holder   string, the replica id
@@ -34,6 +37,7 @@ if cur[1] and expires >= now_ms then
   end
   return {HELD, cur[2], cur[1], expires}
 end
+if redis.call('EXISTS', K.lease_token) == 0 then redis.call('SET', K.lease_token, now_ms) end
 local token = tostring(redis.call('INCR', K.lease_token))
 redis.call('HSET', K.leader, 'holder', holder, 'token', token, 'expires_ms', now_ms + ttl,
   'since_ms', now_ms)

@@ -15,8 +15,13 @@
   ARGV[2] interval_ms  integer >= 0
   ARGV[3] channel      the marker channel
   ARGV[4] new_secret   random string, stored only when no secret exists yet
+  ARGV[5] floor_seq    integer >= 0 (optional, 0): the highest seq the caller has seen; a
+                       counter below it (the pool's keys deleted, or a Redis without
+                       persistence restarted) is raised to it first, so message ids only
+                       grow and no replica takes the new markers for stale ones
 
-  Returns {code, seq}: OK (published seq) | IGNORED (too soon) | ERR_BAD_ARG.
+  Returns {code, seq, raised}: OK (published seq; raised 1 when the floor raised the
+  counter) | IGNORED (too soon) | ERR_BAD_ARG.
 ]]
 --- @include "codes"
 --- @include "util"
@@ -25,8 +30,9 @@ local now_ms = ms_arg(ARGV[1])
 local interval = int_arg(ARGV[2])
 local channel = ARGV[3]
 local new_secret = ARGV[4]
+local floor_seq = int_arg(ARGV[5] or '0')
 if now_ms == nil or interval == nil or interval < 0 or not channel or not new_secret
-  or #new_secret < 16 then
+  or #new_secret < 16 or floor_seq == nil or floor_seq < 0 then
   return {ERR_BAD_ARG, 0}
 end
 if not types_ok({[K.seq] = 'string', [K.seq_last_ms] = 'string', [K.seq_secret] = 'string'}) then
@@ -37,8 +43,13 @@ local last = tonumber(redis.call('GET', K.seq_last_ms) or '-1')
 if last >= 0 and now_ms >= last and now_ms - last < interval then return {IGNORED, 0} end
 redis.call('SET', K.seq_secret, new_secret, 'NX')
 local secret = redis.call('GET', K.seq_secret)
+local raised = 0
+if tonumber(redis.call('GET', K.seq) or '0') < floor_seq then
+  redis.call('SET', K.seq, floor_seq)
+  raised = 1
+end
 local seq = redis.call('INCR', K.seq)
 redis.call('SET', K.seq_last_ms, now_ms)
 local body = seq .. ':' .. now_ms
 redis.call('PUBLISH', channel, body .. ':' .. redis.sha1hex(secret .. ':' .. body .. ':' .. secret))
-return {OK, seq}
+return {OK, seq, raised}

@@ -206,6 +206,21 @@ def test_allocated_node_terminated_puts_user_first_and_replaces(
     assert sc.invariants() == []
 
 
+def test_a_deposed_leader_s_token_is_not_reissued_after_the_keys_are_lost(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """Break-test finding: with the pool's keys lost the token counter began again at 1, so
+    a leader deposed by the loss could hold the same token as its successor and pass the
+    fence until its next renewal. A missing counter starts at now_ms."""
+    a = sc.acquire_lease("a", 1_000_000, 1000)
+    for k in sc.keys.all():
+        r.delete(k)
+    b = sc.acquire_lease("b", 1_000_010, 1000)
+    assert b.held and int(b.token) > int(a.token)
+    with pytest.raises(FencedError):
+        sc.create_intents(a.token, 1_000_020, ["x"])
+
+
 def test_lease_fencing(sc: SyncCoord) -> None:
     a = sc.acquire_lease("a", 0, 1000)
     assert a.held
@@ -316,9 +331,9 @@ def test_markers_are_throttled_and_published(sc: SyncCoord, r: redis.Redis) -> N
     ps = r.pubsub()
     ps.subscribe(sc.channels.marker)
     ps.get_message(timeout=1)
-    assert sc.emit_marker(1000, 100) == 1
-    assert sc.emit_marker(1050, 100) == 0
-    assert sc.emit_marker(1100, 100) == 2
+    assert sc.emit_marker(1000, 100) == (1, False)
+    assert sc.emit_marker(1050, 100) == (0, False)
+    assert sc.emit_marker(1100, 100) == (2, False)
     msgs = [ps.get_message(timeout=1)["data"] for _ in range(2)]  # type: ignore[index]
     secret = r.get(sc.keys.seq_secret)
     assert secret and len(secret) == 32
@@ -329,6 +344,24 @@ def test_markers_are_throttled_and_published(sc: SyncCoord, r: redis.Redis) -> N
     assert not seq.on_marker(forged, secret)  # bad tag
     assert not seq.on_marker("100000000000:0", secret)  # no tag
     assert seq.on_marker(msgs[1], secret) and seq.seq == 2
+
+
+def test_a_marker_counter_below_the_floor_seen_is_raised_to_it(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """Break-test finding: after the pool's keys were deleted (or Redis restarted without
+    persistence) the counter began again at 1, and every running replica, whose sequence
+    was higher, ignored the new markers as old. A replica passes the highest seq it has
+    seen; the counter never runs below it, and never goes back."""
+    assert sc.emit_marker(1000, 0, 0) == (1, False)
+    for k in (sc.keys.seq, sc.keys.seq_last_ms, sc.keys.seq_secret):
+        r.delete(k)  # the pool's keys gone
+    assert sc.emit_marker(2000, 0, 5_000) == (5_001, True)  # raised: the state was lost
+    assert sc.emit_marker(3000, 0, 10) == (5_002, False)  # a lower floor changes nothing
+    assert sc.emit_marker(4000, 0) == (5_003, False)
+    with pytest.raises(BadArgumentError):
+        sc.emit_marker(5000, 0, -1)
+    assert r.get(sc.keys.seq) == "5003"
 
 
 def test_bad_input_counted_once_per_message(sc: SyncCoord, r: redis.Redis) -> None:

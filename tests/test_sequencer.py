@@ -222,7 +222,7 @@ def test_two_subscribers_name_real_pubsub_messages_identically(
 
     def marker(now_ms: int) -> None:
         nonlocal sent
-        assert sc.emit_marker(now_ms, 0) > 0
+        assert sc.emit_marker(now_ms, 0)[0] > 0
         sent += 1
 
     pub(ch.activity, json.dumps({"user_id": "u1", "timestamp": 1}))
@@ -238,7 +238,7 @@ def test_two_subscribers_name_real_pubsub_messages_identically(
     pub(ch.connect, connect)
     marker(1050)  # a replica with a slower clock: the seq still increases
     pub(ch.connect, connect)
-    assert sc.emit_marker(1060, 10_000) == 0  # throttled: nothing published
+    assert sc.emit_marker(1060, 10_000) == (0, False)  # throttled: nothing published
 
     got_early = drain(early, sent)
     got_late = drain(late, sent - before_late)

@@ -413,3 +413,32 @@ def test_a_task_that_fails_for_good_stops_the_replica_loudly(redis_url: str, poo
                 await eventually(ended, 10, "the replica to stop")
 
     run(body)
+
+
+def test_markers_go_on_after_the_pool_s_keys_are_deleted(redis_url: str, pool: str) -> None:
+    """Break-test finding: with the pool's keys deleted under a running replica (FLUSHDB,
+    or Redis restarted without persistence) the marker counter began again at 1 and the
+    replica ignored every new marker as older than its own, for as long as it took the
+    counter to catch up (minutes; days on a pool that ran long), and nothing said the
+    pool's state was lost. The replica's floor keeps the counter above every id it used,
+    and raising it is logged and counted."""
+
+    async def body() -> None:
+        async with stack(redis_url, pool) as st:
+            w = st.worker
+            await asyncio.sleep(0.3)
+            before = w.seq.seq
+            assert before is not None and before > 1
+            bad = w.metrics.bad_markers._value.get()
+            keys = [k async for k in st.r.scan_iter(match=f"*{pool}*", count=1000)]
+            assert st.keys.seq in keys
+            await st.r.delete(*keys)
+
+            async def past() -> bool:
+                return (w.seq.seq or 0) > before + 2
+
+            await eventually(past, 5, "markers above the sequence used before")
+            assert w.metrics.bad_markers._value.get() == bad
+            assert w.metrics.pool_resets._value.get() == 1  # and it said so
+
+    run(body)

@@ -617,12 +617,27 @@ class Coordinator:
         return True
 
     # -- maintenance (any replica) ----------------------------------------------
-    async def emit_marker(self, now_ms: int, interval_ms: int) -> int:
-        """Publish a shared-sequence marker if the last is old enough; 0 if not."""
+    async def emit_marker(
+        self, now_ms: int, interval_ms: int, floor_seq: int = 0
+    ) -> tuple[int, bool]:
+        """Publish a shared-sequence marker if the last is old enough.
+
+        Args:
+            now_ms: unix ms.
+            interval_ms: publish only when the last marker is at least this old.
+            floor_seq: the highest sequence number the caller has seen: a counter below it
+                (the pool's keys were deleted, or Redis restarted without persistence) is
+                raised to it first, so message ids only grow.
+
+        Returns:
+            ``(seq, raised)``: the published sequence number (0 when it was too soon) and
+            whether the floor raised the counter.
+        """
         res = await self._run(
-            "emitMarker", now_ms, interval_ms, self.channels.marker, self._new_secret
-        )
-        return int(res[1])
+            "emitMarker", now_ms, interval_ms, self.channels.marker, self._new_secret,
+            floor_seq,
+        )  # fmt: skip
+        return int(res[1]), bool(int(res[2])) if len(res) > 2 else False
 
     async def marker_secret(self) -> str | None:
         """Read-only: the pool's marker secret (None until the first marker)."""

@@ -66,6 +66,12 @@ class Metrics:
             "Marker-channel messages ignored (bad tag, malformed, out of range, old)",
             registry=r,
         )
+        self.pool_resets = Counter(
+            "provisioner_pool_resets",
+            "Times the pool's marker secret changed under this replica (the pool's state "
+            "was lost: keys deleted, or Redis restarted without persistence)",
+            registry=r,
+        )
         self.gap_markers = Counter(
             "provisioner_subscription_gap_markers",
             "Markers missed while resubscribing (each ~ one marker interval of lost messages)",

@@ -297,7 +297,7 @@ class Worker:
         self.metrics.subscribed.set(1)
         self._last_marker = time.monotonic()
         log.info("subscribed to %s", ", ".join(self.channels.inbound()))
-        await self.coord.emit_marker(self.clock.now_ms(), 0)
+        await self._emit_marker(0)
 
     def _before_retry(self, state: RetryCallState) -> None:
         self.metrics.reconnects.inc()
@@ -473,15 +473,37 @@ class Worker:
                 out += [[int(c), 0] for c in res[1:]]
         return out
 
+    async def _emit_marker(self, interval_ms: int) -> None:
+        """Publish a marker if it is time, with the highest sequence number this replica
+        has seen as the counter's floor; the floor raising the counter means the pool's
+        state was lost (its keys deleted, or Redis restarted without persistence): say so.
+        """
+        _, raised = await self.coord.emit_marker(
+            self.clock.now_ms(), interval_ms, self._last_seq or 0
+        )
+        if raised:
+            self.metrics.pool_resets.inc()
+            log.error(
+                "the pool's state is lost: its marker counter was below the sequence "
+                "already used (its keys were deleted, or Redis restarted without "
+                "persistence); nodes created before are no longer tracked and may still "
+                "run (docs/operations.md#state-lost)"
+            )
+
     async def _on_marker(self, data: str | bytes) -> None:
         self._last_marker = time.monotonic()
-        if not self.seq.on_marker(str(data), self._secret):
+        text = str(data)
+        # no secret: none was read yet (the pool had no marker when this replica
+        # subscribed); a marker is never taken unchecked
+        ok = self._secret is not None and self.seq.on_marker(text, self._secret)
+        if not ok:
             # the secret may be new (a Redis without persistence restarted): re-read
             # it once, then judge again; every replica reaches the same verdict
             self._secret = await self.coord.marker_secret()
-            if not self.seq.on_marker(str(data), self._secret):
-                self.metrics.bad_markers.inc()
-                self._limiter.warn("marker", "ignored marker %s", truncate(data))
+            ok = self._secret is not None and self.seq.on_marker(text, self._secret)
+        if not ok:
+            self.metrics.bad_markers.inc()
+            self._limiter.warn("marker", "ignored marker %s", truncate(data))
         elif self._gap_from is not None and self.seq.seq is not None:
             self.metrics.gap_markers.inc(max(0, self.seq.seq - self._gap_from - 1))
             self._gap_from = None
@@ -509,7 +531,7 @@ class Worker:
         interval_ms = int(self.config.marker_interval_s * 1000)
         while not stop.is_set():
             try:
-                await self.coord.emit_marker(self.clock.now_ms(), interval_ms)
+                await self._emit_marker(interval_ms)
             except (RedisError, OSError) as e:
                 self._limiter.warn("marker-emit", "marker not published: %s", e)
             with contextlib.suppress(TimeoutError):
