@@ -212,3 +212,25 @@ def test_cli_command(redis_url: str, pool: str) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["stopped_early"] is True and summary["activity"] > 50
+
+
+def test_a_redis_restart_mid_run_is_retried_not_fatal(pool: str) -> None:
+    """Break-test finding: ``simulate`` exited on any Redis restart (the replicas and the
+    mock recovered). A publish that finds Redis down is retried until it is back, and every
+    event still goes out, in order."""
+    from provisioner.harness import local_redis
+
+    with local_redis() as server:
+
+        async def main() -> SimResult:
+            task = asyncio.create_task(run_simulation(TINY, server.url, 2.0, pool, retry_s=20))
+            await asyncio.sleep(0.6)  # t = 1.2 s: u1 connected; u2's connect due at 1.0 s
+            await asyncio.to_thread(server.stop)
+            await asyncio.sleep(0.7)  # u2's connect finds Redis down
+            await asyncio.to_thread(server.restart)  # starts it again on the same port
+            return await task
+
+        res = asyncio.run(main())
+    assert not res.stopped_early
+    kinds = [(p.kind, p.user_id) for p in res.published]
+    assert kinds == [(e.kind, e.user_id) for e in TINY.events]

@@ -16,13 +16,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from provisioner.sim.workload import Event, EventKind, Workload
+
+log = logging.getLogger(__name__)
 
 CHANNELS: dict[EventKind, str] = {
     "activity": "user:activity",
@@ -113,22 +125,42 @@ class SimResult:
         }
 
 
+def _warn_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("publish failed (%s: %s); retrying", type(exc).__name__, exc)
+
+
 async def _publish(
-    client: aioredis.Redis, events: Sequence[Event], channel_prefix: str, res: SimResult
+    client: aioredis.Redis,
+    events: Sequence[Event],
+    channel_prefix: str,
+    res: SimResult,
+    retry_s: float = 30.0,
 ) -> None:
     """Publish ``events`` (one PUBLISH, or a pipeline of several) stamped with the wall
-    time now, and record them (and who is connected after them) in ``res``."""
+    time now, and record them (and who is connected after them) in ``res``.  A lost
+    connection (Redis restarting) is retried for up to ``retry_s`` seconds; a batch cut
+    off mid-way is sent again whole, so some of its messages may go out twice (the service
+    counts duplicates and changes nothing for them)."""
     wall_s = time.time()
     batch = []
     for ev in events:
         batch.append((ev, channel(ev.kind, channel_prefix), payload(ev, wall_s)))
-    if len(batch) == 1:
-        await client.publish(batch[0][1], batch[0][2])
-    else:
-        async with client.pipeline(transaction=False) as pipe:
-            for _, ch, data in batch:
-                pipe.publish(ch, data)
-            await pipe.execute()
+    async for attempt in AsyncRetrying(
+        wait=wait_random_exponential(multiplier=0.1, max=2.0),
+        stop=stop_after_delay(retry_s),
+        retry=retry_if_exception_type((RedisConnectionError, RedisTimeoutError, OSError)),
+        before_sleep=_warn_retry,
+        reraise=True,
+    ):
+        with attempt:
+            if len(batch) == 1:
+                await client.publish(batch[0][1], batch[0][2])
+            else:
+                async with client.pipeline(transaction=False) as pipe:
+                    for _, ch, data in batch:
+                        pipe.publish(ch, data)
+                    await pipe.execute()
     wall_ms = time.time() * 1000.0
     for ev, ch, data in batch:
         res.published.append(Published(wall_ms, ev.t_s, ev.kind, ev.user_id, ch, data))
@@ -147,6 +179,7 @@ async def run_simulation(
     *,
     max_wall_s: float | None = None,
     result: SimResult | None = None,
+    retry_s: float = 30.0,
 ) -> SimResult:
     """Publish the workload's events on Redis Pub/Sub in (scaled) real time.
 
@@ -159,6 +192,8 @@ async def run_simulation(
         channel_prefix: Prepended to each channel name.
         stop_event: When set, the run stops before the next publish.
         max_wall_s: Stop after this many wall seconds (events due later are not sent).
+        retry_s: how long a publish is retried while Redis cannot be reached (a restart),
+            seconds; then its error is raised.
         result: A :class:`SimResult` to fill (lets a caller watch the ground truth live);
             a new one by default.
 
@@ -198,7 +233,7 @@ async def run_simulation(
             while j < n and start + events[j].t_s / time_scale <= now:
                 j += 1
             j = max(j, i + 1)
-            await _publish(client, events[i:j], channel_prefix, res)
+            await _publish(client, events[i:j], channel_prefix, res, retry_s)
             i = j
     finally:
         res.ended_ms = time.time() * 1000.0
