@@ -261,6 +261,13 @@ def test_bench_worlds_end_to_end(redis_url: str, tmp_path: Path) -> None:
     again = CliRunner().invoke(worlds_cli.command, [*args, "--resume"])
     assert again.exit_code == 0, again.output
     assert "0 replays on 2 held-out worlds (2 kept)" in again.output
+    # break-test finding: a narrower --resume rewrote worlds.json without the rows outside
+    # its selection; it is refused and the file is left as it was
+    before = (tmp_path / "worlds.json").read_text()
+    narrower = [*args[:1], "1", *args[2:], "--resume"]
+    refused = CliRunner().invoke(worlds_cli.command, narrower)
+    assert refused.exit_code != 0 and "outside this run's selection" in refused.output
+    assert (tmp_path / "worlds.json").read_text() == before
 
 
 def test_bench_worlds_is_a_bench_command() -> None:

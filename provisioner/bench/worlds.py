@@ -524,15 +524,16 @@ def run_worlds(
     plot them (worlds.png) and ``echo`` the table and the dominance lines.
 
     Args:
-        resume: keep the rows of an earlier worlds.json and run only the missing replays.
+        resume: keep the rows of an earlier worlds.json and run only the missing replays
+            (refused when it holds rows outside this selection: nothing is dropped).
         echo: called with each line of text (progress, then the results).
 
     Returns:
         Every row, kept and new.
 
     Raises:
-        BenchError: with ``resume``, the earlier worlds.json does not hold rows; or a
-            worker process died.
+        BenchError: with ``resume``, the earlier worlds.json does not hold rows, or holds
+            rows outside this selection; or a worker process died.
     """
     tasks = plan(seeds, horizons, policies)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -540,7 +541,14 @@ def run_worlds(
     rows: list[WorldRow] = []
     if resume and results.is_file():
         todo = {(t.seed, t.horizon, t.policy, t.value) for t in tasks}
-        rows = [r for r in load_rows(results) if r.key() in todo]
+        rows = load_rows(results)
+        outside = [r for r in rows if r.key() not in todo or r.set != which]
+        if outside:
+            raise BenchError(
+                f"{results} holds {len(outside)} rows outside this run's selection (another "
+                "--set, --worlds, --horizon or --policy); --resume would drop them: run the "
+                "same selection again, or use another --out"
+            )
         have = {r.key() for r in rows}
         tasks = [t for t in tasks if (t.seed, t.horizon, t.policy, t.value) not in have]
     started = time.perf_counter()
