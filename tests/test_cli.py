@@ -312,13 +312,23 @@ def test_mock_api_on_a_taken_port_is_a_clear_error(redis_url: str) -> None:
     assert "cannot serve on 127.0.0.1" in result.output
 
 
+@pytest.mark.parametrize(
+    ("attr", "write", "says"),
+    [
+        ("node_state", lambda r, k: r.set(k, "junk"), "is a string, the scripts expect a hash"),
+        # break-test finding: with these two, `check` said ok while no replica could work
+        ("seq", lambda r, k: r.hset(k, "a", "b"), "is a hash, the scripts expect a string"),
+        ("leader", lambda r, k: r.set(k, "x"), "is a string, the scripts expect a hash"),
+    ],
+)
 def test_check_on_a_key_of_the_wrong_type_blames_the_state_not_redis(
-    invoke: Invoke, r: redis.Redis, pool: str
+    invoke: Invoke, r: redis.Redis, pool: str, attr: str, write: Any, says: str
 ) -> None:
-    r.set(PoolKeys(pool).node_state, "junk")
+    key = getattr(PoolKeys(pool), attr)
+    write(r, key)
     result = invoke("check")
     assert result.exit_code == 1
-    assert "pool state unreadable" in result.output and "WRONGTYPE" in result.output
+    assert f"key {key} {says}" in result.output and "redis unavailable" not in result.output
 
 
 # --- The shared options: before or after the command, one meaning each -----------------

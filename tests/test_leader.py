@@ -239,3 +239,33 @@ def test_the_policy_plans_with_a_censored_boot_time_until_the_first_boot_is_seen
     assert planning_boot_s(empty, now - 95_000, now, 30.0) == 95.0
     seen = PoolSnapshot(0, 1, 0, 0, 0, 0, 0, 0, boot=BootStats(n=1, mean_s=4.0))
     assert planning_boot_s(seen, now - 95_000, now, 30.0) == 4.0
+
+
+def test_a_lease_key_of_the_wrong_type_is_said_once_not_a_traceback_a_tick(
+    sc: SyncCoord, r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Break-test finding: with ``P:leader`` a string, every tick logged a full traceback
+    (``WrongTypeError: acquireLease refused``), unthrottled. A refusal by the pool's state
+    is one warning per period, naming the way to find the key."""
+    import asyncio
+    import logging
+
+    r.set(sc.keys.leader, "x")
+    cfg = LeaderConfig(tick_s=0.02, lease_ttl_s=1, default_boot_s=10)
+    leader = Leader(
+        sc.coord, RecordingApi(), StaticPoolPolicy(0, 60), VirtualClock(10**12), "L", cfg,
+        Metrics(),
+    )  # fmt: skip
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(leader.run(stop))
+        await asyncio.sleep(0.5)  # ~25 ticks
+        stop.set()
+        await task
+
+    with caplog.at_level(logging.INFO, logger="provisioner.core.leader"):
+        sc.run(go())
+    said = [rec for rec in caplog.records if "refused" in rec.getMessage()]
+    assert len(said) == 1 and "provisioner check" in said[0].getMessage()
+    assert not [rec for rec in caplog.records if rec.exc_info]

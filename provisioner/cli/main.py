@@ -36,7 +36,7 @@ from provisioner.cli.options import (
 )
 from provisioner.core.coordinator import DEFAULT_USER_TTL_B, Coordinator
 from provisioner.core.errors import ListenError, ScriptError, TaskFailed, raise_for_code
-from provisioner.core.invariants import check_invariants
+from provisioner.core.invariants import check_invariants, wrong_types
 from provisioner.core.keys import Channels
 from provisioner.core.leader import LeaderConfig, nodes_counted
 from provisioner.core.messages import MAX_USER_ID
@@ -482,7 +482,8 @@ async def _check(obj: CliConfig) -> list[str]:
     coord = _coordinator(obj)
     try:
         await coord.client.ping()
-        return await check_invariants(coord.client, coord.keys)
+        wrong = await wrong_types(coord.client, coord.keys)
+        return wrong or await check_invariants(coord.client, coord.keys)
     finally:
         await coord.client.aclose()
 
@@ -490,7 +491,8 @@ async def _check(obj: CliConfig) -> list[str]:
 @cli.command()
 @pass_cli_config
 def check(obj: CliConfig) -> None:
-    """Probe: exit 0 when Redis answers and every invariant holds, else 1."""
+    """Probe: exit 0 when Redis answers, every pool key has the type the scripts expect and
+    every invariant holds, else 1."""
     try:
         problems = asyncio.run(_check(obj))
     except ResponseError as e:  # Redis answered: the pool's state is what is wrong

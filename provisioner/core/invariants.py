@@ -21,8 +21,9 @@ from collections import Counter
 import redis.asyncio as aioredis
 
 from provisioner.core.keys import PoolKeys
+from provisioner.core.scripts import declared_types
 
-__all__ = ["check_invariants"]
+__all__ = ["check_invariants", "wrong_types"]
 
 _SETS = ("booting", "ready", "allocated", "terminating")
 
@@ -83,3 +84,24 @@ async def check_invariants(client: aioredis.Redis, keys: PoolKeys) -> list[str]:
     if waiting and members["ready"]:
         out.append(f"{len(waiting)} users wait while {len(members['ready'])} nodes are ready")
     return out
+
+
+async def wrong_types(client: aioredis.Redis, keys: PoolKeys) -> list[str]:
+    """Every pool key that exists with another Redis type than the scripts declare (each
+    script refuses to run on one, so a replica cannot work on that pool), one line each.
+
+    Args:
+        client: ``redis.asyncio.Redis`` with ``decode_responses=True``.
+        keys: the pool's key names.
+    """
+    expected = declared_types()
+    pipe = client.pipeline(transaction=False)
+    names = [getattr(keys, a) for a in expected]
+    for name in names:
+        pipe.type(name)
+    found = await pipe.execute()
+    return [
+        f"key {name} is a {t}, the scripts expect a {want}"
+        for name, want, t in zip(names, expected.values(), found, strict=True)
+        if t != "none" and t != want
+    ]

@@ -41,7 +41,7 @@ from tenacity import (
 
 from provisioner.core.clock import Clock
 from provisioner.core.coordinator import ApplyResult, Coordinator, TickView
-from provisioner.core.errors import FencedError
+from provisioner.core.errors import FencedError, ScriptError
 from provisioner.core.logutil import LogLimiter
 from provisioner.core.metrics import Metrics
 from provisioner.core.nodeapi import CreateFailed, CreateUncertain, NodeApiError, NodeGone
@@ -257,6 +257,10 @@ class Leader:
                     self._lost("fenced")
                 except (RedisError, OSError) as e:  # Redis down: say so, briefly
                     self._limiter.warn("step", "leader step skipped: %s: %s", type(e).__name__, e)
+                except ScriptError as e:  # the pool's state refused it: every tick would
+                    self._limiter.warn(  # say the same, so once per period
+                        "refused", "leader step refused: %s (`provisioner check` names the key)", e
+                    )
                 except Exception:  # a bug: keep the loop alive, with the traceback
                     log.exception("leader step failed")
                 with contextlib.suppress(TimeoutError):

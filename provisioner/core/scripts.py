@@ -30,10 +30,19 @@ from redis.exceptions import NoScriptError, ResponseError
 from provisioner.core.errors import ScriptLoadError
 from provisioner.core.keys import PoolKeys
 
-__all__ = ["REGISTRY", "Call", "ScriptRunner", "ScriptSpec", "load_registry", "lua_dir"]
+__all__ = [
+    "REGISTRY",
+    "Call",
+    "ScriptRunner",
+    "ScriptSpec",
+    "declared_types",
+    "load_registry",
+    "lua_dir",
+]
 
 _FILE_RE = re.compile(r"^(?P<name>[a-z][A-Za-z]+)-(?P<n>\d+)\.lua$")
-_KEY_RE = re.compile(r"^\s*KEYS\[(\d+)\]\s+(\w+)", re.MULTILINE)
+_KEY_RE = re.compile(r"^\s*KEYS\[(\d+)\]\s+(\w+)(?:[ \t]+(\w+))?", re.MULTILINE)
+_REDIS_TYPES = frozenset({"string", "hash", "zset", "set", "list", "stream"})
 _INCLUDE_RE = re.compile(r'^--- @include "([\w-]+)"\s*$', re.MULTILINE)
 
 
@@ -65,6 +74,7 @@ class ScriptSpec:
         name: the transition's name, e.g. ``connectUser``.
         num_keys: the key count from the file name.
         key_attrs: the :class:`PoolKeys` attribute of each ``KEYS[i]``, in order.
+        key_types: the Redis type the header declares for each, in order.
         source: the full Lua source sent to Redis (prelude and includes expanded).
         sha: SHA1 hex of ``source`` (what EVALSHA takes).
     """
@@ -72,6 +82,7 @@ class ScriptSpec:
     name: str
     num_keys: int
     key_attrs: tuple[str, ...]
+    key_types: tuple[str, ...]
     source: str
     sha: str
 
@@ -100,20 +111,24 @@ def _load_one(path: Path) -> ScriptSpec:
     name, n = m.group("name"), int(m.group("n"))
     text = path.read_text()
     header = text.split("]]", 1)[0] if text.startswith("--[[") else ""
-    found = [(int(i), attr) for i, attr in _KEY_RE.findall(header)]
-    if [i for i, _ in found] != list(range(1, n + 1)):
+    found = [(int(i), attr, typ) for i, attr, typ in _KEY_RE.findall(header)]
+    if [i for i, _, _ in found] != list(range(1, n + 1)):
         raise ScriptLoadError(
-            f"{path.name}: header names KEYS {[i for i, _ in found]}, expected 1..{n}"
+            f"{path.name}: header names KEYS {[i for i, _, _ in found]}, expected 1..{n}"
         )
-    attrs = tuple(a for _, a in found)
+    attrs = tuple(a for _, a, _ in found)
+    types = tuple(t for _, _, t in found)
+    for a, t in zip(attrs, types, strict=True):
+        if t not in _REDIS_TYPES:
+            raise ScriptLoadError(f"{path.name}: {a} has no Redis type in its header ({t!r})")
     probe = PoolKeys("probe")
     for a in attrs:
         if not isinstance(getattr(probe, a, None), str) or a in ("pool", "base"):
             raise ScriptLoadError(f"{path.name}: {a!r} is not a PoolKeys key")
-    prelude = "local K = {\n" + "".join(f"  {a} = KEYS[{i}],\n" for i, a in found) + "}\n"
+    prelude = "local K = {\n" + "".join(f"  {a} = KEYS[{i}],\n" for i, a, _ in found) + "}\n"
     source = prelude + _expand_includes(text, path.parent)
     sha = hashlib.sha1(source.encode()).hexdigest()
-    return ScriptSpec(name, n, attrs, source, sha)
+    return ScriptSpec(name, n, attrs, types, source, sha)
 
 
 def load_registry(folder: Path | None = None) -> dict[str, ScriptSpec]:
@@ -139,6 +154,21 @@ def load_registry(folder: Path | None = None) -> dict[str, ScriptSpec]:
 
 
 REGISTRY: dict[str, ScriptSpec] = load_registry()
+
+
+def declared_types(registry: dict[str, ScriptSpec] | None = None) -> dict[str, str]:
+    """The Redis type of every pool key a script declares: PoolKeys attribute -> type.
+
+    Raises:
+        ScriptLoadError: two scripts declare one key with different types.
+    """
+    out: dict[str, str] = {}
+    for spec in (registry or REGISTRY).values():
+        for a, t in zip(spec.key_attrs, spec.key_types, strict=True):
+            if out.setdefault(a, t) != t:
+                raise ScriptLoadError(f"{a} is declared {out[a]} and {t} ({spec.name})")
+    return out
+
 
 Call = tuple[str, Sequence[str | int | float]]
 
