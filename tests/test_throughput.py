@@ -23,16 +23,26 @@ from provisioner.core.clock import VirtualClock
 from provisioner.core.coordinator import UserRecord
 from provisioner.core.errors import BadArgumentError, Code
 from provisioner.core.keys import Channels, PoolKeys
-from provisioner.core.sequencer import POSITIONS_PER_MARKER
+from provisioner.core.sequencer import POSITIONS_PER_MARKER, marker_tag
 from provisioner.core.worker import Worker, WorkerConfig
 from tests.helpers import SyncCoord
 from tests.test_worker_inprocess import eventually, stack
 
+SECRET = "s" * 32  # the pools' marker secret here (a replica takes no marker unchecked)
+
+
+def _marker(seq: int, ms: int) -> str:
+    """A marker as emitMarker publishes it, tagged with :data:`SECRET`."""
+    return f"{seq}:{ms}:{marker_tag(SECRET, f'{seq}:{ms}')}"
+
 
 def _worker(redis_url: str, pool: str) -> Worker:
     """A worker not running its loops: messages go in through handle/handle_batch, on a
-    clock that stands still (so two pools can be compared field by field)."""
+    clock that stands still (so two pools can be compared field by field); its pool's
+    marker secret is :data:`SECRET`."""
     cfg = WorkerConfig(redis_url=redis_url, pool=pool, channel_prefix=pool + ".")
+    with redis.Redis.from_url(redis_url) as r:
+        r.set(PoolKeys(pool).seq_secret, SECRET)
     return Worker(cfg, clock=VirtualClock(1_000_000))
 
 
@@ -44,7 +54,7 @@ def _feed(ch: Channels, seq: int) -> list[tuple[str, str | bytes]]:
         return json.dumps({"user_id": u})
 
     return [
-        (ch.marker, f"{seq}:1000"),
+        (ch.marker, _marker(seq, 1000)),
         (ch.node_status, json.dumps({"node_id": "n1", "status": "booting"})),
         (ch.activity, json.dumps({"user_id": "alice", "timestamp": 1})),
         (ch.activity, json.dumps({"user_id": "bob", "timestamp": 1})),
@@ -52,7 +62,7 @@ def _feed(ch: Channels, seq: int) -> list[tuple[str, str | bytes]]:
         (ch.disconnect, user("alice")),
         (ch.connect, user("alice")),
         (ch.activity, b"\xff not json"),
-        (ch.marker, f"{seq + 1}:1100"),
+        (ch.marker, _marker(seq + 1, 1100)),
         (ch.activity, json.dumps({"user_id": "bob", "timestamp": 2})),
         (ch.connect, user("bob")),
         (ch.disconnect, user("carol")),
@@ -115,8 +125,8 @@ def test_markers_inside_a_batch_name_the_messages_after_them(redis_url: str, poo
         ch = w.channels
         act = json.dumps({"user_id": "dora", "timestamp": 1})
         await w.handle_batch(
-            [(ch.marker, "3:1"), (ch.activity, act), (ch.activity, act), (ch.marker, "4:2"),
-             (ch.activity, act)]
+            [(ch.marker, _marker(3, 1)), (ch.activity, act), (ch.activity, act),
+             (ch.marker, _marker(4, 2)), (ch.activity, act)]
         )  # fmt: skip
         rec = await w.coord.user_record("dora")
         assert rec is not None and rec.activity_count == 3
@@ -133,7 +143,7 @@ def test_batch_recovers_from_noscript(redis_url: str, pool: str, r: redis.Redis)
         ch = w.channels
         r.script_flush()
         act = [(ch.activity, json.dumps({"user_id": f"u{i}", "timestamp": 1})) for i in range(5)]
-        codes = await w.handle_batch([(ch.marker, "9:1"), *act])
+        codes = await w.handle_batch([(ch.marker, _marker(9, 1)), *act])
         assert codes[1:] == [Code.OK] * 5
         assert r.hget(w.coord.keys.stats, "activity") == "5"
         await w.client.aclose()
