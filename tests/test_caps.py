@@ -466,7 +466,7 @@ def test_status_and_explain_show_the_caps(sc: SyncCoord, redis_url: str, pool: s
     assert st["caps"] == {"max_nodes": 3, "min_ready": 1, "nodes_counted": 4, "withheld": 1}
     assert "max nodes 3 (counted now 4, boots withheld then 1)  min ready 1" in invoke("status")
     rows = json.loads(invoke("explain", "--json"))
-    assert (rows[0]["max_nodes"], rows[0]["min_ready"], rows[0]["withheld"]) == ("3", "1", "1")
+    assert (rows[0]["max_nodes"], rows[0]["min_ready"], rows[0]["withheld"]) == (3, 1, 1)
     assert "max nodes 3 (counted 0, withheld 1)  min ready 1" in invoke("explain")
 
 

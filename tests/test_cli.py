@@ -183,7 +183,10 @@ def test_explain_shows_recorded_decisions_newest_first(
     assert "returns 1.5 (session 42.0s)" in lines[0]
     assert all("leader replica-a" in line for line in lines)
     rows = json.loads(ok(invoke("explain", "-n", "1", "--json")))
-    assert len(rows) == 1 and rows[0]["target"] == "7"
+    # new-user finding: numbers came as strings ("target": "7"), times as bare epoch ms
+    assert len(rows) == 1 and rows[0]["target"] == 7 and rows[0]["demand_mean"] == 2.5
+    assert rows[0]["leader"] == "replica-a" and rows[0]["now_ms"] == 2_001
+    assert lines[0].startswith("1970-01-01T00:00:02.001Z (2001)")
 
 
 @pytest.mark.parametrize(

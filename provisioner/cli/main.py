@@ -14,7 +14,9 @@ private redis-server unless a ``--redis-url`` is given.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
+import re
 import signal
 import sys
 import time
@@ -552,6 +554,24 @@ def seed(
     click.echo(json.dumps(_run(_seed(obj, users, ready_nodes, booting_nodes, now_ms))))
 
 
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+
+
+def _typed(value: str) -> Any:
+    """A decision field as JSON has it: numbers as numbers (Redis stores strings)."""
+    if not _NUMBER.fullmatch(value):
+        return value
+    return float(value) if any(c in value for c in ".eE") else int(value)
+
+
+def _when(ms: str | None) -> str:
+    """``now_ms`` of a decision as UTC time, with the ms (what ``redis-cli`` shows)."""
+    if ms is None or not ms.isdigit():
+        return str(ms)
+    t = datetime.datetime.fromtimestamp(int(ms) / 1000, datetime.UTC)
+    return f"{t.isoformat(timespec='milliseconds').replace('+00:00', 'Z')} ({ms})"
+
+
 async def _explain(obj: CliConfig, count: int) -> list[dict[str, str]]:
     coord = _coordinator(obj)
     try:
@@ -569,7 +589,8 @@ def explain(obj: CliConfig, count: int, as_json: bool) -> None:
     """Show the latest scaling decisions with their inputs (newest first)."""
     rows = _run(_explain(obj, count))
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        typed = [{k: v if k == "state" else _typed(v) for k, v in r.items()} for r in rows]
+        click.echo(json.dumps(typed, indent=2))
         return
     if not rows:
         click.echo(f"no decisions recorded in pool {obj.pool!r} yet", err=True)
@@ -589,7 +610,7 @@ def explain(obj: CliConfig, count: int, as_json: bool) -> None:
         if "policy_target" in r:
             caps += f" (policy target {r['policy_target']})"
         click.echo(
-            f"{r.get('now_ms')}  target {r.get('target')}  spare {r.get('spare')}"
+            f"{_when(r.get('now_ms'))}  target {r.get('target')}  spare {r.get('spare')}"
             f"  waiting {r.get('waiting')}  created {r.get('created')}"
             f"  reaped {r.get('reaped_idle')}+{r.get('reaped_stuck')}"
             f"  {why}  B {r.get('boot_s', '-')}s{caps}  leader {r.get('leader')}"
