@@ -29,7 +29,7 @@ if not types_ok({[K.leader] = 'hash', [K.lease_token] = 'string', [K.stats] = 'h
   return {ERR_WRONG_TYPE, '', '', 0}
 end
 local cur = redis.call('HMGET', K.leader, 'holder', 'token', 'expires_ms')
-local expires = tonumber(cur[3] or '0')
+local expires = tonumber(cur[3] or '0') or 0  -- unreadable: expired
 if cur[1] and expires >= now_ms then
   if cur[1] == holder then
     redis.call('HSET', K.leader, 'expires_ms', now_ms + ttl)

@@ -18,10 +18,11 @@
   ARGV[5] floor_seq    integer >= 0 (optional, 0): the highest seq the caller has seen; a
                        counter below it (the pool's keys deleted, or a Redis without
                        persistence restarted) is raised to it first, so message ids only
-                       grow and no replica takes the new markers for stale ones
+                       grow and no replica takes the new markers for stale ones; so is a
+                       counter that is not a usable sequence number
 
-  Returns {code, seq, raised}: OK (published seq; raised 1 when the floor raised the
-  counter) | IGNORED (too soon) | ERR_BAD_ARG.
+  Returns {code, seq, raised}: OK (published seq; raised 1 when the counter was set to
+  the floor) | IGNORED (too soon) | ERR_BAD_ARG.
 ]]
 --- @include "codes"
 --- @include "util"
@@ -32,19 +33,23 @@ local channel = ARGV[3]
 local new_secret = ARGV[4]
 local floor_seq = int_arg(ARGV[5] or '0')
 if now_ms == nil or interval == nil or interval < 0 or not channel or not new_secret
-  or #new_secret < 16 or floor_seq == nil or floor_seq < 0 then
+  or #new_secret < 16 or floor_seq == nil or floor_seq < 0
+  or floor_seq >= 9007199253 then
   return {ERR_BAD_ARG, 0}
 end
 if not types_ok({[K.seq] = 'string', [K.seq_last_ms] = 'string', [K.seq_secret] = 'string'}) then
   return {ERR_WRONG_TYPE, 0}
 end
-local last = tonumber(redis.call('GET', K.seq_last_ms) or '-1')
+local last = tonumber(redis.call('GET', K.seq_last_ms) or '-1') or -1  -- unreadable: none
 -- a clock behind the last marker (another replica's, or one set back) does not throttle
 if last >= 0 and now_ms >= last and now_ms - last < interval then return {IGNORED, 0} end
 redis.call('SET', K.seq_secret, new_secret, 'NX')
 local secret = redis.call('GET', K.seq_secret)
+-- a counter below the floor (the keys were deleted), or one no marker can carry (not an
+-- integer, or past MAX_SEQ = floor(2^53 / 1e6) - 1, sequencer.py) is set to the floor
+local cur = tonumber(redis.call('GET', K.seq) or '0')
 local raised = 0
-if tonumber(redis.call('GET', K.seq) or '0') < floor_seq then
+if cur == nil or cur ~= math.floor(cur) or cur < floor_seq or cur >= 9007199253 then
   redis.call('SET', K.seq, floor_seq)
   raised = 1
 end

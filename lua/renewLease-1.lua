@@ -20,7 +20,7 @@ local ttl = int_arg(ARGV[4])
 if not holder or not token or now_ms == nil or ttl == nil or ttl <= 0 then return {ERR_BAD_ARG, 0} end
 if not types_ok({[K.leader] = 'hash'}) then return {ERR_WRONG_TYPE, 0} end
 local cur = redis.call('HMGET', K.leader, 'holder', 'token', 'expires_ms')
-if cur[1] ~= holder or cur[2] ~= token or tonumber(cur[3] or '0') < now_ms then
+if cur[1] ~= holder or cur[2] ~= token or (tonumber(cur[3] or '0') or 0) < now_ms then
   return {ERR_FENCED, 0}
 end
 redis.call('HSET', K.leader, 'expires_ms', now_ms + ttl)

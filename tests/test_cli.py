@@ -254,6 +254,9 @@ def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
         (("run", "--keep-alive", "-5"), "--keep-alive"),
         (("run", "--lease-ttl", "0"), "--lease-ttl"),
         (("run", "--lease-ttl", "1.5", "--tick", "1"), "twice --tick"),
+        (("run", "--metrics-port", "70000"), "--metrics-port"),  # re-test finding
+        (("run", "--metrics-port", "-1"), "--metrics-port"),
+        (("demo", "--keep-alive", "-5"), "--keep-alive"),  # it failed in the replicas, 60 s on
         (("--log-level", "bogus", "status"), "--log-level"),
         (("simulate", "--time-scale", "0"), "--time-scale"),
         (("simulate", "--time-scale", "-1"), "--time-scale"),
@@ -332,6 +335,11 @@ def test_check_on_a_key_of_the_wrong_type_blames_the_state_not_redis(
     result = invoke("check")
     assert result.exit_code == 1
     assert f"key {key} {says}" in result.output and "redis unavailable" not in result.output
+    status = invoke("status")  # re-test finding: it said WRONGTYPE and nothing more
+    if attr == "leader":  # status reads it (not every key)
+        assert status.exit_code == 1
+    if status.exit_code:
+        assert "WRONGTYPE" in status.output and "`provisioner check` names the key" in status.output
 
 
 # --- The shared options: before or after the command, one meaning each -----------------

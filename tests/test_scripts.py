@@ -221,6 +221,21 @@ def test_a_deposed_leader_s_token_is_not_reissued_after_the_keys_are_lost(
         sc.create_intents(a.token, 1_000_020, ["x"])
 
 
+def test_a_lease_with_an_unreadable_expiry_is_taken_as_expired(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """Re-test finding: ``HSET P:leader expires_ms abc`` made every lease script fail (a Lua
+    error comparing nil), and the pool had no leader. Unreadable, it has expired."""
+    a = sc.acquire_lease("a", 1000, 1000)
+    r.hset(sc.keys.leader, "expires_ms", "abc")
+    with pytest.raises(FencedError):
+        sc.create_intents(a.token, 1100, ["x"])
+    with pytest.raises(FencedError):
+        sc.renew_lease("a", a.token, 1100, 1000)
+    b = sc.acquire_lease("b", 1200, 1000)
+    assert b.held and int(b.token) > int(a.token)
+
+
 def test_lease_fencing(sc: SyncCoord) -> None:
     a = sc.acquire_lease("a", 0, 1000)
     assert a.held
@@ -362,6 +377,13 @@ def test_a_marker_counter_below_the_floor_seen_is_raised_to_it(
     with pytest.raises(BadArgumentError):
         sc.emit_marker(5000, 0, -1)
     assert r.get(sc.keys.seq) == "5003"
+    # re-test finding: a counter no marker can carry stopped every marker (a Lua error, or
+    # markers past MAX_SEQ ignored); it is set to the floor like a missing one
+    for junk in ("abc", "9999999999", "1.5"):
+        r.set(sc.keys.seq, junk)
+        assert sc.emit_marker(6000, 0, 5_003) == (5_004, True), junk
+    r.set(sc.keys.seq_last_ms, "abc")  # an unreadable last time does not throttle
+    assert sc.emit_marker(7000, 100, 5_004)[0] == 5_005
 
 
 def test_bad_input_counted_once_per_message(sc: SyncCoord, r: redis.Redis) -> None:

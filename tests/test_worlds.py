@@ -295,3 +295,25 @@ def test_bench_worlds_does_not_log_the_emulated_api_faults(
             lg.setLevel(level)
     assert result.exit_code == 0, (result.output, result.exception)
     assert not [r for r in caplog.records if "emulated" in r.getMessage()]
+
+
+def test_result_files_are_replaced_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-test finding: worlds.json was rewritten in place after every replay, and a kill
+    mid-write left it empty, so --resume lost every row. A failed write leaves the old
+    file whole and no temporary file behind."""
+    import os
+
+    from provisioner.bench.files import write_atomic
+
+    path = tmp_path / "worlds.json"
+    write_atomic(path, '{"rows": [1]}')
+    assert path.read_text() == '{"rows": [1]}'
+
+    def killed(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, '{"rows": [1, 2]}')
+    assert path.read_text() == '{"rows": [1]}'
+    assert [p.name for p in tmp_path.iterdir()] == ["worlds.json"]

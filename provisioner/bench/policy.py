@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.bench.errors import BenchError
+from provisioner.bench.files import write_atomic
 from provisioner.bench.workers import run_replays
 from provisioner.policies.predictive import DEFAULT_MISS_COST_B
 from provisioner.policies.registry import make_policy
@@ -387,7 +388,7 @@ def run_bench(
         rows.sort(
             key=lambda r: (names_order.index(r.scenario), pols_order.index(r.policy), r.value)
         )
-        results.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        write_atomic(results, json.dumps([asdict(r) for r in rows], indent=1))
         if echo and row is not None:
             echo(format_row(row))
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from provisioner.bench.errors import BenchError
+from provisioner.bench.files import write_atomic
 from provisioner.bench.policy import DEFAULTS, SWEEPS
 from provisioner.bench.workers import run_replays
 from provisioner.core.leader import LeaderConfig
@@ -501,7 +502,8 @@ def load_rows(path: Path) -> list[WorldRow]:
 
 
 def _write(path: Path, which: str, rows: list[WorldRow]) -> None:
-    path.write_text(
+    write_atomic(
+        path,
         json.dumps(
             {
                 "set": which,
@@ -510,7 +512,7 @@ def _write(path: Path, which: str, rows: list[WorldRow]) -> None:
                 "rows": [asdict(r) for r in rows],
             },
             indent=1,
-        )
+        ),
     )
 
 

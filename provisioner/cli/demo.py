@@ -47,7 +47,7 @@ __all__ = ["command"]
 )
 @click.option(
     "--keep-alive",
-    type=FiniteFloat(),
+    type=FiniteFloat(min=0),
     default=60.0,
     show_default=True,
     help="World seconds a surplus idle node may stay.",

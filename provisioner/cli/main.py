@@ -61,7 +61,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except (RedisError, OSError) as e:
-        raise click.ClickException(f"Redis: {type(e).__name__}: {e}") from e
+        hint = " (`provisioner check` names the key)" if "WRONGTYPE" in str(e) else ""
+        raise click.ClickException(f"Redis: {type(e).__name__}: {e}{hint}") from e
 
 
 def _int_or_none(v: Any) -> int | None:
@@ -115,7 +116,7 @@ def cli() -> None:
 @click.option(
     "--metrics-port",
     envvar="PROVISIONER_METRICS_PORT",
-    type=int,
+    type=click.IntRange(1, 65535),
     default=None,
     help="Serve /metrics and /healthz on this port.",
 )

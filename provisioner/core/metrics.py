@@ -68,8 +68,9 @@ class Metrics:
         )
         self.pool_resets = Counter(
             "provisioner_pool_resets",
-            "Times the pool's marker secret changed under this replica (the pool's state "
-            "was lost: keys deleted, or Redis restarted without persistence)",
+            "Times this replica found the pool's marker counter missing, unreadable or "
+            "below the sequence already used, and raised it (the pool's keys deleted, or "
+            "Redis restarted without persistence)",
             registry=r,
         )
         self.gap_markers = Counter(

@@ -475,19 +475,19 @@ class Worker:
 
     async def _emit_marker(self, interval_ms: int) -> None:
         """Publish a marker if it is time, with the highest sequence number this replica
-        has seen as the counter's floor; the floor raising the counter means the pool's
-        state was lost (its keys deleted, or Redis restarted without persistence): say so.
-        """
+        has seen as the counter's floor; the floor raising the counter means the counter
+        was lost or broken, most likely with the rest of the pool's state: say so."""
         _, raised = await self.coord.emit_marker(
             self.clock.now_ms(), interval_ms, self._last_seq or 0
         )
         if raised:
             self.metrics.pool_resets.inc()
             log.error(
-                "the pool's state is lost: its marker counter was below the sequence "
-                "already used (its keys were deleted, or Redis restarted without "
-                "persistence); nodes created before are no longer tracked and may still "
-                "run (docs/operations.md#state-lost)"
+                "the pool's marker counter was missing, unreadable or below the sequence "
+                "already used, and was raised past it: were the pool's keys deleted, or "
+                "Redis restarted without persistence? If `provisioner status` shows the "
+                "nodes gone too, the pool's state is lost and nodes created before may "
+                "still run untracked (docs/operations.md#state-lost)"
             )
 
     async def _on_marker(self, data: str | bytes) -> None:
