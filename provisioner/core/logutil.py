@@ -9,7 +9,9 @@ __all__ = ["LogLimiter"]
 
 
 class LogLimiter:
-    """At most one warning per key per ``period_s``; the next says how many it held back.
+    """At most one warning per key per ``period_s``; the next says how many of that key it
+    held back (a key is a kind of warning, e.g. ``"delete"``: those held back may be about
+    other nodes than the one the next line names).
 
     Args:
         logger: where to log.
@@ -27,7 +29,7 @@ class LogLimiter:
         now = time.monotonic()
         if now - self._last.get(key, -1e9) >= self.period_s:
             n = self._suppressed.pop(key, 0)
-            suffix = f" ({n} more suppressed)" if n else ""
+            suffix = f" ({n} more '{key}' warnings suppressed)" if n else ""
             self.logger.warning(msg + suffix, *args)
             self._last[key] = now
         else:
