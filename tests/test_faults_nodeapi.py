@@ -183,7 +183,8 @@ def test_a_status_for_a_node_we_never_created(stack_factory: Any) -> None:
 
 def test_preemption_of_an_allocated_node(stack_factory: Any) -> None:
     """The API terminates a node under its user: the user goes to the front of the
-    waitlist and gets a replacement (a second ``user:assigned``); we never DELETEd it (I2)."""
+    waitlist and gets a replacement (a second ``user:assigned``); the API ended it, not us
+    (I2: the leader's confirming DELETE of a node that ended on its own gets a 404)."""
     stack = _one(stack_factory, (), spare=1)
     assert stack.mock is not None
     _settled(stack, 1)

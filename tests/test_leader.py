@@ -269,3 +269,39 @@ def test_a_lease_key_of_the_wrong_type_is_said_once_not_a_traceback_a_tick(
     said = [rec for rec in caplog.records if "refused" in rec.getMessage()]
     assert len(said) == 1 and "provisioner check" in said[0].getMessage()
     assert not [rec for rec in caplog.records if rec.exc_info]
+
+
+def test_a_node_reported_terminated_that_we_did_not_delete_is_deleted_once(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """Break-test finding: one wrong or forged ``terminated`` for an allocated node made
+    the pool forget a node that still ran (its user got a replacement, and no DELETE was
+    ever sent). The leader DELETEs, once, every node that ended without its DELETE (a real
+    preemption answers 404); a node it deleted itself is not deleted again."""
+    clock = VirtualClock(3_000_000)
+    api = RecordingApi()
+    leader = _leader(sc, api, clock, k=2)  # a static pool of 2
+    for t in range(3_000_000, 3_003_000, 1000):
+        clock.advance_to(t)
+        _step(sc, leader)
+    a, b = api.created[:2]
+    for node in (a, b):
+        sc.node_status(node, "ready", 3_003_000)
+    sc.connect("u1", 3_003_500)
+    held = r.hget(sc.keys.user_node, "u1")
+    assert held in (a, b)
+    sc.node_status(held, "terminated", 3_004_000)  # wrong or forged: the node still runs
+    assert r.hget(sc.keys.node_state, held) == "terminated"
+    for t in range(3_004_000, 3_008_000, 1000):
+        clock.advance_to(t)
+        _step(sc, leader)
+    assert api.deleted.count(held) == 1
+    assert sc.invariants() == []
+    # nodes it deleted itself, once ended, are forgotten (not kept for ever), not re-deleted
+    other = b if held == a else a
+    leader._deleting[other] = clock.now_ms()  # as _delete records it
+    sc.node_status(other, "terminated", clock.now_ms() + 500)
+    for t in range(3_008_000, 3_011_000, 1000):
+        clock.advance_to(t)
+        _step(sc, leader)
+    assert other not in api.deleted and other not in leader._deleting

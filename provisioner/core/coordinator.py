@@ -714,6 +714,16 @@ class Coordinator:
         res = await self.client.zrangebyscore(key, "-inf", before_ms, start=0, num=limit)
         return [_s(m) for m in res]
 
+    async def members_after(
+        self, key: str, after_ms: int, until_ms: int, limit: int = 100
+    ) -> list[tuple[str, int]]:
+        """Read-only: ``(member, score)`` of sorted set ``key`` with ``after_ms < score <=
+        until_ms``, lowest score first, at most ``limit``."""
+        res: Any = await self.client.zrangebyscore(
+            key, f"({after_ms}", until_ms, start=0, num=limit, withscores=True
+        )
+        return [(_s(m), int(sc)) for m, sc in res]
+
     async def members_before_many(self, queries: Sequence[tuple[str, int, int]]) -> list[list[str]]:
         """Read-only: :meth:`members_before` for several ``(key, before_ms, limit)`` in one
         round trip (a pipeline); one list per query, in order."""

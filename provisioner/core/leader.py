@@ -227,6 +227,8 @@ class Leader:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sem = asyncio.Semaphore(config.max_inflight)
         self._deleting: dict[str, int] = {}  # node -> clock ms of our last DELETE
+        # nodes_terminated scores up to this one were confirmed (None: not yet this lease)
+        self._ended_after_ms: int | None = None
         self._ticks = 0
         self._create_fail_streak = 0
         self._create_paused_until_ms = 0  # clock ms
@@ -287,6 +289,7 @@ class Leader:
         if self.token is not None and warn:
             log.warning("leader: lost lease (%s)", why)
         self.token = None
+        self._ended_after_ms = None  # a next lease confirms from its own start
         self.metrics.lease_held.set(0)
 
     def boot_timeout_ms(self, snap: PoolSnapshot) -> int:
@@ -522,6 +525,32 @@ class Leader:
         for node in stuck:
             if now - self._deleting.get(node, 0) > c.redelete_after_s * 1000:
                 self._spawn(self._delete(node))
+        await self._confirm_ended(now)
+
+    async def _confirm_ended(self, now: int) -> None:
+        """DELETE, once, every node reported ``terminated`` that this leader did not delete
+        (a preemption, a failed boot, or a wrong or forged status): the Node API answers 404
+        for a node that really ended, and a node a wrong status left running is not left
+        billing untracked. Nodes that ended up to ``redelete_after_s`` before this leader's
+        first reconcile are covered too (what a former leader deleted gets one more 404)."""
+        lo = self._ended_after_ms
+        if lo is None:
+            lo = now - int(self.config.redelete_after_s * 1000)
+        # a tick behind: a node recorded terminated this tick may have its DELETE of ours
+        # still to start (an unknown node is recorded terminated, then deleted)
+        now -= int(self.config.tick_s * 1000)
+        if now <= lo:
+            return
+        ended = await self.coord.members_after(self.coord.keys.nodes_terminated, lo, now, 200)
+        if len(ended) == 200:  # more to come: go on from the last score, minus its ties
+            last = ended[-1][1]
+            ended = [(n, sc) for n, sc in ended if sc < last] or ended
+            now = ended[-1][1]
+        self._ended_after_ms = now
+        for node, _ in ended:
+            # ours ended: forget it (the map would grow by every node ever deleted)
+            if self._deleting.pop(node, None) is None:
+                self._spawn(self._delete(node, known=False, confirm=True))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -576,15 +605,18 @@ class Leader:
         pause_ms = int(pause * self._rng.uniform(0.5, 1.0) * 1000)
         self._create_paused_until_ms = self.clock.now_ms() + pause_ms
 
-    async def _delete(self, node: str, known: bool = True) -> None:
-        self._deleting[node] = self.clock.now_ms()
+    async def _delete(self, node: str, known: bool = True, confirm: bool = False) -> None:
+        """DELETE ``node``; a 404 of a ``known`` node records it terminated. A ``confirm``
+        DELETE (of a node that ended without ours, :meth:`_confirm_ended`) is not
+        remembered: the others stay in ``_deleting`` until the node shows as terminated."""
+        if not confirm:
+            self._deleting[node] = self.clock.now_ms()
         async with self._sem:
             try:
                 await self.api.delete(node)
                 self.metrics.node_api_calls.labels("delete", "ok").inc()
             except NodeGone:
                 self.metrics.node_api_calls.labels("delete", "gone").inc()
-                self._deleting.pop(node, None)
                 if known:
                     await self._redis_retry(
                         f"gone node {node}",
