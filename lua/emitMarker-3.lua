@@ -27,6 +27,8 @@
 --- @include "codes"
 --- @include "util"
 
+-- the largest seq a marker can carry: floor(2^53 / 1e6) - 1 (MAX_SEQ, sequencer.py)
+local MAX_SEQ = 9007199253
 local now_ms = ms_arg(ARGV[1])
 local interval = int_arg(ARGV[2])
 local channel = ARGV[3]
@@ -34,7 +36,7 @@ local new_secret = ARGV[4]
 local floor_seq = int_arg(ARGV[5] or '0')
 if now_ms == nil or interval == nil or interval < 0 or not channel or not new_secret
   or #new_secret < 16 or floor_seq == nil or floor_seq < 0
-  or floor_seq >= 9007199253 then
+  or floor_seq >= MAX_SEQ then
   return {ERR_BAD_ARG, 0}
 end
 if not types_ok({[K.seq] = 'string', [K.seq_last_ms] = 'string', [K.seq_secret] = 'string'}) then
@@ -46,10 +48,10 @@ if last >= 0 and now_ms >= last and now_ms - last < interval then return {IGNORE
 redis.call('SET', K.seq_secret, new_secret, 'NX')
 local secret = redis.call('GET', K.seq_secret)
 -- a counter below the floor (the keys were deleted), or one no marker can carry (not an
--- integer, or past MAX_SEQ = floor(2^53 / 1e6) - 1, sequencer.py) is set to the floor
+-- integer, or at MAX_SEQ or past it: its INCR would be past it) is set to the floor
 local cur = tonumber(redis.call('GET', K.seq) or '0')
 local raised = 0
-if cur == nil or cur ~= math.floor(cur) or cur < floor_seq or cur >= 9007199253 then
+if cur == nil or cur ~= math.floor(cur) or cur < floor_seq or cur >= MAX_SEQ then
   redis.call('SET', K.seq, floor_seq)
   raised = 1
 end

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from provisioner.core.errors import (
 )
 from provisioner.core.keys import PoolKeys
 from provisioner.core.scripts import REGISTRY, ScriptRunner, load_registry
-from provisioner.core.sequencer import Sequencer, marker_tag
+from provisioner.core.sequencer import MAX_SEQ, Sequencer, marker_tag
 from provisioner.policies.predictive import user_class
 from tests.helpers import SyncCoord
 
@@ -384,6 +385,12 @@ def test_a_marker_counter_below_the_floor_seen_is_raised_to_it(
         assert sc.emit_marker(6000, 0, 5_003) == (5_004, True), junk
     r.set(sc.keys.seq_last_ms, "abc")  # an unreadable last time does not throttle
     assert sc.emit_marker(7000, 100, 5_004)[0] == 5_005
+    # the script's bound is the sequencer's
+    lua = (Path(__file__).parents[1] / "lua" / "emitMarker-3.lua").read_text()
+    assert f"local MAX_SEQ = {MAX_SEQ}\n" in lua
+    r.set(sc.keys.seq, str(MAX_SEQ - 1))
+    assert sc.emit_marker(8000, 0, 5_005) == (MAX_SEQ, False)  # the last one a marker carries
+    assert sc.emit_marker(9000, 0, 5_005) == (5_006, True)
 
 
 def test_bad_input_counted_once_per_message(sc: SyncCoord, r: redis.Redis) -> None:
