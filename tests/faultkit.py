@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from provisioner.core.invariants import check_invariants
 from provisioner.core.keys import Channels, PoolKeys
+from provisioner.core.leader import UNOBSERVED_TIMEOUT_FACTOR
 from provisioner.harness import free_port
 from tests.procs import Replicas, subscribers
 from tests.procs import wait_until as _wait_until
@@ -48,6 +49,11 @@ FAST = (
     "--min-boot-timeout", "3.0", "--default-boot", "0.5", "--api-timeout", "2.0",
 )  # fmt: skip
 LIVE = ("booting", "ready", "allocated", "terminating")
+# Replica options for tests of stuck boots: before any boot is seen, a node is stuck after
+# the floor (0.3 s, over 3 x the 0.1 s default boot) x UNOBSERVED_TIMEOUT_FACTOR.  With
+# FAST's floor of 3 s that is 30 s, as long as a test's deadline (a race seen in CI).
+QUICK_STUCK = ("--min-boot-timeout", "0.3", "--default-boot", "0.1")
+QUICK_STUCK_S = 0.3 * UNOBSERVED_TIMEOUT_FACTOR
 # Deadlines are generous (a passing run never waits them out): on a 2-core machine at load
 # 15, seen while other engineers benchmark, a replica took over 30 s just to start.
 DEADLINE_SLACK = 2.0

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.faultkit import Stack, wait_until
+from tests.faultkit import QUICK_STUCK, QUICK_STUCK_S, Stack, wait_until
 from tests.helpers import SyncCoord
 
 pytestmark = pytest.mark.slow
@@ -139,23 +139,32 @@ def test_boots_that_end_terminated_are_replaced(stack_factory: Any) -> None:
 
 
 def test_a_ready_that_never_comes_is_a_stuck_boot(stack_factory: Any) -> None:
-    """The mock never publishes ``ready``: after the boot timeout (floor 3 s) the node is
-    deleted and replaced (``boot_timeouts``)."""
-    stack = _one(stack_factory, ("--lost-ready-p", "1"))
+    """The mock never publishes ``ready``: the node is deleted as stuck and replaced
+    (``boot_timeouts``) after :data:`tests.faultkit.QUICK_STUCK_S`, the timeout before
+    any boot is seen."""
+    stack: Stack = stack_factory(
+        (*BOOT, "--lost-ready-p", "1"),
+        (*_pool(2), *QUICK_STUCK),
+    )
+    stack.start_all(["a"])
     assert stack.mock is not None
+    timeout_s = QUICK_STUCK_S
     wait_until(lambda: len(stack.mock.ledger()) == 2, 10, "two boots")  # type: ignore[union-attr]
     t0 = time.monotonic()
     stack.mock.patch(lost_ready_p=0.0)
-    wait_until(lambda: stack.stat("boot_timeouts") >= 2, 15, "stuck boots to be reaped")
+    wait_until(lambda: stack.stat("boot_timeouts") >= 2, 3 * timeout_s, "stuck boots reaped")
     took = time.monotonic() - t0
     _settled(stack, 2)
     deleted = [n for n in stack.mock.ledger() if n["outcome"] == "deleted"]
     print(
         f"FAULT api-lost-ready: 2 readys never published; both nodes deleted as stuck boots "
-        f"{took:.1f}s later (timeout floor 3 s), counted boot_timeouts, replaced"
+        f"{took:.1f}s later (timeout {timeout_s:.0f} s before any boot is seen), counted "
+        f"boot_timeouts, replaced"
     )
     assert len(deleted) == 2
     assert all(n["ready_ms"] and not n["ready_published"] for n in deleted)
+    # not deleted before the timeout: a first boot is not judged on the default guess
+    assert all(n["delete_ms"] - n["created_ms"] >= timeout_s * 1000 for n in deleted)
 
 
 def test_a_status_for_a_node_we_never_created(stack_factory: Any) -> None:

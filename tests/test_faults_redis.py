@@ -23,6 +23,8 @@ from provisioner.core.scripts import REGISTRY
 from provisioner.harness import free_port, local_redis
 from tests.faultkit import (
     MARKER_TIMEOUT_S,
+    QUICK_STUCK,
+    QUICK_STUCK_S,
     Stack,
     Traffic,
     assert_accounting,
@@ -125,7 +127,7 @@ def test_client_kill_pubsub_and_a_ready_lost_in_the_gap(tmp_path: Path, pool: st
             pool,
             tmp_path,
             ("--boot-min", "0.3", "--boot-max", "0.5", "--seed", "5", "--lost-ready-p", "1"),
-            ("--policy", "static", "--min-spare", "1", "--keep-alive", "1000"),
+            ("--policy", "static", "--min-spare", "1", "--keep-alive", "1000", *QUICK_STUCK),
         )
         try:
             stack.start_all(["a", "b"])
@@ -165,7 +167,7 @@ def test_client_kill_pubsub_and_a_ready_lost_in_the_gap(tmp_path: Path, pool: st
                 f"FAULT client-kill-pubsub: {killed} subscribers cut, both resubscribed in "
                 f"{resubscribed:.2f}s, reconnects counted, {gaps:.0f} gap markers counted; the "
                 f"ready lost in the gap: node deleted as a stuck boot and replaced "
-                f"{replaced:.1f}s later (boot-timeout floor 3 s)"
+                f"{replaced:.1f}s later (stuck after {QUICK_STUCK_S:.0f} s)"
             )
         finally:
             stack.close()
