@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from provisioner.harness import local_redis, wait_ready
+from tests.procs import NEAR_DEADLINE
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +76,12 @@ def stack_factory(redis_url: str, pool: str, tmp_path: Path) -> Iterator[type[An
     yield Made
     for s in made:
         s.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """List the waits that passed after more than half their deadline (see
+    :data:`tests.procs.NEAR_DEADLINE`): on a loaded machine they are the next to fail."""
+    if NEAR_DEADLINE:
+        terminalreporter.section("waits past half their deadline")
+        for what, waited, deadline in NEAR_DEADLINE:
+            terminalreporter.write_line(f"{waited:6.1f} s of {deadline:5.1f} s: {what}")

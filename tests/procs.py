@@ -49,13 +49,24 @@ def replicas(redis_url: str, pool: str, prefix: str, logdir: Path) -> Iterator[R
         group.stop_all()
 
 
+# Waits that passed after more than half their deadline, as (what, waited s, deadline s):
+# the session's summary lists them, so a test racing its deadline shows before it flakes.
+NEAR_DEADLINE: list[tuple[str, float, float]] = []
+
+
 def wait_until(pred: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.05) -> None:
-    """Poll ``pred`` until it is true; fail the test with ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
+    """Poll ``pred`` until it is true; fail the test with ``what`` after ``timeout_s``.
+    A wait that passes after more than half of ``timeout_s`` is recorded in
+    :data:`NEAR_DEADLINE`."""
+    start = time.monotonic()
+    deadline = start + timeout_s
     while not pred():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(step_s)
+    waited = time.monotonic() - start
+    if waited > timeout_s / 2:
+        NEAR_DEADLINE.append((what, waited, timeout_s))
 
 
 def live_replicas(r: redis.Redis, pool: str) -> int:
