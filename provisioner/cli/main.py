@@ -602,19 +602,25 @@ def explain(obj: CliConfig, count: int, as_json: bool) -> None:
                 f"  lambda_bg {r.get('lambda_bg', '-')}"
                 f"  returns {r.get('release_credit', '-')} (session {r.get('session_s') or '-'}s)"
             )
+        elif "lambda" in r:
+            why = f"lambda {r['lambda']}"
         else:
-            why = f"lambda {r.get('lambda', '-')}"
+            why = f"policy {r.get('policy', '-')}"
         caps = f"  max nodes {r.get('max_nodes', 'unlimited')}"
         if "max_nodes" in r:
-            caps += f" (counted {r.get('counted')}, withheld {r.get('withheld')})"
+            caps += (
+                f" (counted {r.get('counted')} before this tick's boots,"
+                f" withheld {r.get('withheld')})"
+            )
         caps += f"  min ready {r.get('min_ready', 0)}"
+        boot = f"  B {r['boot_s']}s" if r.get("boot_s") not in (None, "") else ""
         if "policy_target" in r:
             caps += f" (policy target {r['policy_target']})"
         click.echo(
             f"{_when(r.get('now_ms'))}  target {r.get('target')}  spare {r.get('spare')}"
             f"  waiting {r.get('waiting')}  created {r.get('created')}"
             f"  reaped {r.get('reaped_idle')}+{r.get('reaped_stuck')}"
-            f"  {why}  B {r.get('boot_s', '-')}s{caps}  leader {r.get('leader')}"
+            f"  {why}{boot}{caps}  leader {r.get('leader')}"
         )
 
 

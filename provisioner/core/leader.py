@@ -372,7 +372,7 @@ class Leader:
             reply = (await self.coord.runner.call_many([call]))[0]
             applied = self.coord.parse_applied(reply, prefix)
             if act:
-                self._note_cap(applied.withheld, applied.counted, paused)
+                self._note_cap(applied.withheld, applied.counted + len(applied.intents), paused)
             self._start_api_calls(applied)
         return await self._after_tick(dec, token, now)
 
@@ -455,9 +455,9 @@ class Leader:
         binding = withheld > 0
         if binding and not self._cap_binding:
             log.warning(
-                "max-nodes cap binds: %d nodes count against the cap of %s; %d boots "
-                "withheld (connects wait until a node is freed)",
-                counted, self.config.max_nodes, withheld,
+                "max-nodes cap of %s binds: nodes counted against it with this tick's "
+                "boots %d, boots withheld %d (connects wait until a node is freed)",
+                self.config.max_nodes, counted, withheld,
             )  # fmt: skip
         elif self._cap_binding and not binding:
             log.info("max-nodes cap no longer binds (%d nodes counted)", counted)
