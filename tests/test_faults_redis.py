@@ -340,3 +340,32 @@ def test_a_slow_subscriber_cut_by_the_output_buffer_limit(tmp_path: Path, pool: 
             )
         finally:
             stack.close()
+
+
+def test_sigterm_stops_a_replica_that_cannot_reach_redis(tmp_path: Path) -> None:
+    """With Redis unreachable, the subscription's reconnects back off up to 5 s; SIGTERM
+    ends the retries at once (it waited them out, and the replica stopped only at its
+    10 s limit for its tasks)."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "replica.log"
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "provisioner", "--redis-url", url, "run", "--tick", "0.2"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: "attempt 6;" in log.read_text(), 30, "backoffs of seconds")
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=30)
+            took = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    print(f"FAULT sigterm-no-redis: stopped {took:.2f}s after SIGTERM, exit {rc}")
+    assert rc == 0
+    assert took < 8.0, log.read_text()[-2000:]  # under the 10 s it took

@@ -269,6 +269,10 @@ class Worker:
                     wait=wait_random_exponential(multiplier=0.1, max=self.config.max_backoff_s),
                     retry=retry_if_exception_type((RedisError, OSError, TimeoutError)),
                     before_sleep=self._before_retry,
+                    # a stop ends the retries: no backoff is waited out after SIGTERM
+                    stop=lambda _state: stop.is_set(),
+                    sleep=lambda s: _sleep_unless(stop, s),
+                    reraise=True,
                 ):
                     with attempt:
                         await self._subscribe(pubsub)
@@ -564,6 +568,12 @@ class Worker:
             rounds += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def _redact(url: str) -> str:
