@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -91,6 +92,29 @@ def test_seed_then_status_shows_users_and_nodes(invoke: Invoke, pool: str) -> No
     assert "active 10  waiting 0" in text
 
 
+def test_status_says_when_no_replica_holds_the_lease(
+    invoke: Invoke, redis_url: str, pool: str
+) -> None:
+    """A lease released on a clean stop (expires_ms 0) or past its expiry is no leader:
+    ``status`` said ``leader e1`` for a pool whose only replica had stopped.  Replicas
+    show the age of their last heartbeat."""
+    r = redis.Redis.from_url(redis_url)
+    keys = PoolKeys(pool)
+    now = int(time.time() * 1000)
+    r.hset(keys.leader, mapping={"holder": "e1", "token": "7", "expires_ms": now + 60_000})
+    r.zadd(keys.replicas, {"e1": now - 2_500})
+    st = json.loads(ok(invoke("status", "--json")))
+    assert st["lease_held"] is True
+    text = ok(invoke("status"))
+    assert "leader     e1 token 7  expires 20" in text
+    assert "replicas   e1 (2.5 s ago)" in text or "replicas   e1 (2.6 s ago)" in text
+    for expires in (0, now - 1):  # released, expired
+        r.hset(keys.leader, "expires_ms", expires)
+        assert json.loads(ok(invoke("status", "--json")))["lease_held"] is False
+        text = ok(invoke("status"))
+        assert "leader     none (lease of e1, token 7, released or expired)" in text
+
+
 def test_status_of_another_pool_is_empty(invoke: Invoke, redis_url: str, pool: str) -> None:
     ok(invoke("seed", "--users", "3", "--ready-nodes", "1"))
     other = CliRunner(env=ENV).invoke(
@@ -146,6 +170,11 @@ def test_check_passes_then_fails_on_a_broken_invariant(
     result = invoke("check")
     assert result.exit_code == 1
     assert "active user eve waits" in result.output
+    # new-user finding: it said "1 users wait while 2 nodes are ready"
+    assert "1 user waits while 2 nodes are ready" in result.output
+    r.zadd(keys.users_waiting, {"fay": 2 * 10**13 + 6})
+    r.zrem(keys.nodes_ready, r.zrange(keys.nodes_ready, 0, 0)[0])
+    assert "2 users wait while 1 node is ready" in invoke("check").output
 
 
 def test_explain_on_an_empty_pool_says_so(invoke: Invoke, pool: str) -> None:
@@ -171,6 +200,7 @@ def test_explain_shows_recorded_decisions_newest_first(
             if i:  # the predictive policy's inputs: its forecast is shown, not `lambda`
                 fields.update(demand_mean=2.5, demand_sd=1.2, lambda_bg=0.04)
                 fields.update(release_credit=1.5, session_s=42.0)
+                fields.update(state=json.dumps({"connects": [[0.5, 1]], "exposure": [[2.0]]}))
             else:
                 fields.update({"lambda": 0.3})
             sc.record_decision(lease.token, 2_000 + i, fields)
@@ -186,6 +216,9 @@ def test_explain_shows_recorded_decisions_newest_first(
     # new-user finding: numbers came as strings ("target": "7"), times as bare epoch ms
     assert len(rows) == 1 and rows[0]["target"] == 7 and rows[0]["demand_mean"] == 2.5
     assert rows[0]["leader"] == "replica-a" and rows[0]["now_ms"] == 2_001
+    # new-user finding: the policy's state was a JSON text inside the JSON
+    assert rows[0]["state"] == {"connects": [[0.5, 1]], "exposure": [[2.0]]}
+    assert "the policy's state as nested objects" in " ".join(ok(invoke("explain", "-h")).split())
     assert lines[0].startswith("1970-01-01T00:00:02.001Z (2001)")
 
 
@@ -242,6 +275,9 @@ def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
     assert run("list").split() == ["bob"]
     bad = CliRunner(env=ENV).invoke(cli, ["--redis-url", redis_url, "premium", "add"])
     assert bad.exit_code != 0 and "at least one user" in bad.output
+    # new-user finding: `premium list extra` ignored its argument
+    bad = CliRunner(env=ENV).invoke(cli, ["--redis-url", redis_url, "premium", "list", "bob"])
+    assert bad.exit_code == 2 and "premium list takes no user ids, got bob" in bad.output
 
 
 # Wrong usage a new user tried (fresh-user findings): each is a clear usage error or a
@@ -298,12 +334,20 @@ def test_run_on_a_metrics_port_in_use_is_a_clear_error(redis_url: str, pool: str
     ],
 )
 def test_an_unreachable_redis_stops_the_emulators_with_one_line(args: tuple[str, ...]) -> None:
+    """... and leaves the process's log levels as they were: a bench quiets the leader's
+    warnings, and in a process that goes on (a test run) they stayed off, so a later
+    test that waits for a leader warning failed when it ran after this one."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("provisioner", "provisioner.core.leader")]
+    before = [lg.level for lg in loggers]
     url = closed_port_url()
     extra = ["--redis-url", url] if args[0] == "bench" else []
     result = CliRunner(env=ENV).invoke(cli, ["--redis-url", url, *args, *extra])
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)
     assert "Redis at" in result.output and url in result.output
+    assert [lg.level for lg in loggers] == before
 
 
 def test_mock_api_on_a_taken_port_is_a_clear_error(redis_url: str) -> None:
@@ -551,6 +595,30 @@ def test_the_benches_refuse_a_pool_or_channel_prefix_they_would_ignore(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no work done
 
 
+@pytest.mark.parametrize("bench", [[], ["policy"], ["worlds"], ["throughput"]])
+def test_the_benches_do_not_advertise_a_pool_or_channel_prefix(bench: list[str]) -> None:
+    """New-user finding: ``bench --help`` listed --pool and --channel-prefix with their
+    defaults, which every bench refuses (the test above): still accepted, to say why,
+    but not in the help."""
+    out = ok(CliRunner(env=ENV).invoke(cli, ["bench", *bench, "--help"]))
+    assert "--redis-url" in out and "--log-level" in out
+    assert "--pool" not in out and "--channel-prefix" not in out
+
+
+def test_bench_policy_names_the_scenarios_it_knows() -> None:
+    """New-user finding: ``--scenario nope`` said ``unknown scenarios ['nope']`` and
+    ``--help`` showed it as free TEXT; demo and simulate list the names."""
+    from provisioner.sim import scenarios
+
+    result = CliRunner(env=ENV).invoke(cli, ["bench", "policy", "--scenario", "spike",
+                                             "--scenario", "nope"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "'nope' is not one of" in result.output
+    assert all(f"'{name}'" in result.output for name in scenarios.names())
+    help_text = ok(CliRunner(env=ENV).invoke(cli, ["bench", "policy", "--help"]))
+    assert "--scenario [" + "|".join(scenarios.names()) + "]" in help_text
+
+
 def test_the_benches_take_the_default_pool_and_leave_the_environment_alone(
     tmp_path: Path,
 ) -> None:
@@ -707,8 +775,20 @@ def test_no_help_text_shows_an_unbounded_range_as_none() -> None:
         if "None" in text:
             shown.append(cmd.name)
     assert shown == []
-    with click.Context(cli) as c:
-        run = cli.get_command(c, "mock-node-api")
+    with click.Context(cli) as c:  # demo --duration: a FiniteFloat without bounds
+        run = cli.get_command(c, "demo")
         assert run is not None
-        with click.Context(run, info_name="mock-node-api") as rc:
+        with click.Context(run, info_name="demo") as rc:
             assert "finite]" in " ".join(run.get_help(rc).split())
+
+
+def test_demo_and_run_say_alike_that_keep_alive_is_for_the_baselines() -> None:
+    """New-user finding: ``run --help`` said --keep-alive applies to the baselines only,
+    ``demo --help`` did not."""
+    helps = {
+        cmd: " ".join(ok(CliRunner(env=ENV).invoke(cli, [cmd, "--help"])).split())
+        for cmd in ("run", "demo")
+    }
+    for text in helps.values():
+        assert "--keep-alive FLOAT Baselines only (static, basestock, reactive, hybrid):" in text
+        assert "the predictive policy's keep-alive is one learned boot time" in text

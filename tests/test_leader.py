@@ -10,7 +10,7 @@ import redis
 from provisioner.core.clock import VirtualClock
 from provisioner.core.leader import Leader, LeaderConfig, planning_boot_s
 from provisioner.core.metrics import Metrics
-from provisioner.core.nodeapi import CreateFailed, NodeGone
+from provisioner.core.nodeapi import CreateFailed, CreateUncertain, NodeGone
 from provisioner.policies.base import BootStats, PoolSnapshot
 from provisioner.policies.static import StaticPoolPolicy
 from tests.helpers import SyncCoord
@@ -225,6 +225,45 @@ def test_a_first_boot_longer_than_the_default_guess_is_not_deleted_as_stuck(
     clock.advance_to(t0 + 81_000)
     _step(sc, leader)
     assert api.deleted == []
+
+
+class UncertainFirst(RecordingApi):
+    """A Node API whose first POST times out (no node, no answer): the intent stays open."""
+
+    async def create(self) -> str:
+        if not self.created and not getattr(self, "timed_out", False):
+            self.timed_out = True
+            raise CreateUncertain("timeout")
+        return await super().create()
+
+
+@pytest.mark.parametrize(("intent_timeout_s", "served_by_s"), [(None, 10), (120.0, None)])
+def test_an_open_intent_of_a_timed_out_post_expires_after_two_boot_times(
+    sc: SyncCoord, r: redis.Redis, intent_timeout_s: float | None, served_by_s: int | None
+) -> None:
+    """Break-test finding: a POST that timed out without creating a node left its intent
+    open for the fixed 120 s, counted as a node coming, so the waiting user waited 120 s
+    with the API healthy, where boots take 3 s.  By default an intent expires after two
+    boot times (here 6 s, over the 1 s floor) and the leader creates again."""
+    clock = VirtualClock(7_000_000)
+    api = UncertainFirst()
+    cfg = LeaderConfig(
+        tick_s=1, lease_ttl_s=10, unknown_grace_s=5, default_boot_s=3, min_boot_timeout_s=1,
+        intent_timeout_s=intent_timeout_s,
+    )  # fmt: skip
+    leader = Leader(sc.coord, api, StaticPoolPolicy(0, 60), clock, "L", cfg, Metrics())
+    t0 = 7_000_000
+    sc.connect("u1", t0)
+    created_at = None
+    for t in range(t0, t0 + 30_000, 1000):
+        clock.advance_to(t)
+        _step(sc, leader)
+        if api.created and created_at is None:
+            created_at = (t - t0) / 1000
+    if served_by_s is None:
+        assert api.created == [] and r.zcard(sc.keys.intents) == 1  # still waiting on it
+    else:
+        assert created_at is not None and 6 <= created_at <= served_by_s, created_at
 
 
 def test_the_policy_plans_with_a_censored_boot_time_until_the_first_boot_is_seen() -> None:

@@ -407,7 +407,11 @@ def test_config_validation() -> None:
 def test_cli_rejects_inconsistent_options() -> None:
     result = CliRunner().invoke(command, ["--boot-min", "10", "--boot-max", "5"])
     assert result.exit_code == 2
-    assert "boot_max_s" in result.output
+    # new-user finding: the error named the fields (boot_max_s), not the flags
+    assert "--boot-max: 5 is below --boot-min 10" in result.output
+    assert "boot_max_s" not in result.output and "boot_min_s" not in result.output
+    result = CliRunner().invoke(command, ["--boot-min", "-1"])
+    assert result.exit_code == 2 and "--boot-min" in result.output
     help_text = CliRunner().invoke(command, ["--help"]).output
     for option in ("--redis-url", "--port", "--boot-fail-p", "--preempt-rate", "--time-scale"):
         assert option in help_text

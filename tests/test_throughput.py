@@ -19,6 +19,14 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from provisioner.bench.throughput import (
+    LimitResult,
+    RateRow,
+    ScaleRow,
+    ThroughputResult,
+    evaluate_targets,
+    format_targets,
+)
 from provisioner.core.clock import VirtualClock
 from provisioner.core.coordinator import UserRecord
 from provisioner.core.errors import BadArgumentError, Code
@@ -303,6 +311,67 @@ def test_bench_throughput_quick_gives_sane_figures(redis_url: str) -> None:
         assert 100 < s["bytes_per_user"] < 2000
         assert s["known_left"] == s["users"] and s["left_after_history_ttl"] == 0
     assert set(res["targets"]) >= {"one_replica_ratio", "two_replicas_no_loss", "tick_le_2x"}
+    # new-user finding: the targets --quick never measures read null, not false
+    t = res["targets"]
+    assert t["p99_ms_at_10k"] is None and t["p99_le_5ms_at_10k"] is None
+    if 0.25 * lim["limit"] > 2000:
+        assert t["one_replica_25pct"] is None
+    assert t["two_replicas_no_loss"] is True and t["memory_le_300"] is not None
+
+
+def _rate(replicas: int, rate: int, lost: int = 0, p99: float | None = 2.0) -> RateRow:
+    """A (replicas, rate) step that applied ``rate`` events/s with no drain."""
+    return RateRow(
+        replicas=replicas, rate=rate, published=rate * 2, publish_s=2.0, applied=rate * 2 - lost,
+        lost=lost, drain_s=0.0, applied_per_s=float(rate), ratio=0.0, cpu_pct=[10.0] * replicas,
+        cpu_us_per_event=20.0, redis_cpu_pct=5.0, connects=40, assigned=40, p50_ms=1.0,
+        p99_ms=p99, max_ms=p99,
+    )  # fmt: skip
+
+
+def _scale(users: int, tick_ms: float) -> ScaleRow:
+    return ScaleRow(
+        users=users, seed_s=0.1, tick_ms=tick_ms, tick_p90_ms=tick_ms, bytes_per_user=260.0,
+        key_bytes_per_user={}, known_bytes_per_user=112.0, known_left=users,
+        left_after_history_ttl=0,
+    )  # fmt: skip
+
+
+def test_a_target_the_run_did_not_cover_reads_not_measured_not_missed() -> None:
+    """New-user finding: ``bench throughput --quick`` (rates 500 and 2,000/s) ended with
+    ``"one_replica_25pct": false``, ``"p99_ms_at_10k": {}``, ``"p99_le_5ms_at_10k":
+    false``: targets it never measured, shown as missed."""
+    limit = LimitResult(redis_py=40_000.0, redis_benchmark=None, limit=40_000.0)
+    quick = ThroughputResult(
+        machine={}, limit=limit,
+        rates=[_rate(n, rate) for n in (1, 2) for rate in (500, 2000)],
+        scale=[_scale(1_000, 1.0), _scale(10_000, 1.1)],
+    )  # fmt: skip
+    t = evaluate_targets(quick)
+    assert t["one_replica_zero_loss_events_per_s"] == 2000.0 and t["one_replica_ratio"] == 0.05
+    assert t["one_replica_25pct"] is None  # no rate of a quarter of the limit was offered
+    assert t["p99_ms_at_10k"] is None and t["p99_le_5ms_at_10k"] is None
+    assert t["two_replicas_lost"] == 0 and t["two_replicas_no_loss"] is True
+    assert t["tick_le_2x"] is True and t["memory_le_300"] is True
+    text = format_targets(t).splitlines()
+    assert text[0] == "targets:"
+    assert "  one_replica_25pct: not measured" in text
+    assert "  p99_le_5ms_at_10k: not measured" in text and "  tick_le_2x: yes" in text
+    assert "false" not in json.dumps(t)
+    # measured and missed stays a miss: one replica lost events at 10,000 and 20,000/s,
+    # and no connect of the 10,000/s step got an answer
+    full = ThroughputResult(
+        machine={}, limit=limit,
+        rates=[_rate(1, 10_000, lost=1, p99=None), _rate(1, 20_000, lost=5)],
+    )  # fmt: skip
+    t = evaluate_targets(full)
+    assert t["one_replica_25pct"] is False and t["p99_le_5ms_at_10k"] is False
+    assert t["p99_ms_at_10k"] == {1: None}
+    # nothing of two replicas or of the scale part ran
+    assert t["two_replicas_lost"] is None and t["two_replicas_no_loss"] is None
+    assert t["tick_le_2x"] is None and t["memory_le_300"] is None
+    assert t["history_bounded"] is None and t["max_bytes_per_active_user"] is None
+    assert "  two_replicas_no_loss: not measured" in format_targets(t).splitlines()
 
 
 @pytest.fixture

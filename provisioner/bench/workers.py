@@ -56,12 +56,25 @@ def _worker_init(slots: Any, spare: tuple[str, int | None], bench_pid: int) -> N
     pin(0, cpu)
 
 
-def quiet_logs() -> None:
+def quiet_logs() -> Callable[[], None]:
     """The logs of a bench: warnings and errors, but not the leader's warnings of failed
     API calls, which in a replay are the emulated faults a world draws (each 503 behind
-    the client's tries), counted in its scorecard and not news."""
-    logging.getLogger("provisioner").setLevel(logging.WARNING)
-    logging.getLogger("provisioner.core.leader").setLevel(logging.ERROR)
+    the client's tries), counted in its scorecard and not news.
+
+    Returns:
+        A function that sets the levels back as they were (a bench run in a process that
+        goes on, e.g. a test's ``CliRunner``, must not leave the leader's warnings off).
+    """
+    loggers = [logging.getLogger(n) for n in ("provisioner", "provisioner.core.leader")]
+    before = [lg.level for lg in loggers]
+    loggers[0].setLevel(logging.WARNING)
+    loggers[1].setLevel(logging.ERROR)
+
+    def restore() -> None:
+        for lg, level in zip(loggers, before, strict=True):
+            lg.setLevel(level)
+
+    return restore
 
 
 def _work(args: tuple[ReplayFn[T, R], T, str]) -> R:

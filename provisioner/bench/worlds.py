@@ -28,6 +28,7 @@ from provisioner.bench.files import write_atomic
 from provisioner.bench.policy import DEFAULTS, SWEEPS
 from provisioner.bench.workers import run_replays
 from provisioner.core.leader import LeaderConfig
+from provisioner.core.logutil import plural
 from provisioner.policies.registry import make_policy
 from provisioner.sim import worlds
 from provisioner.sim.replay import ReplayConfig, replay
@@ -465,7 +466,7 @@ def plot(rows: Sequence[WorldRow], path: Path) -> Path:
             lo_y = [y - (s.hit_p10 or 0.0) * 100 for y, s in zip(ys, pts, strict=True)]
             hi_y = [(s.hit_p90 or 0.0) * 100 - y for y, s in zip(ys, pts, strict=True)]
             xerr, yerr = [lo_x, hi_x], [lo_y, hi_y]
-            label = f"{pol} ({max(s.worlds for s in pts)} worlds)"
+            label = f"{pol} ({plural(max(s.worlds for s in pts), 'world')})"
             ax.errorbar(
                 xs, ys, xerr=xerr, yerr=yerr, marker="o", capsize=3, label=label, alpha=0.8,
                 color=f"C{i}",
@@ -554,7 +555,10 @@ def run_worlds(
         have = {r.key() for r in rows}
         tasks = [t for t in tasks if (t.seed, t.horizon, t.policy, t.value) not in have]
     started = time.perf_counter()
-    echo(f"{len(tasks)} replays on {len(seeds)} {which} worlds ({len(rows)} kept)")
+    echo(
+        f"{plural(len(tasks), 'replay')} on {plural(len(seeds), which + ' world')} "
+        f"({len(rows)} kept)"
+    )
 
     def done(row: WorldRow) -> None:
         rows.append(row)
@@ -580,7 +584,8 @@ def run_worlds(
     echo(format_table(summarize(rows)))
     echo(format_dominance(dominance(rows)))
     echo(
-        f"{len(tasks)} replays in {time.perf_counter() - started:.0f}s on {os.cpu_count()} "
-        f"cores; rows: {results}" + (f"; plot: {png}" if png else "")
+        f"{plural(len(tasks), 'replay')} in {time.perf_counter() - started:.0f}s on "
+        f"{plural(os.cpu_count() or 1, 'core')}; rows: {results}"
+        + (f"; plot: {png}" if png else "")
     )
     return rows

@@ -35,22 +35,22 @@ from provisioner.cli.options import (
     shared_options,
     unused_shared_options,
 )
+from provisioner.core.logutil import plural
 from provisioner.sim import scenarios
 
 __all__ = ["command", "own_pools", "reports_bench_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The shared options no bench takes (each refuses them, saying why).
+_UNUSED = ("pool", "channel_prefix")
 #: Decorator of a bench that replays: it cannot take --pool or --channel-prefix.
 own_pools = unused_shared_options(
-    "pool",
-    "channel_prefix",
+    *_UNUSED,
     why="each replay runs on a pool and channels of its own (several at once on one Redis)",
 )
 #: Decorator of a command that reads a results file: the same, for another reason.
-_reads_a_file = unused_shared_options(
-    "pool", "channel_prefix", why="it reads a results file, not Redis"
-)
+_reads_a_file = unused_shared_options(*_UNUSED, why="it reads a results file, not Redis")
 
 
 def reports_bench_errors(func: F) -> F:
@@ -75,7 +75,7 @@ def reports_bench_errors(func: F) -> F:
         "worlds": "provisioner.cli.bench_worlds:command",
     },
 )
-@accept_shared_options(private_redis=True)
+@accept_shared_options(private_redis=True, unused=_UNUSED)
 def command() -> None:
     """Benchmarks (fast replay of the policies).
 
@@ -85,7 +85,13 @@ def command() -> None:
 
 
 @command.command("policy")
-@click.option("--scenario", "names", multiple=True, help="Scenario (repeatable); default all.")
+@click.option(
+    "--scenario",
+    "names",
+    multiple=True,
+    type=click.Choice(list(scenarios.NAMES)),
+    help="Scenario (repeatable); default all.",
+)
 @click.option(
     "--policy",
     "policies",
@@ -161,11 +167,8 @@ def policy_cmd(
     each of the --jobs replays at once has a private redis-server, started from PATH
     and stopped at the end; with --pin (the default) replay and server share one CPU.
     """
-    quiet_logs()
-    todo = list(names) or [n for n in scenarios.names()]
-    unknown = set(todo) - set(scenarios.names())
-    if unknown:
-        raise click.BadParameter(f"unknown scenarios {sorted(unknown)}", param_hint="--scenario")
+    click.get_current_context().call_on_close(quiet_logs())
+    todo = list(names) or list(scenarios.names())
     pols = list(policies) or list(SWEEPS)
     if values and len(pols) != 1:
         raise click.BadParameter("needs exactly one --policy", param_hint="--value")
@@ -180,9 +183,10 @@ def policy_cmd(
         click.echo(json.dumps([asdict(r) for r in rows], indent=1))
     else:
         click.echo(
-            f"{len(tasks)} replays ({len(rows)} rows in {outdir / 'results.json'}) in "
+            f"{plural(len(tasks), 'replay')} ({plural(len(rows), 'row')} in "
+            f"{outdir / 'results.json'}) in "
             f"{time.perf_counter() - started:.0f}s on "
-            f"{os.cpu_count()} cores; plots: {', '.join(str(p) for p in written)}"
+            f"{plural(os.cpu_count() or 1, 'core')}; plots: {', '.join(str(p) for p in written)}"
         )
         click.echo(format_verdicts(verdicts(rows)))
 

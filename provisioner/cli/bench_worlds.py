@@ -69,7 +69,7 @@ def command(
     default 200 worlds that is 600 short and 50 long replays: 7 minutes with --jobs 2
     on the 2-core VM when nothing else runs (measured; keep 15 minutes in view).
     """
-    quiet_logs()
+    click.get_current_context().call_on_close(quiet_logs())
     seeds = list(SEEDS[which])[:n_worlds]
     horizons: list[worlds.Horizon] = ["short", "long"] if horizon == "both" else [horizon]  # type: ignore[list-item]
     run_worlds(

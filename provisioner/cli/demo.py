@@ -50,7 +50,8 @@ __all__ = ["command"]
     type=FiniteFloat(min=0),
     default=60.0,
     show_default=True,
-    help="World seconds a surplus idle node may stay.",
+    help="Baselines only (static, basestock, reactive, hybrid): world seconds a surplus "
+    "ready node may idle; the predictive policy's keep-alive is one learned boot time.",
 )
 @click.option(
     "--logdir",

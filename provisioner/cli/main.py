@@ -41,6 +41,7 @@ from provisioner.core.errors import ListenError, ScriptError, TaskFailed, raise_
 from provisioner.core.invariants import check_invariants, wrong_types
 from provisioner.core.keys import Channels
 from provisioner.core.leader import LeaderConfig, nodes_counted
+from provisioner.core.logutil import plural
 from provisioner.core.messages import MAX_USER_ID
 from provisioner.core.worker import WorkerConfig, run_worker
 from provisioner.policies.predictive import DEFAULT_MISS_COST_B
@@ -277,8 +278,10 @@ def cli() -> None:
     "--intent-timeout",
     envvar="PROVISIONER_INTENT_TIMEOUT",
     type=FiniteFloat(min=0, min_open=True),
-    default=120.0,
-    help="An open create intent older than this is closed, seconds.",
+    default=None,
+    help="An open create intent (a POST that timed out, no status of its node yet) older "
+    "than this is closed, seconds.  Default: two learned boot times, at least "
+    "--min-boot-timeout.",
 )
 @click.option(
     "--max-nodes",
@@ -332,7 +335,7 @@ def run(
     redis_timeout: float,
     unknown_grace: float,
     min_boot_timeout: float,
-    intent_timeout: float,
+    intent_timeout: float | None,
     max_nodes: int | None,
     min_ready: int,
     lag: float,
@@ -394,13 +397,40 @@ def run(
         raise click.ClickException(str(e)) from e
 
 
+def _lease_held(leader: dict[str, str], now_ms: int) -> bool:
+    """Whether the leader hash names a holder whose lease runs past ``now_ms`` (unix ms,
+    this machine's clock): a released lease has ``expires_ms`` 0."""
+    try:
+        return bool(leader.get("holder")) and int(leader.get("expires_ms", "0")) > now_ms
+    except ValueError:
+        return False
+
+
+def _leader_line(leader: dict[str, str], held: bool) -> str:
+    """``status``'s leader: the holder and token, or none with the last holder."""
+    holder, token = leader.get("holder", "-"), leader.get("token", "-")
+    if held:
+        return f"{holder} token {token}  expires {_when(leader.get('expires_ms'))}"
+    if not leader:
+        return "none"
+    return f"none (lease of {holder}, token {token}, released or expired)"
+
+
+def _replicas_line(replicas: dict[str, int], now_ms: int) -> str:
+    """``status``'s replicas with the age of their last heartbeat (a replica stopped
+    cleanly stays listed until its heartbeat is stale)."""
+    if not replicas:
+        return "-"
+    return ", ".join(f"{r} ({max(0, now_ms - ms) / 1000:.1f} s ago)" for r, ms in replicas.items())
+
+
 async def _status(obj: CliConfig) -> dict[str, Any]:
     coord = _coordinator(obj)
     k = coord.keys
     try:
         snap = await coord.snapshot()
         c = coord.client
-        leader = await c.hgetall(k.leader)
+        leader = {str(a): str(b) for a, b in (await c.hgetall(k.leader)).items()}
         policy = await c.hgetall(k.policy)
         bad = await c.hgetall(k.bad)
         replicas: Any = await c.zrange(k.replicas, 0, -1, withscores=True)
@@ -422,6 +452,7 @@ async def _status(obj: CliConfig) -> dict[str, Any]:
             "allocations_total": len(allocations),
             "connected": len(allocations),
             "leader": leader,
+            "lease_held": _lease_held(leader, int(time.time() * 1000)),
             "replicas": {str(r): int(ms) for r, ms in replicas},
             "boot_time": {
                 "n": snap.boot.n,
@@ -463,11 +494,14 @@ def status(obj: CliConfig, as_json: bool) -> None:
         f"  users      active {u['active']}  waiting {u['waiting']}"
         f"  connected {st['allocations_total']}",
         f"  waitlist   {' '.join(st['waitlist_head']) or '-'}",
-        f"  leader     {st['leader'].get('holder', '-')} token {st['leader'].get('token', '-')}"
-        f"  expires_ms {st['leader'].get('expires_ms', '-')}",
-        f"  replicas   {', '.join(st['replicas']) or '-'}",
+        "  leader     " + _leader_line(st["leader"], st["lease_held"]),
+        "  replicas   " + _replicas_line(st["replicas"], int(time.time() * 1000)),
         "  boot time  "
-        + (f"{b['mean_s']:.1f}s +- {b['sd_s']:.1f}s over {b['n']} boots" if b["mean_s"] else "-"),
+        + (
+            f"{b['mean_s']:.1f}s +- {b['sd_s']:.1f}s over {plural(b['n'], 'boot')}"
+            if b["mean_s"]
+            else "-"
+        ),
         f"  policy     {pol.get('policy', '-')}: target spare {pol.get('target', '-')}"
         f"  (spare then {pol.get('spare', '-')})  keep-alive {_secs(pol.get('keep_alive_s'))}"
         f"  decided at {pol.get('now_ms', '-')} ms",
@@ -565,6 +599,15 @@ def _typed(value: str) -> Any:
     return float(value) if any(c in value for c in ".eE") else int(value)
 
 
+def _decoded(value: str) -> Any:
+    """A decision's ``state`` field (the policy's state, stored as a JSON text) as JSON
+    objects; a text that is not JSON stays as it is."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
 def _when(ms: str | None) -> str:
     """``now_ms`` of a decision as UTC time, with the ms (what ``redis-cli`` shows)."""
     if ms is None or not ms.isdigit():
@@ -584,13 +627,21 @@ async def _explain(obj: CliConfig, count: int) -> list[dict[str, str]]:
 
 @cli.command()
 @click.option("-n", "count", type=click.IntRange(min=1), default=10, help="How many decisions.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Machine-readable output: a list of decisions, newest first; numbers as numbers, "
+    "the policy's state as nested objects.",
+)
 @pass_cli_config
 def explain(obj: CliConfig, count: int, as_json: bool) -> None:
     """Show the latest scaling decisions with their inputs (newest first)."""
     rows = _run(_explain(obj, count))
     if as_json:
-        typed = [{k: v if k == "state" else _typed(v) for k, v in r.items()} for r in rows]
+        typed = [
+            {k: _decoded(v) if k == "state" else _typed(v) for k, v in r.items()} for r in rows
+        ]
         click.echo(json.dumps(typed, indent=2))
         return
     if not rows:
@@ -644,6 +695,8 @@ def premium(obj: CliConfig, action: str, users: tuple[str, ...]) -> None:
 
     provisioner premium add alice bob | remove alice | list
     """
+    if action == "list" and users:
+        raise click.UsageError(f"premium list takes no user ids, got {' '.join(users)}")
     if action != "list":
         if not users:
             raise click.UsageError(f"premium {action} needs at least one user id")

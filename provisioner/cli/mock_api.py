@@ -29,14 +29,14 @@ _DEFAULTS: Final = MockConfig()
 )
 @click.option(
     "--boot-min",
-    type=FiniteFloat(),
+    type=FiniteFloat(min=0),
     default=_DEFAULTS.boot_min_s,
     show_default=True,
     help="Shortest boot delay, seconds.",
 )
 @click.option(
     "--boot-max",
-    type=FiniteFloat(),
+    type=FiniteFloat(min=0),
     default=_DEFAULTS.boot_max_s,
     show_default=True,
     help="Longest boot delay (uniform between the two), seconds.",
@@ -138,6 +138,10 @@ def command(
     Node status changes are published on the node:status channel of --redis-url.
     Durations are seconds of emulated time, divided by --time-scale.
     """
+    if boot_max < boot_min:
+        raise click.BadParameter(
+            f"{boot_max:g} is below --boot-min {boot_min:g}", param_hint="--boot-max"
+        )
     level = logging.getLevelName(log_level.upper())
     # Other libraries' debug chatter stays out; our own logger gets the level asked for.
     logging.basicConfig(

@@ -144,7 +144,7 @@ class CliConfig:
         return self.redis_url if "redis_url" in self.given else None
 
 
-def _option(name: str, redis_help: str) -> Callable[[F], F]:
+def _option(name: str, redis_help: str, *, hidden: bool = False) -> Callable[[F], F]:
     flag = "--" + name.replace("_", "-")
     helps = {
         "redis_url": redis_help,
@@ -161,14 +161,15 @@ def _option(name: str, redis_help: str) -> Callable[[F], F]:
         type=kind,
         show_envvar=True,
         show_default=False,
+        hidden=hidden,
         help=helps[name],
     )
 
 
-def _add_options(func: F, redis_help: str) -> F:
+def _add_options(func: F, redis_help: str, hidden: tuple[str, ...] = ()) -> F:
     # click lists a command's options in the reverse order of their decorators
     for name in reversed(SHARED):
-        func = _option(name, redis_help)(func)
+        func = _option(name, redis_help, hidden=name in hidden)(func)
     return func
 
 
@@ -280,13 +281,18 @@ def pass_cli_config(func: F) -> F:
     return shared_options()(cast(F, click.pass_obj(func)))
 
 
-def accept_shared_options(*, private_redis: bool = False) -> Callable[[F], F]:
+def accept_shared_options(
+    *, private_redis: bool = False, unused: tuple[str, ...] = ()
+) -> Callable[[F], F]:
     """Decorator of a click group: accept the shared options at this level too (its
     commands merge them; the group's own function does not receive them).
 
     Args:
         private_redis: the group's commands start a private redis-server when no
             ``--redis-url`` is given (the help says so).
+        unused: names of :data:`SHARED` that every command of the group refuses
+            (:func:`unused_shared_options`): still accepted here, so that the refusal
+            names the command and says why, but left out of the group's help.
     """
 
     def decorate(func: F) -> F:
@@ -296,7 +302,8 @@ def accept_shared_options(*, private_redis: bool = False) -> Callable[[F], F]:
                 kwargs.pop(name, None)
             return func(*args, **kwargs)
 
-        return _add_options(cast(F, wrapper), _PRIVATE_HELP if private_redis else _GROUP_HELP)
+        redis_help = _PRIVATE_HELP if private_redis else _GROUP_HELP
+        return _add_options(cast(F, wrapper), redis_help, hidden=unused)
 
     return decorate
 
@@ -306,7 +313,8 @@ def unused_shared_options(*names: str, why: str) -> Callable[[F], F]:
     given on the command line, at any level, with a value other than its default is a
     usage error (exit 2) that names it and says ``why``.  Their environment twins are
     left alone: they configure the service, and a shell that sets them may run this
-    command too.
+    command too.  Put it above :func:`shared_options`: it also leaves the options out
+    of the command's help, which would otherwise advertise them with their defaults.
 
     Args:
         names: names of :data:`SHARED` (``"pool"``, ``"channel_prefix"``).
@@ -314,6 +322,10 @@ def unused_shared_options(*names: str, why: str) -> Callable[[F], F]:
     """
 
     def decorate(func: F) -> F:
+        for param in getattr(func, "__click_params__", ()):
+            if isinstance(param, click.Option) and param.name in names:
+                param.hidden = True
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             ctx = click.get_current_context()

@@ -11,6 +11,7 @@ import click
 from redis.exceptions import RedisError
 
 from provisioner.cli.options import FiniteFloat, shared_options
+from provisioner.core.logutil import plural
 from provisioner.sim import scenarios
 from provisioner.sim.simulate import run_simulation
 
@@ -51,7 +52,8 @@ def command(
     """Replay a scenario's user activity, connects and disconnects on Redis Pub/Sub."""
     wl = scenarios.build_live(scenario, seed)
     click.echo(
-        f"simulate {scenario} seed={seed}: {len(wl.events)} events over {wl.duration_s:.0f} s "
+        f"simulate {scenario} seed={seed}: {plural(len(wl.events), 'event')} over "
+        f"{wl.duration_s:.0f} s "
         f"at x{time_scale:g} -> {wl.duration_s / time_scale:.1f} s wall"
         + (f" (stopping after {duration:g} s)" if duration else ""),
         err=True,

@@ -21,6 +21,7 @@ from collections import Counter
 import redis.asyncio as aioredis
 
 from provisioner.core.keys import PoolKeys
+from provisioner.core.logutil import plural
 from provisioner.core.scripts import declared_types
 
 __all__ = ["check_invariants", "wrong_types"]
@@ -82,7 +83,11 @@ async def check_invariants(client: aioredis.Redis, keys: PoolKeys) -> list[str]:
         where = f"holds {user_node[user]}" if user in user_node else "waits"
         out.append(f"active user {user} {where} (a connected user is not active)")
     if waiting and members["ready"]:
-        out.append(f"{len(waiting)} users wait while {len(members['ready'])} nodes are ready")
+        wait, ready = len(waiting), len(members["ready"])
+        out.append(
+            f"{plural(wait, 'user')} {'waits' if wait == 1 else 'wait'} while "
+            f"{plural(ready, 'node')} {'is' if ready == 1 else 'are'} ready"
+        )
     return out
 
 

@@ -7,7 +7,7 @@ nodes terminating, records the create intents still needed and stores the decisi
 with its inputs, in one atomic step, before the leader DELETEs and POSTs.  Every write
 is fenced by the lease token, so a deposed leader's late writes are refused.
 
-Reconcile, also each tick: open intents older than ``intent_timeout_s`` are closed;
+Reconcile, also each tick: open intents older than the intent timeout (two boot times) are closed;
 nodes that reported a status while unknown to us for ``unknown_grace_s`` are adopted
 into an old open intent (a POST that timed out after the API created the node) or,
 when there is none, registered and deleted; nodes stuck in ``terminating`` get their
@@ -42,7 +42,7 @@ from tenacity import (
 from provisioner.core.clock import Clock
 from provisioner.core.coordinator import ApplyResult, Coordinator, TickView
 from provisioner.core.errors import FencedError, ScriptError
-from provisioner.core.logutil import LogLimiter
+from provisioner.core.logutil import LogLimiter, plural
 from provisioner.core.metrics import Metrics
 from provisioner.core.nodeapi import CreateFailed, CreateUncertain, NodeApiError, NodeGone
 from provisioner.policies.base import Decision, Observation, Policy, PoolSnapshot
@@ -58,6 +58,10 @@ __all__ = [
 
 #: While no boot has been observed, the stuck-boot timeout is this many times longer.
 UNOBSERVED_TIMEOUT_FACTOR = 10.0
+
+#: An open create intent is closed after this many boot times (B, as the policy plans
+#: with it), at least ``min_boot_timeout_s``, unless ``intent_timeout_s`` is set.
+INTENT_TIMEOUT_B = 2.0
 
 log = logging.getLogger("provisioner.core.leader")
 
@@ -85,7 +89,10 @@ class LeaderConfig:
         default_boot_s: boot time assumed before the first observation.
         boot_timeout_factor: a node booting longer than ``factor * B + 4 sd`` is stuck.
         min_boot_timeout_s: floor of that timeout.
-        intent_timeout_s: an open create intent older than this is closed.
+        intent_timeout_s: an open create intent older than this is closed (its POST timed
+            out and no status of its node came); None: ``INTENT_TIMEOUT_B`` boot times,
+            at least ``min_boot_timeout_s``.  While it is open its node counts as coming,
+            so the waitlist waits on it.
         unknown_grace_s: wait this long before adopting/deleting an unknown node.
         redelete_after_s: DELETE again a node terminating for this long.
         max_creates_per_tick: cap on POSTs started in one tick.
@@ -116,7 +123,7 @@ class LeaderConfig:
     default_boot_s: float = 30.0
     boot_timeout_factor: float = 3.0
     min_boot_timeout_s: float = 10.0
-    intent_timeout_s: float = 120.0
+    intent_timeout_s: float | None = None
     unknown_grace_s: float = 15.0
     redelete_after_s: float = 30.0
     max_creates_per_tick: int = 50
@@ -238,6 +245,7 @@ class Leader:
         #: The last tick's atomic read and decision (None before the first tick).
         self.last_tick: tuple[TickView, Decision] | None = None
         self._last_acted = True  # whether the last tick changed the pool (or was refused)
+        self._boot_s = config.default_boot_s  # B of the last plan, seconds
         self._cap_binding = False  # whether the last tick's creates were cut by max_nodes
         cap = config.max_nodes
         metrics.max_nodes.set(math.inf if cap is None else cap)
@@ -336,6 +344,7 @@ class Leader:
             return None
         snap = view.snapshot
         boot_s = planning_boot_s(snap, view.oldest_booting_ms, now, self.config.default_boot_s)
+        self._boot_s = boot_s
         features: dict[str, Any] = {}
         if want.n_classes:
             features = {"n": view.active, "premium": view.premium_active, "hazard": view.hazard}
@@ -455,12 +464,12 @@ class Leader:
         binding = withheld > 0
         if binding and not self._cap_binding:
             log.warning(
-                "max-nodes cap of %s binds: nodes counted against it with this tick's "
-                "boots %d, boots withheld %d (connects wait until a node is freed)",
-                self.config.max_nodes, counted, withheld,
+                "max-nodes cap of %s binds: %s counted against it with this tick's "
+                "boots, %s withheld (connects wait until a node is freed)",
+                self.config.max_nodes, plural(counted, "node"), plural(withheld, "boot"),
             )  # fmt: skip
         elif self._cap_binding and not binding:
-            log.info("max-nodes cap no longer binds (%d nodes counted)", counted)
+            log.info("max-nodes cap no longer binds (%s counted)", plural(counted, "node"))
         self._cap_binding = binding
 
     def _must_act(
@@ -494,6 +503,17 @@ class Leader:
             or now - self._last_record_ms >= self.config.record_every_s * 1000
         )
 
+    def intent_timeout_ms(self) -> int:
+        """How long a create intent may stay open, ms: ``intent_timeout_s`` if set, else
+        ``INTENT_TIMEOUT_B`` times the boot time of the last tick's plan, at least
+        ``min_boot_timeout_s`` (a node created by a POST that timed out reports within a
+        boot; a fixed 120 s kept the waitlist waiting on such intents for 120 s where boots
+        take 3 s)."""
+        c = self.config
+        if c.intent_timeout_s is not None:
+            return int(c.intent_timeout_s * 1000)
+        return int(max(c.min_boot_timeout_s, INTENT_TIMEOUT_B * self._boot_s) * 1000)
+
     async def reconcile(self, token: str, now: int) -> None:
         """Close stale intents, adopt or delete unknown nodes, re-DELETE stuck ones."""
         c = self.config
@@ -501,7 +521,7 @@ class Leader:
         grace = now - int(c.unknown_grace_s * 1000)
         expired, unknown, stuck = await self.coord.members_before_many(
             [
-                (k.intents, now - int(c.intent_timeout_s * 1000), 100),
+                (k.intents, now - self.intent_timeout_ms(), 100),
                 (k.nodes_unknown, grace, 100),
                 (k.nodes_terminating, now - int(c.redelete_after_s * 1000), 50),
             ]

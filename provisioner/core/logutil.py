@@ -1,11 +1,18 @@
-"""Rate-limited logging: bad input and outages must not flood the logs."""
+"""Rate-limited logging: bad input and outages must not flood the logs; and
+:func:`plural`, for a count in a message ("1 node", "2 nodes")."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-__all__ = ["LogLimiter"]
+__all__ = ["LogLimiter", "plural"]
+
+
+def plural(n: int, noun: str) -> str:
+    """``n`` and ``noun`` (a regular one, in the singular), the noun in the plural unless
+    ``n`` is 1: ``plural(1, "node")`` is ``"1 node"``, ``plural(0, "node")`` ``"0 nodes"``."""
+    return f"{n} {noun if n == 1 else noun + 's'}"
 
 
 class LogLimiter:
@@ -29,7 +36,8 @@ class LogLimiter:
         now = time.monotonic()
         if now - self._last.get(key, -1e9) >= self.period_s:
             n = self._suppressed.pop(key, 0)
-            suffix = f" ({n} more '{key}' warnings suppressed)" if n else ""
+            held = "warning" if n == 1 else "warnings"
+            suffix = f" ({n} more '{key}' {held} suppressed)" if n else ""
             self.logger.warning(msg + suffix, *args)
             self._last[key] = now
         else:

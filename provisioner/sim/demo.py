@@ -31,6 +31,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.core.logutil import plural
 from provisioner.harness import Procs, free_port, private_redis, wait_http
 from provisioner.policies.predictive import DEFAULT_MISS_COST_B
 from provisioner.policies.registry import make_policy, run_knobs
@@ -126,7 +127,8 @@ async def _start_stack(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Worklo
     for port in metrics_ports:
         await wait_http(f"http://127.0.0.1:{port}/healthz")
     _say(
-        f"demo: redis {redis_url}, pool {cfg.pool}, mock API {api_url}, {cfg.replicas} replicas "
+        f"demo: redis {redis_url}, pool {cfg.pool}, mock API {api_url}, "
+        f"{plural(cfg.replicas, 'replica')} "
         f"(metrics {', '.join(str(p) for p in metrics_ports)}), logs in {procs.logdir}"
     )
     return api_url
@@ -160,8 +162,8 @@ async def _run(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Workload) -> S
     await asyncio.sleep(0.5)
     card = await listener.finish(api_url)
     _say(
-        f"demo: published {len(sim.published)} events; {len(sim.connected)} users still "
-        "connected at the end"
+        f"demo: published {plural(len(sim.published), 'event')}; "
+        f"{plural(len(sim.connected), 'user')} still connected at the end"
     )
     return card
 
@@ -190,8 +192,13 @@ def replay_same(cfg: DemoConfig, redis_url: str, wl: Workload) -> Scorecard:
     # the replicas' knobs (see _run), in world units
     knobs = run_knobs(cfg.policy, miss_cost_b=cfg.miss_cost_b, keep_alive=cfg.keep_alive_s)
     rcfg = ReplayConfig(tick_s=live_tick_s(cfg.time_scale) * cfg.time_scale, premium_share=0.0)
-    logging.getLogger("provisioner").setLevel(logging.WARNING)  # the replay's leader is quiet
-    return asyncio.run(replay(cut, make_policy(cfg.policy, **knobs), redis_url, rcfg)).scorecard
+    quiet = logging.getLogger("provisioner")
+    before = quiet.level
+    quiet.setLevel(logging.WARNING)  # the replay's leader is quiet
+    try:
+        return asyncio.run(replay(cut, make_policy(cfg.policy, **knobs), redis_url, rcfg)).scorecard
+    finally:
+        quiet.setLevel(before)
 
 
 def run_demo(cfg: DemoConfig, with_replay: bool = False) -> tuple[Scorecard, Scorecard | None]:

@@ -47,6 +47,7 @@ from provisioner.bench.throughput.report import (
     ThroughputResult,
     evaluate_targets,
     format_result,
+    format_targets,
     machine_info,
 )
 from provisioner.bench.throughput.run import run_throughput
@@ -60,6 +61,7 @@ __all__ = [
     "ThroughputResult",
     "evaluate_targets",
     "format_result",
+    "format_targets",
     "machine_info",
     "measure_limit",
     "measure_scale",
