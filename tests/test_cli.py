@@ -292,6 +292,12 @@ def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
         (("run", "--lease-ttl", "1.5", "--tick", "1"), "twice --tick"),
         (("run", "--metrics-port", "70000"), "--metrics-port"),  # re-test finding
         (("run", "--metrics-port", "-1"), "--metrics-port"),
+        # break-test findings: accepted, then refused by a script or the policy every tick
+        (("run", "--default-boot", "1e300"), "--default-boot"),  # a ZeroDivisionError
+        (("run", "--default-boot", "1e12"), "--default-boot"),  # ERR_BAD_ARG a tick
+        (("run", "--policy", "static", "--min-spare", "99999999999999999999"), "--min-spare"),
+        (("run", "--lease-ttl", "1e12"), "--lease-ttl"),  # no failover after a crash
+        (("run", "--max-nodes", "10000000"), "--max-nodes"),
         (("demo", "--keep-alive", "-5"), "--keep-alive"),  # it failed in the replicas, 60 s on
         (("--log-level", "bogus", "status"), "--log-level"),
         (("simulate", "--time-scale", "0"), "--time-scale"),

@@ -31,6 +31,10 @@ from redis.exceptions import RedisError, ResponseError
 from provisioner import __version__
 from provisioner.cli.lazy import LazyGroup
 from provisioner.cli.options import (
+    MAX_BOOTS,
+    MAX_HISTORY_SECONDS,
+    MAX_NODES,
+    MAX_SECONDS,
     CliConfig,
     FiniteFloat,
     accept_shared_options,
@@ -137,7 +141,7 @@ def cli() -> None:
 @click.option(
     "--miss-cost-boots",
     envvar="PROVISIONER_MISS_COST_BOOTS",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_BOOTS),
     default=DEFAULT_MISS_COST_B,
     help="predictive: what one miss is worth, in boot times of an idle node (its one "
     "knob); the service level c / (c + 1) is then the same at any boot time.",
@@ -161,7 +165,7 @@ def cli() -> None:
 @click.option(
     "--min-spare",
     envvar="PROVISIONER_MIN_SPARE",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_NODES),
     default=None,
     help="A policy knob: spare nodes the policy adds to its own target (predictive 0, "
     "basestock 1); static: the pool size (4). For an operator's floor that holds for "
@@ -170,7 +174,7 @@ def cli() -> None:
 @click.option(
     "--keep-alive",
     envvar="PROVISIONER_KEEP_ALIVE",
-    type=FiniteFloat(min=0),
+    type=FiniteFloat(min=0, max=MAX_SECONDS),
     default=60.0,
     help="Baselines only (static, basestock, reactive, hybrid): seconds a surplus ready "
     "node may idle; the predictive policy's keep-alive is one learned boot time.",
@@ -178,70 +182,70 @@ def cli() -> None:
 @click.option(
     "--half-life",
     envvar="PROVISIONER_HALF_LIFE",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS),
     default=60.0,
     help="basestock: half-life of the rate estimates, seconds.",
 )
 @click.option(
     "--default-boot",
     envvar="PROVISIONER_DEFAULT_BOOT",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS),
     default=30.0,
     help="Boot time assumed before the first observation, seconds.",
 )
 @click.option(
     "--lease-ttl",
     envvar="PROVISIONER_LEASE_TTL",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS),
     default=5.0,
     help="Leader lease time-to-live, seconds.",
 )
 @click.option(
     "--tick",
     envvar="PROVISIONER_TICK",
-    type=FiniteFloat(min=0.01),
+    type=FiniteFloat(min=0.01, max=MAX_SECONDS),
     default=1.0,
     help="Scaling period, seconds.",
 )
 @click.option(
     "--marker-interval",
     envvar="PROVISIONER_MARKER_INTERVAL",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS),
     default=0.1,
     help="Shared-sequence marker period, seconds.",
 )
 @click.option(
     "--user-ttl-boots",
     envvar="PROVISIONER_USER_TTL_BOOTS",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_BOOTS),
     default=DEFAULT_USER_TTL_B,
     help="Inactivity before a user leaves the active set, in learned boot times.",
 )
 @click.option(
     "--user-ttl",
     envvar="PROVISIONER_USER_TTL",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS),
     default=None,
     help="Inactivity before a user leaves the active set, seconds; replaces --user-ttl-boots.",
 )
 @click.option(
     "--history-ttl",
     envvar="PROVISIONER_HISTORY_TTL",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_HISTORY_SECONDS),
     default=7 * 86_400.0,
     help="A user's record (history, ordering) untouched this long is forgotten, seconds.",
 )
 @click.option(
     "--api-timeout",
     envvar="PROVISIONER_API_TIMEOUT",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS),
     default=5.0,
     help="Node API request timeout, seconds.",
 )
 @click.option(
     "--marker-timeout",
     envvar="PROVISIONER_MARKER_TIMEOUT",
-    type=FiniteFloat(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True, max=MAX_SECONDS),
     default=3.0,
     help="No marker for this long: PING the subscription; no answer for as long again: "
     "it is dead (half-open), seconds.",
@@ -249,35 +253,35 @@ def cli() -> None:
 @click.option(
     "--health-check-interval",
     envvar="PROVISIONER_HEALTH_CHECK_INTERVAL",
-    type=FiniteFloat(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True, max=MAX_SECONDS),
     default=2.0,
     help="Redis connection health-check period, seconds.",
 )
 @click.option(
     "--redis-timeout",
     envvar="PROVISIONER_REDIS_TIMEOUT",
-    type=FiniteFloat(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True, max=MAX_SECONDS),
     default=3.0,
     help="A Redis command unanswered this long fails and its connection is re-made, seconds.",
 )
 @click.option(
     "--unknown-grace",
     envvar="PROVISIONER_UNKNOWN_GRACE",
-    type=FiniteFloat(min=0),
+    type=FiniteFloat(min=0, max=MAX_SECONDS),
     default=15.0,
     help="Wait before adopting or deleting a node unknown to us, seconds.",
 )
 @click.option(
     "--min-boot-timeout",
     envvar="PROVISIONER_MIN_BOOT_TIMEOUT",
-    type=FiniteFloat(min=0),
+    type=FiniteFloat(min=0, max=MAX_SECONDS),
     default=10.0,
     help="Floor of the stuck-boot timeout, seconds.",
 )
 @click.option(
     "--intent-timeout",
     envvar="PROVISIONER_INTENT_TIMEOUT",
-    type=FiniteFloat(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True, max=MAX_SECONDS),
     default=None,
     help="An open create intent (a POST that timed out, no status of its node yet) older "
     "than this is closed, seconds.  Default: two learned boot times, at least "
@@ -286,7 +290,7 @@ def cli() -> None:
 @click.option(
     "--max-nodes",
     envvar="PROVISIONER_MAX_NODES",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_NODES),
     default=None,
     help="Cap on every node that costs (open create intents, booting, ready, allocated, "
     "terminating, unknown); beyond it a connect waits instead of causing a boot. "
@@ -295,7 +299,7 @@ def cli() -> None:
 @click.option(
     "--min-ready",
     envvar="PROVISIONER_MIN_READY",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_NODES),
     default=0,
     help="The operator's floor: spare nodes (ready + booting) kept whatever the policy "
     "says, and left by the reaper; still under --max-nodes.",

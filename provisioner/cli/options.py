@@ -38,6 +38,10 @@ from provisioner.core.keys import validate_pool_name
 __all__ = [
     "DEFAULT_REDIS_URL",
     "ENVVARS",
+    "MAX_BOOTS",
+    "MAX_HISTORY_SECONDS",
+    "MAX_NODES",
+    "MAX_SECONDS",
     "SHARED",
     "CliConfig",
     "FiniteFloat",
@@ -343,6 +347,18 @@ def unused_shared_options(*names: str, why: str) -> Callable[[F], F]:
         return cast(F, wrapper)
 
     return decorate
+
+
+#: Bounds of ``run``'s options: past them a value is a typo, not a setting, and the
+#: scripts or the policy's arithmetic would refuse it every tick (``--default-boot 1e12``
+#: gave ERR_BAD_ARG each tick, ``1e300`` a ZeroDivisionError).  Durations, seconds:
+MAX_SECONDS = 30 * 86_400.0
+#: the history's TTL, seconds
+MAX_HISTORY_SECONDS = 365 * 86_400.0
+#: multiples of the boot time (``--miss-cost-boots``, ``--user-ttl-boots``)
+MAX_BOOTS = 1e6
+#: node counts (``--min-spare``, ``--max-nodes``, ``--min-ready``)
+MAX_NODES = 1_000_000
 
 
 class FiniteFloat(click.FloatRange):
