@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from click.testing import CliRunner
@@ -212,6 +213,24 @@ def test_cli_command(redis_url: str, pool: str) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["stopped_early"] is True and summary["activity"] > 50
+    # fresh-user finding: a run cut short left its connected users' nodes allocated for
+    # ever in a live pool; by default it ends their sessions
+    assert summary["connected_at_end"] == 0
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_a_run_cut_short_closes_the_open_sessions(redis_url: str, pool: str, close: bool) -> None:
+    """Stopped at 2.5 s of TINY (u1 and u2 connected, u1's disconnect due at 3 s): with
+    ``close_sessions`` both get a ``user:disconnect`` at the end, else none is sent."""
+    res = asyncio.run(
+        run_simulation(TINY, redis_url, 1.0, pool, max_wall_s=2.5, close_sessions=close)
+    )
+    assert res.stopped_early
+    tail = [(p.kind, p.user_id) for p in res.published if p.kind == "disconnect"]
+    if close:
+        assert tail == [("disconnect", "u1"), ("disconnect", "u2")] and not res.connected
+    else:
+        assert tail == [] and res.connected == {"u1", "u2"}
 
 
 def test_a_redis_restart_mid_run_is_retried_not_fatal(pool: str) -> None:

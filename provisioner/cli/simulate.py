@@ -40,6 +40,13 @@ __all__ = ["command"]
     default=None,
     help="Wall-clock seconds to run (default: the whole scenario).",
 )
+@click.option(
+    "--close-sessions/--leave-sessions-open",
+    default=True,
+    show_default=True,
+    help="At the end, publish user:disconnect for every user still connected (a run "
+    "cut short would leave their nodes allocated in a live pool).",
+)
 @shared_options()
 def command(
     redis_url: str,
@@ -47,6 +54,7 @@ def command(
     seed: int,
     time_scale: float,
     duration: float | None,
+    close_sessions: bool,
     channel_prefix: str,
 ) -> None:
     """Replay a scenario's user activity, connects and disconnects on Redis Pub/Sub."""
@@ -60,7 +68,14 @@ def command(
     )
     try:
         res = asyncio.run(
-            run_simulation(wl, redis_url, time_scale, channel_prefix, max_wall_s=duration)
+            run_simulation(
+                wl,
+                redis_url,
+                time_scale,
+                channel_prefix,
+                max_wall_s=duration,
+                close_sessions=close_sessions,
+            )
         )
     except KeyboardInterrupt:
         sys.exit(130)

@@ -180,6 +180,7 @@ async def run_simulation(
     max_wall_s: float | None = None,
     result: SimResult | None = None,
     retry_s: float = 30.0,
+    close_sessions: bool = False,
 ) -> SimResult:
     """Publish the workload's events on Redis Pub/Sub in (scaled) real time.
 
@@ -196,6 +197,9 @@ async def run_simulation(
             seconds; then its error is raised.
         result: A :class:`SimResult` to fill (lets a caller watch the ground truth live);
             a new one by default.
+        close_sessions: at the end (the workload's, ``max_wall_s`` or ``stop_event``),
+            publish ``user:disconnect`` for every user still connected, so a run cut
+            short leaves no node allocated in a live pool (none sends it later).
 
     Returns:
         The ground truth of what was published.
@@ -235,6 +239,10 @@ async def run_simulation(
             j = max(j, i + 1)
             await _publish(client, events[i:j], channel_prefix, res, retry_s)
             i = j
+        if close_sessions and res.connected:
+            end_s = (loop.time() - start) * time_scale
+            closing = [Event(end_s, "disconnect", u) for u in sorted(res.connected)]
+            await _publish(client, closing, channel_prefix, res, retry_s)
     finally:
         res.ended_ms = time.time() * 1000.0
         await client.aclose()
