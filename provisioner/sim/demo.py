@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -130,6 +131,7 @@ async def _start_stack(cfg: DemoConfig, redis_url: str, procs: Procs, wl: Worklo
         f"demo: redis {redis_url}, pool {cfg.pool}, mock API {api_url}, "
         f"{plural(cfg.replicas, 'replica')} "
         f"(metrics {', '.join(str(p) for p in metrics_ports)}), logs in {procs.logdir}"
+        + ("" if cfg.logdir else " (removed at the end unless the demo fails; --logdir keeps them)")
     )
     return api_url
 
@@ -212,14 +214,19 @@ def run_demo(cfg: DemoConfig, with_replay: bool = False) -> tuple[Scorecard, Sco
             :mod:`provisioner.harness`).
     """
     wl = scenarios.build_live(cfg.scenario, seed=cfg.seed)
-    logdir = Path(cfg.logdir or tempfile.mkdtemp(prefix="provisioner-demo-"))
-    logdir.mkdir(parents=True, exist_ok=True)
-    procs = Procs(logdir)
     with private_redis(cfg.redis_url) as url:
+        logdir = Path(cfg.logdir or tempfile.mkdtemp(prefix="provisioner-demo-"))
+        logdir.mkdir(parents=True, exist_ok=True)
+        procs = Procs(logdir)
         try:
             live = asyncio.run(_run(cfg, url, procs, wl))
+        except BaseException:
+            _say(f"demo: logs kept in {logdir}")
+            raise
         finally:
             procs.stop_all()
+        if not cfg.logdir:  # a temporary folder: gone once the demo has its scorecard
+            shutil.rmtree(logdir, ignore_errors=True)
         if not with_replay:
             return live, None
         _say("demo: replaying the same world minutes on a virtual clock")
