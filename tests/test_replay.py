@@ -417,7 +417,8 @@ def test_verdicts_find_dominating_and_better_baseline_points(tmp_path: Path) -> 
 
 def test_bench_table_has_a_row_per_scenario_and_says_what_was_not_run(tmp_path: Path) -> None:
     rows = [_row("predictive", 30, 0.10, 1.0), _row("predictive", 1000, 0.02, 1.2, True),
-            _row("static", 4, 0.05, 1.1, True)]  # fmt: skip
+            _row("static", 4, 0.05, 1.1, True), _row("hybrid", 90, 0.04, 1.3),
+            _row("hybrid", 50, 0.08, 1.2)]  # fmt: skip
     path = tmp_path / "results.json"
     path.write_text(json.dumps([asdict(r) for r in rows]))
     out = CliRunner().invoke(cli, ["bench", "table", str(path)])
@@ -425,8 +426,9 @@ def test_bench_table_has_a_row_per_scenario_and_says_what_was_not_run(tmp_path: 
     lines = out.output.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith("| scenario (sessions) | predictive* |")
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
-    assert cells[:6] == ["s (1,000)", "2.0% @ 1.20x", "5.0% @ 1.10x", "not run", "not run",
-                         "not run"]  # fmt: skip
+    # hybrid ran only off its default (fresh-user finding: it said "not run")
+    assert cells[:6] == ["s (1,000)", "2.0% @ 1.20x", "5.0% @ 1.10x",
+                         "k=50: 8.0% @ 1.20x (+1 more)", "not run", "not run"]  # fmt: skip
     assert cells[6] == "10.0% @ 1.00x / 2.0% @ 1.20x" and cells[7] == "0/0"
 
 

@@ -435,12 +435,22 @@ def markdown_table(rows: list[BenchRow]) -> str:
     """The table of docs/benchmarks.md#results: per scenario, every policy at its default knob, the
     predictive sweep's two ends, premium misses, and the wall seconds of the predictive
     default's replay and of the scenario's slowest replay (any policy, any knob).  A cell
-    with no row says "not run"."""
+    with no row says "not run"; a policy run only at other settings shows the first of
+    them, named (``static k=8: ...``)."""
 
     def cell(r: BenchRow | None) -> str:
         if r is None or r.cost_over_oracle is None:
             return "not run"
         return f"{r.miss_rate * 100:.1f}% @ {r.cost_over_oracle:.2f}x"
+
+    def policy_cell(p: str, default: BenchRow | None, mine: list[BenchRow]) -> str:
+        if default is not None:
+            return cell(default)
+        other = sorted((r for r in mine if r.policy == p), key=lambda r: r.value)
+        if not other:
+            return "not run"
+        more = f" (+{len(other) - 1} more)" if len(other) > 1 else ""
+        return f"{other[0].knob}={other[0].value:g}: {cell(other[0])}{more}"
 
     pols = ["predictive", "static", "hybrid", "reactive", "basestock"]
     head = [
@@ -458,7 +468,8 @@ def markdown_table(rows: list[BenchRow]) -> str:
         sessions = max(r.sessions for r in mine)
         out.append(
             "| " + " | ".join([
-                f"{name} ({sessions:,})", *[cell(default.get(p)) for p in pols], ends,
+                f"{name} ({sessions:,})", *[policy_cell(p, default.get(p), mine) for p in pols],
+                ends,
                 f"{d.misses_premium}/{d.connects_premium}" if d else "not run",
                 (f"{d.wall_s:.0f}" if d else "not run")
                 + f" / {max(r.wall_s for r in mine):.0f}",
