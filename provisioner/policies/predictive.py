@@ -267,13 +267,6 @@ class PredictiveConfig:
             the time since the policy's first tick (0: from the first tick; fitted on
             the tuning worlds, where 0.5 B and 0 give the same median, and the cold
             start of ``steady`` misses 3 connects of 92 instead of 10).
-        arrival_prior_b: the arrival rates start as if ``arrival_prior_b`` B of no
-            arrivals had been watched (forgotten like any sample): at a start among users
-            already browsing, every one is first seen in the first ticks, and a rate read
-            from those ticks alone is the crowd per tick (200 browsers seen within one
-            2 s tick read as 100 arrivals/s and a target of 241; with 0.25 B, 80).  Fitted
-            on the tuning worlds: 0, 0.25 and 0.5 B gave 99.3, 99.2 and 99.1% median hits
-            at 1.48x, 90th percentile cost 3.61, 3.52 and 3.50x.
     """
 
     miss_cost_b: float = DEFAULT_MISS_COST_B
@@ -298,7 +291,6 @@ class PredictiveConfig:
     evidence_connects: float = 10.0
     prior_hazard_b: float = 0.2
     fallback_warm_b: float = 0.5
-    arrival_prior_b: float = 0.25
 
     def __post_init__(self) -> None:
         if not (self.miss_cost_b > 0 and self.memory_b > 0 and self.prior_exposure_b > 0):
@@ -320,11 +312,10 @@ class PredictiveConfig:
         if not (
             self.drift_half_life_b >= 0 and self.evidence_connects >= 0
             and self.prior_hazard_b >= 0 and self.fallback_warm_b >= 0
-            and self.arrival_prior_b >= 0
         ):  # fmt: skip
             raise ValueError(
-                "drift_half_life_b, evidence_connects, prior_hazard_b, fallback_warm_b and "
-                "arrival_prior_b must be >= 0"
+                "drift_half_life_b, evidence_connects, prior_hazard_b and fallback_warm_b "
+                "must be >= 0"
             )
 
 
@@ -598,8 +589,6 @@ class PredictivePolicy:
             self._learned += bg_now - self._bg_last
         self._bg_last = bg_now
         lam_bg = self._bg.update(bg_now, now)
-        self._arrivals.assume_quiet(cfg.arrival_prior_b * boot_s)
-        self._arrivals_fast.assume_quiet(cfg.arrival_prior_b * boot_s)
         arrivals = self._arrivals.update(st.get("users_activated", 0), now)
         fast = self._arrivals_fast.update(st.get("users_activated", 0), now)
         # spike: new users arrive faster than the slow average says; the forecast (built

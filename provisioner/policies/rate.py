@@ -55,14 +55,6 @@ class WarmRate(Rate):
         self.mass += w * (1.0 - self.mass)
         self.value = self.raw / self.mass
 
-    def assume_quiet(self, span_s: float) -> None:
-        """Before the first sample: count ``span_s`` seconds of a rate of 0 as already seen,
-        forgotten like any sample (a prior of no events, worth ``span_s`` of watching).  A
-        rate read from a first short interval then cannot outweigh it: a crowd of existing
-        users first seen together is not taken for an arrival rate of the crowd per tick."""
-        if self.mass == 0.0 and span_s > 0:
-            self.mass = 1.0 - 0.5 ** (span_s / self.half_life_s)
-
 
 class Level:
     """An EWMA of a level (a gauge such as the allocated nodes), weighted by time, with a
