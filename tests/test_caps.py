@@ -428,8 +428,8 @@ ENV: dict[str, str | None] = {
 @pytest.mark.parametrize(
     ("args", "env", "msg"),
     [
-        (["--max-nodes", "-1"], {}, "'--max-nodes': -1 is not in the range x>=0"),
-        (["--min-ready", "-2"], {}, "'--min-ready': -2 is not in the range x>=0"),
+        (["--max-nodes", "-1"], {}, "'--max-nodes': -1 is not in the range 0<=x<=1000000"),
+        (["--min-ready", "-2"], {}, "'--min-ready': -2 is not in the range 0<=x<=1000000"),
         ([], {"PROVISIONER_MAX_NODES": "-3"}, "'--max-nodes': -3 is not in the range"),
         (["--max-nodes", "2", "--min-ready", "3"], {}, "2 is below --min-ready 3"),
         ([], {"PROVISIONER_MAX_NODES": "1", "PROVISIONER_MIN_READY": "4"}, "below --min-ready"),

@@ -375,7 +375,8 @@ class FiniteFloat(click.FloatRange):
         return super()._describe_range()
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        rv = super().convert(value, param, ctx)
+        # finiteness first: with an upper bound, inf would otherwise read as out of range
+        rv = click.FLOAT.convert(value, param, ctx)
         if isinstance(rv, float) and not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return rv
+        return super().convert(rv, param, ctx)
