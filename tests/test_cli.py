@@ -298,6 +298,8 @@ def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
         (("run", "--policy", "static", "--min-spare", "99999999999999999999"), "--min-spare"),
         (("run", "--lease-ttl", "1e12"), "--lease-ttl"),  # no failover after a crash
         (("run", "--max-nodes", "10000000"), "--max-nodes"),
+        (("run", "--policy", "basestock", "--z", "1e300"), "--z"),  # re-test finding
+        (("run", "--miss-cost", "1e300"), "--miss-cost"),
         (("demo", "--keep-alive", "-5"), "--keep-alive"),  # it failed in the replicas, 60 s on
         (("--log-level", "bogus", "status"), "--log-level"),
         (("simulate", "--time-scale", "0"), "--time-scale"),

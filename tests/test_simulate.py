@@ -253,3 +253,35 @@ def test_a_redis_restart_mid_run_is_retried_not_fatal(pool: str) -> None:
     assert not res.stopped_early
     kinds = [(p.kind, p.user_id) for p in res.published]
     assert kinds == [(e.kind, e.user_id) for e in TINY.events]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_simulate_like_its_duration(redis_url: str, pool: str, sig: str) -> None:
+    """Re-test finding: SIGTERM or Ctrl-C killed ``simulate`` mid-way with its users still
+    connected (10 and 15 left allocated in a live pool); a signal now ends the run as
+    ``--duration`` does, open sessions closed."""
+    import signal
+    import subprocess
+    import sys
+
+    import redis as sync_redis
+
+    sub = sync_redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+    sub.subscribe(f"{pool}user:connect")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "--redis-url", redis_url, "simulate",
+         "--scenario", "steady", "--time-scale", "50", "--channel-prefix", pool],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while sub.get_message(timeout=1.0) is None:  # a user connected
+            assert time.monotonic() < deadline and proc.poll() is None, "no connect"
+    finally:
+        sub.close()
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["stopped_early"] is True and summary["connect"] > 0, summary
+    assert summary["connected_at_end"] == 0 and summary["disconnect"] > 0, summary

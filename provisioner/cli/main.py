@@ -35,6 +35,7 @@ from provisioner.cli.options import (
     MAX_HISTORY_SECONDS,
     MAX_NODES,
     MAX_SECONDS,
+    MAX_Z,
     CliConfig,
     FiniteFloat,
     accept_shared_options,
@@ -149,7 +150,7 @@ def cli() -> None:
 @click.option(
     "--miss-cost",
     envvar="PROVISIONER_MISS_COST",
-    type=FiniteFloat(min=0.001),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS * MAX_BOOTS),
     default=None,
     help="predictive: what one miss is worth in node-seconds; replaces --miss-cost-boots "
     "(the service level then changes with the boot time).",
@@ -158,7 +159,7 @@ def cli() -> None:
     "--z",
     "z",
     envvar="PROVISIONER_Z",
-    type=FiniteFloat(min=0),
+    type=FiniteFloat(min=0, max=MAX_Z),
     default=1.64,
     help="basestock: safety factor (standard deviations).",
 )

@@ -42,6 +42,7 @@ __all__ = [
     "MAX_HISTORY_SECONDS",
     "MAX_NODES",
     "MAX_SECONDS",
+    "MAX_Z",
     "SHARED",
     "CliConfig",
     "FiniteFloat",
@@ -359,6 +360,9 @@ MAX_HISTORY_SECONDS = 365 * 86_400.0
 MAX_BOOTS = 1e6
 #: node counts (``--min-spare``, ``--max-nodes``, ``--min-ready``)
 MAX_NODES = 1_000_000
+#: basestock's safety factor, standard deviations (``--z 1e300`` aimed at 500 nodes for
+#: one connect; 10 is a one-in-10^23 tail already)
+MAX_Z = 10.0
 
 
 class FiniteFloat(click.FloatRange):

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 
 import click
@@ -13,7 +15,7 @@ from redis.exceptions import RedisError
 from provisioner.cli.options import FiniteFloat, shared_options
 from provisioner.core.logutil import plural
 from provisioner.sim import scenarios
-from provisioner.sim.simulate import run_simulation
+from provisioner.sim.simulate import SimResult, run_simulation
 
 __all__ = ["command"]
 
@@ -66,17 +68,22 @@ def command(
         + (f" (stopping after {duration:g} s)" if duration else ""),
         err=True,
     )
+
+    async def until_signalled() -> SimResult:
+        # SIGINT / SIGTERM stop the run as --duration does (the open sessions are closed
+        # too), instead of killing it mid-way with its users still connected
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+        return await run_simulation(
+            wl, redis_url, time_scale, channel_prefix, stop, max_wall_s=duration,
+            close_sessions=close_sessions,
+        )  # fmt: skip
+
     try:
-        res = asyncio.run(
-            run_simulation(
-                wl,
-                redis_url,
-                time_scale,
-                channel_prefix,
-                max_wall_s=duration,
-                close_sessions=close_sessions,
-            )
-        )
+        res = asyncio.run(until_signalled())
     except KeyboardInterrupt:
         sys.exit(130)
     except (RedisError, OSError) as e:
