@@ -606,7 +606,10 @@ class Leader:
                 return
             except CreateUncertain as e:
                 self.metrics.node_api_calls.labels("create", "uncertain").inc()
-                log.warning("create uncertain (intent %s stays open): %s", intent, e)
+                log.warning(
+                    "create uncertain (intent %s: open until its node reports or it expires): %s",
+                    intent, e,
+                )  # fmt: skip
                 return
             except Exception:
                 log.exception("create (intent %s) failed unexpectedly", intent)
