@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from typing import Any, TypeVar
 
 from provisioner.bench.errors import BenchError
+from provisioner.core.logutil import set_levels
 from provisioner.harness import cpus, pin, private_redis, private_servers
 
 __all__ = ["quiet_logs", "run_replays"]
@@ -62,19 +63,9 @@ def quiet_logs() -> Callable[[], None]:
     the client's tries), counted in its scorecard and not news.
 
     Returns:
-        A function that sets the levels back as they were (a bench run in a process that
-        goes on, e.g. a test's ``CliRunner``, must not leave the leader's warnings off).
+        A function that sets the levels back as they were (:func:`set_levels`).
     """
-    loggers = [logging.getLogger(n) for n in ("provisioner", "provisioner.core.leader")]
-    before = [lg.level for lg in loggers]
-    loggers[0].setLevel(logging.WARNING)
-    loggers[1].setLevel(logging.ERROR)
-
-    def restore() -> None:
-        for lg, level in zip(loggers, before, strict=True):
-            lg.setLevel(level)
-
-    return restore
+    return set_levels({"provisioner": logging.WARNING, "provisioner.core.leader": logging.ERROR})
 
 
 def _work(args: tuple[ReplayFn[T, R], T, str]) -> R:

@@ -11,6 +11,7 @@ import click
 from provisioner.bench.throughput import ThroughputConfig, format_targets, run_throughput
 from provisioner.cli.bench import reports_bench_errors
 from provisioner.cli.options import FiniteFloat, shared_options, unused_shared_options
+from provisioner.core.logutil import set_levels
 from provisioner.harness import private_redis
 
 __all__ = ["command"]
@@ -79,9 +80,7 @@ def command(
         history_ttl_s=base.history_ttl_s,
         parts=_parts(parts),
     )
-    quiet = logging.getLogger("provisioner")
-    click.get_current_context().call_on_close(lambda level=quiet.level: quiet.setLevel(level))
-    quiet.setLevel(logging.WARNING)
+    click.get_current_context().call_on_close(set_levels({"provisioner": logging.WARNING}))
     echo = None if as_json else click.echo
     with private_redis(redis_url) as url:
         res = run_throughput(url, cfg, echo)

@@ -1,18 +1,39 @@
-"""Rate-limited logging: bad input and outages must not flood the logs; and
-:func:`plural`, for a count in a message ("1 node", "2 nodes")."""
+"""Rate-limited logging: bad input and outages must not flood the logs; :func:`plural`,
+for a count in a message ("1 node", "2 nodes"); and :func:`set_levels`, loggers quieted
+for a while."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-__all__ = ["LogLimiter", "plural"]
+__all__ = ["LogLimiter", "plural", "set_levels"]
 
 
 def plural(n: int, noun: str) -> str:
     """``n`` and ``noun`` (a regular one, in the singular), the noun in the plural unless
     ``n`` is 1: ``plural(1, "node")`` is ``"1 node"``, ``plural(0, "node")`` ``"0 nodes"``."""
     return f"{n} {noun if n == 1 else noun + 's'}"
+
+
+def set_levels(levels: dict[str, int]) -> Callable[[], None]:
+    """Set each named logger's level (``{"provisioner": logging.WARNING}``).
+
+    Returns:
+        A function that sets them back as they were: a command run in a process that
+        goes on (a test's ``CliRunner``) must not leave them changed.
+    """
+    loggers = [logging.getLogger(name) for name in levels]
+    before = [lg.level for lg in loggers]
+    for lg, level in zip(loggers, levels.values(), strict=True):
+        lg.setLevel(level)
+
+    def restore() -> None:
+        for lg, level in zip(loggers, before, strict=True):
+            lg.setLevel(level)
+
+    return restore
 
 
 class LogLimiter:

@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.core.logutil import plural
+from provisioner.core.logutil import plural, set_levels
 from provisioner.harness import Procs, free_port, private_redis, wait_http
 from provisioner.policies.predictive import DEFAULT_MISS_COST_B
 from provisioner.policies.registry import make_policy, run_knobs
@@ -194,13 +194,11 @@ def replay_same(cfg: DemoConfig, redis_url: str, wl: Workload) -> Scorecard:
     # the replicas' knobs (see _run), in world units
     knobs = run_knobs(cfg.policy, miss_cost_b=cfg.miss_cost_b, keep_alive=cfg.keep_alive_s)
     rcfg = ReplayConfig(tick_s=live_tick_s(cfg.time_scale) * cfg.time_scale, premium_share=0.0)
-    quiet = logging.getLogger("provisioner")
-    before = quiet.level
-    quiet.setLevel(logging.WARNING)  # the replay's leader is quiet
+    restore = set_levels({"provisioner": logging.WARNING})  # the replay's leader is quiet
     try:
         return asyncio.run(replay(cut, make_policy(cfg.policy, **knobs), redis_url, rcfg)).scorecard
     finally:
-        quiet.setLevel(before)
+        restore()
 
 
 def run_demo(cfg: DemoConfig, with_replay: bool = False) -> tuple[Scorecard, Scorecard | None]:
