@@ -441,3 +441,24 @@ def test_a_long_quiet_stretch_with_a_node_allocated_does_not_stop_the_policy() -
         d = pol.decide(Observation(t * 1000, snap, 2.0, {"n": n, "hazard": {}}))
         assert 0 <= d.target_spare < 100
         assert math.isfinite(d.inputs["demand_mean"]) and math.isfinite(d.inputs["session_s"])
+
+
+def test_a_crowd_seen_at_the_start_is_not_held_once_arrivals_fall() -> None:
+    """A first tick that finds 200 users already browsing reads them as arrivals at 100
+    users/s, and plans for that crowd.  When no more arrive, the arrival rate falls, and
+    the reaper forgets that target once the rate is a quarter of the one it was planned
+    with; a policy that never forgets holds it for hold_b B (16.6x the oracle in a
+    replay of such a start, where 9 of the 200 connected)."""
+    crowd = {0: [200, 0, 0, 0, 0, 0, 0]}
+    floors: dict[float, list[int]] = {}
+    for ratio in (4.0, 0.0):
+        pol = PredictivePolicy(PredictiveConfig(hold_arrival_ratio=ratio))
+        pol.decide(tick(0.0, {}, {}, users_activated=0))
+        first = pol.decide(tick(2.0, crowd, {}, users_activated=200))
+        ds = [pol.decide(tick(2.0 * k, crowd, {}, users_activated=200)) for k in range(2, 21)]
+        assert first.target_spare > 100 and ds[-1].target_spare < first.target_spare / 4
+        floors[ratio] = [first.reap_floor] + [d.reap_floor for d in ds]
+    assert floors[0.0][-1] == floors[0.0][0]  # held for hold_b B (here 80 s)
+    assert floors[4.0][-1] < floors[4.0][0] / 4
+    with pytest.raises(ValueError, match="hold_arrival_ratio"):
+        PredictiveConfig(hold_arrival_ratio=0.5)
