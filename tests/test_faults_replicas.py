@@ -209,3 +209,33 @@ def test_a_stall_of_every_replica_drops_no_message(stack_factory: Any) -> None:
         f"{lost} resubscribes, {traffic.connects} connects each applied once"
     )
     assert lost == 0
+
+
+def test_a_second_process_with_the_same_replica_id_waits_for_the_lease(
+    stack_factory: Any,
+) -> None:
+    """Break-test finding: two processes started with one ``--replica-id`` both led, with
+    one fencing token that could not tell them apart.  The second now waits, says why
+    (log and ``provisioner_lease_conflicts_total``), and takes over with a token of its
+    own when the first is killed."""
+    stack: Stack = stack_factory(replica_args=POOL)
+    stack.start_all(["a"])
+    token = stack.token()
+    stack.start("twin", "--replica-id", "a")
+    wait_until(
+        lambda: stack.metric("twin", "provisioner_lease_conflicts_total") >= 1,
+        15,
+        "the twin to find the lease held under its id",
+    )
+    assert "replica ids must be unique" in stack.log("twin")
+    assert stack.metric("twin", "provisioner_lease_held") == 0
+    assert stack.metric("a", "provisioner_lease_held") == 1
+    assert stack.token() == token
+    stack.group.procs["a"].kill()
+    wait_until(
+        lambda: stack.metric("twin", "provisioner_lease_held") == 1,
+        4 * LEASE_S,
+        "the twin to take the lease",
+    )
+    assert stack.leader() == "a" and stack.token() > token
+    assert stack.invariants() == []

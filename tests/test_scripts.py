@@ -257,6 +257,25 @@ def test_lease_fencing(sc: SyncCoord) -> None:
     assert sc.acquire_lease("a", 2200, 1000).held
 
 
+def test_two_processes_with_one_replica_id_never_share_a_lease(sc: SyncCoord) -> None:
+    """Break-test finding: two processes started with one ``--replica-id`` both took the
+    lease as the same holder with the same token, which fencing cannot tell apart. The
+    lease knows its process by an instance drawn at start: the second one is told HELD (by
+    its own id) until the lease is free, and then gets a token of its own."""
+    a = sc.acquire_lease("r1", 0, 1000, "inst-a")
+    assert a.held
+    again = sc.acquire_lease("r1", 500, 1000, "inst-a")  # the same process extends it
+    assert again.held and again.token == a.token and again.expires_ms == 1500
+    b = sc.acquire_lease("r1", 600, 1000, "inst-b")
+    assert not b.held and b.holder == "r1" and b.expires_ms == 1500
+    assert sc.release_lease("r1", a.token)
+    b = sc.acquire_lease("r1", 800, 1000, "inst-b")
+    assert b.held and int(b.token) > int(a.token)
+    with pytest.raises(FencedError):
+        sc.create_intents(a.token, 900, ["x"])
+    assert not sc.acquire_lease("r1", 900, 1000, "inst-a").held
+
+
 def test_reap_keeps_target_and_never_allocated(sc: SyncCoord, r: redis.Redis) -> None:
     tok = sc.acquire_lease("me", 0, 10**9).token
     for i in range(4):

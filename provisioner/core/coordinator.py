@@ -585,9 +585,20 @@ class Coordinator:
         )
 
     # -- lease --------------------------------------------------------------------
-    async def acquire_lease(self, holder: str, now_ms: int, ttl_ms: int) -> LeaseState:
-        """Take the lease if free or expired (new token), or extend our own."""
-        res = await self._run("acquireLease", holder, now_ms, ttl_ms)
+    async def acquire_lease(
+        self, holder: str, now_ms: int, ttl_ms: int, instance: str = ""
+    ) -> LeaseState:
+        """Take the lease if free or expired (new token), or extend our own.
+
+        Args:
+            holder: the replica id.
+            now_ms: unix ms.
+            ttl_ms: the lease's length, ms.
+            instance: drawn once per process: a lease held by the same replica id with
+                another instance is another process's (``held`` False, ``holder`` our
+                own id), never shared.
+        """
+        res = await self._run("acquireLease", holder, now_ms, ttl_ms, instance)
         return LeaseState(
             held=int(res[0]) == Code.OK,
             token=_s(res[1]),

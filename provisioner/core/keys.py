@@ -40,7 +40,7 @@ key                           type    content
 ``P:boot``                    hash    learned boot time: n, mean_ms, var_ms2, last_ms
 ``P:policy``                  hash    last decision of the leader: target, lambda, ...
 ``P:decisions``               stream  capped log of scaling decisions with their inputs
-``P:leader``                  hash    lease: ``holder``, ``token``, ``expires_ms``
+``P:leader``                  hash    lease: ``holder``, ``instance``, ``token``, ``expires_ms``
 ``P:lease:token``             string  fencing token counter (monotonic)
 ``P:seq``                     string  shared sequence counter (markers)
 ``P:seq:last_ms``             string  ms of the last marker published

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import math
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -227,6 +228,9 @@ class Leader:
         self.policy = policy
         self.clock = clock
         self.replica_id = replica_id
+        # the lease knows this process by it too: a second process started with the same
+        # replica id never shares this one's lease and fencing token
+        self.instance = secrets.token_hex(6)
         self.config = config
         self.metrics = metrics
         self._rng = rng if rng is not None else random.Random()
@@ -283,8 +287,16 @@ class Leader:
         now = self.clock.now_ms()
         if self.token is None:
             ttl_ms = int(self.config.lease_ttl_s * 1000)
-            st = await self.coord.acquire_lease(self.replica_id, now, ttl_ms)
+            st = await self.coord.acquire_lease(self.replica_id, now, ttl_ms, self.instance)
             if not st.held:
+                if st.holder == self.replica_id:
+                    self.metrics.lease_conflicts.inc()
+                    self._limiter.warn(
+                        "duplicate",
+                        "leader: another process holds the lease as replica %s; replica "
+                        "ids must be unique (--replica-id), so this one waits for the lease",
+                        self.replica_id,
+                    )
                 return
             self.token = st.token
             self.metrics.lease_held.set(1)

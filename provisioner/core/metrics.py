@@ -98,6 +98,12 @@ class Metrics:
             "Leader writes refused by the fencing token (this replica had lost the lease)",
             registry=r,
         )
+        self.lease_conflicts = Counter(
+            "provisioner_lease_conflicts",
+            "Lease rounds that found the lease held by another process with this replica's "
+            "id (replica ids must be unique)",
+            registry=r,
+        )
         self.boots_withheld = Counter(
             "provisioner_boots_withheld",
             "Creates the --max-nodes cap withheld, summed over leader ticks (a boot still "
