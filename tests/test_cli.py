@@ -102,17 +102,46 @@ def test_status_says_when_no_replica_holds_the_lease(
     keys = PoolKeys(pool)
     now = int(time.time() * 1000)
     r.hset(keys.leader, mapping={"holder": "e1", "token": "7", "expires_ms": now + 60_000})
-    r.zadd(keys.replicas, {"e1": now - 2_500})
+    r.zadd(keys.replicas, {"e1": now - 2_500, "e0": now - 25_000})
     st = json.loads(ok(invoke("status", "--json")))
     assert st["lease_held"] is True
     text = ok(invoke("status"))
     assert "leader     e1 token 7  expires 20" in text
-    assert "replicas   e1 (2.5 s ago)" in text or "replicas   e1 (2.6 s ago)" in text
+    assert "e1 (2.5 s ago)" in text or "e1 (2.6 s ago)" in text
+    # fresh-user finding: a killed replica was listed like a live one for 30 s
+    assert "e0 (25.0 s ago, silent)" in text or "e0 (25.1 s ago, silent)" in text
     for expires in (0, now - 1):  # released, expired
         r.hset(keys.leader, "expires_ms", expires)
         assert json.loads(ok(invoke("status", "--json")))["lease_held"] is False
         text = ok(invoke("status"))
         assert "leader     none (lease of e1, token 7, released or expired)" in text
+
+
+def test_status_json_has_numbers_as_numbers_and_says_when_allocations_are_cut(
+    invoke: Invoke, redis_url: str, pool: str
+) -> None:
+    """Fresh-user finding: ``status --json`` gave the lease's and the policy's numbers as
+    strings and the policy's state as a JSON text, and listed 20 of 32 allocations (an
+    arbitrary 20) without saying so; the text said ``policy -: target spare -`` before any
+    decision."""
+    assert "policy     no decision yet" in ok(invoke("status"))
+    r = redis.Redis.from_url(redis_url)
+    keys = PoolKeys(pool)
+    now = int(time.time() * 1000)
+    r.hset(keys.leader, mapping={"holder": "0042", "token": "7", "expires_ms": now + 60_000})
+    state = json.dumps({"connects": [[0.5]]})
+    r.hset(keys.policy, mapping={"policy": "predictive", "target": "6", "now_ms": "2001",
+                                 "keep_alive_s": "30.5", "state": state})  # fmt: skip
+    r.hset(keys.user_node, mapping={f"u{i:02d}": f"n{i}" for i in range(32)})
+    st = json.loads(ok(invoke("status", "--json")))
+    assert st["leader"] == {"holder": "0042", "token": 7, "expires_ms": now + 60_000}
+    assert st["policy"]["target"] == 6 and st["policy"]["keep_alive_s"] == 30.5
+    assert st["policy"]["state"] == {"connects": [[0.5]]}
+    assert st["allocations"] == {f"u{i:02d}": f"n{i}" for i in range(20)}
+    assert st["allocations_total"] == 32 and st["allocations_truncated"] is True
+    text = ok(invoke("status"))
+    assert "policy     predictive: target spare 6" in text
+    assert "decided at 1970-01-01T00:00:02.001Z (2001)" in text
 
 
 def test_status_of_another_pool_is_empty(invoke: Invoke, redis_url: str, pool: str) -> None:
@@ -147,7 +176,10 @@ def test_seed_refuses_a_time_the_scripts_would_refuse(invoke: Invoke) -> None:
 def test_check_passes_then_fails_on_a_broken_invariant(
     invoke: Invoke, r: redis.Redis, pool: str
 ) -> None:
-    assert ok(invoke("check")).strip() == "ok"  # an empty pool is consistent
+    empty = invoke("check")  # an empty pool is consistent
+    assert empty.exit_code == 0 and empty.stdout.strip() == "ok"
+    # fresh-user finding: `check --pool <a typo>` said only "ok"
+    assert f"pool {pool!r} has no keys" in empty.stderr
     ok(invoke("seed", "--users", "2", "--ready-nodes", "2", "--booting-nodes", "1"))
     assert ok(invoke("check")).strip() == "ok"
     keys = PoolKeys(pool)

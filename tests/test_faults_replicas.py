@@ -239,3 +239,8 @@ def test_a_second_process_with_the_same_replica_id_waits_for_the_lease(
     )
     assert stack.leader() == "a" and stack.token() > token
     assert stack.invariants() == []
+    # fresh-user finding: a replica stopped cleanly stayed listed in `status`
+    twin = stack.group.procs["twin"]
+    twin.send_signal(signal.SIGTERM)
+    assert twin.wait(timeout=15) == 0
+    assert stack.r.zscore(stack.keys.replicas, "a") is None

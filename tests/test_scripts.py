@@ -276,6 +276,16 @@ def test_two_processes_with_one_replica_id_never_share_a_lease(sc: SyncCoord) ->
     assert not sc.acquire_lease("r1", 900, 1000, "inst-a").held
 
 
+def test_a_replica_that_leaves_is_no_longer_listed(sc: SyncCoord, r: redis.Redis) -> None:
+    """Fresh-user finding: a replica stopped cleanly stayed in ``P:replicas`` until another
+    replica's heartbeat found it 30 s stale (and for ever when none ran)."""
+    assert sc.heartbeat("r1", 1_000) == 1 and sc.heartbeat("r2", 1_500) == 2
+    assert sc.heartbeat("r1", 2_000, leave=True) == 1
+    assert r.zrange(sc.keys.replicas, 0, -1) == ["r2"]
+    assert sc.heartbeat("r2", 40_000) == 1  # a stale one goes at the next beat
+    assert sc.heartbeat("r3", 80_000) == 1
+
+
 def test_reap_keeps_target_and_never_allocated(sc: SyncCoord, r: redis.Redis) -> None:
     tok = sc.acquire_lease("me", 0, 10**9).token
     for i in range(4):

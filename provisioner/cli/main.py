@@ -402,6 +402,10 @@ def run(
         raise click.ClickException(str(e)) from e
 
 
+#: ``status --json`` lists this many of the users' allocations (the first by user id).
+STATUS_ALLOCATIONS = 20
+
+
 def _lease_held(leader: dict[str, str], now_ms: int) -> bool:
     """Whether the leader hash names a holder whose lease runs past ``now_ms`` (unix ms,
     this machine's clock): a released lease has ``expires_ms`` 0."""
@@ -421,12 +425,22 @@ def _leader_line(leader: dict[str, str], held: bool) -> str:
     return f"none (lease of {holder}, token {token}, released or expired)"
 
 
+#: A replica beats every second; one silent this long is shown as silent (killed, hung, or
+#: cut off from Redis).  A replica that stops cleanly removes its own entry.
+SILENT_S = 10.0
+
+
 def _replicas_line(replicas: dict[str, int], now_ms: int) -> str:
-    """``status``'s replicas with the age of their last heartbeat (a replica stopped
-    cleanly stays listed until its heartbeat is stale)."""
+    """``status``'s replicas with the age of their last heartbeat, those older than
+    :data:`SILENT_S` marked silent (the entry goes 30 s after the last heartbeat, when
+    another replica beats)."""
     if not replicas:
         return "-"
-    return ", ".join(f"{r} ({max(0, now_ms - ms) / 1000:.1f} s ago)" for r, ms in replicas.items())
+    parts = []
+    for r, ms in replicas.items():
+        age = max(0, now_ms - ms) / 1000
+        parts.append(f"{r} ({age:.1f} s ago{', silent' if age > SILENT_S else ''})")
+    return ", ".join(parts)
 
 
 async def _status(obj: CliConfig) -> dict[str, Any]:
@@ -441,6 +455,7 @@ async def _status(obj: CliConfig) -> dict[str, Any]:
         replicas: Any = await c.zrange(k.replicas, 0, -1, withscores=True)
         waiting = await c.zrange(k.users_waiting, 0, 19)
         allocations = await c.hgetall(k.user_node)
+        shown = dict(sorted(allocations.items())[:STATUS_ALLOCATIONS])
         return {
             "pool": obj.pool,
             "nodes": {
@@ -453,8 +468,9 @@ async def _status(obj: CliConfig) -> dict[str, Any]:
             "create_intents_open": snap.intents,
             "users": {"active": snap.active, "waiting": snap.waiting},
             "waitlist_head": waiting,
-            "allocations": dict(list(allocations.items())[:20]),
+            "allocations": shown,
             "allocations_total": len(allocations),
+            "allocations_truncated": len(shown) < len(allocations),
             "connected": len(allocations),
             "leader": leader,
             "lease_held": _lease_held(leader, int(time.time() * 1000)),
@@ -483,10 +499,19 @@ async def _status(obj: CliConfig) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_cli_config
 def status(obj: CliConfig, as_json: bool) -> None:
-    """Show the pool: nodes by state, users, leader, boot time, target, counters."""
+    """Show the pool: nodes by state, users, leader, boot time, target, counters.
+
+    With --json: numbers as numbers, the policy's state as nested objects, and the first 20
+    allocations by user id (``allocations_total`` counts them all).
+    """
     st = _run(_status(obj))
     if as_json:
-        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        typed = {
+            **st,
+            "leader": {a: _field(a, b) for a, b in st["leader"].items()},
+            "policy": {a: _field(a, b) for a, b in st["policy"].items()},
+        }
+        click.echo(json.dumps(typed, indent=2, sort_keys=True))
         return
     n, u, b, caps = st["nodes"], st["users"], st["boot_time"], st["caps"]
     pol = st["policy"]
@@ -507,9 +532,14 @@ def status(obj: CliConfig, as_json: bool) -> None:
             if b["mean_s"]
             else "-"
         ),
-        f"  policy     {pol.get('policy', '-')}: target spare {pol.get('target', '-')}"
-        f"  (spare then {pol.get('spare', '-')})  keep-alive {_secs(pol.get('keep_alive_s'))}"
-        f"  decided at {pol.get('now_ms', '-')} ms",
+        "  policy     "
+        + (
+            f"{pol.get('policy', '-')}: target spare {pol.get('target', '-')}"
+            f"  (spare then {pol.get('spare', '-')})  keep-alive {_secs(pol.get('keep_alive_s'))}"
+            f"  decided at {_when(pol.get('now_ms'))}"
+            if pol
+            else "no decision yet"
+        ),
         f"  caps       max nodes {'unlimited' if cap is None else cap}"
         f" (counted now {caps['nodes_counted']}, boots withheld then {caps['withheld']})"
         f"  min ready {caps['min_ready']}",
@@ -520,12 +550,14 @@ def status(obj: CliConfig, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
-async def _check(obj: CliConfig) -> list[str]:
+async def _check(obj: CliConfig) -> tuple[list[str], bool]:
+    """The problems found, and whether the pool has any key at all."""
     coord = _coordinator(obj)
     try:
         await coord.client.ping()
         wrong = await wrong_types(coord.client, coord.keys)
-        return wrong or await check_invariants(coord.client, coord.keys)
+        exists = int(await coord.client.exists(*coord.keys.all())) > 0
+        return wrong or await check_invariants(coord.client, coord.keys), exists
     finally:
         await coord.client.aclose()
 
@@ -534,9 +566,10 @@ async def _check(obj: CliConfig) -> list[str]:
 @pass_cli_config
 def check(obj: CliConfig) -> None:
     """Probe: exit 0 when Redis answers, every pool key has the type the scripts expect and
-    every invariant holds, else 1."""
+    every invariant holds, else 1.  A pool with no key at all is consistent; it says so on
+    stderr (no replica has run on it yet, or --pool names another)."""
     try:
-        problems = asyncio.run(_check(obj))
+        problems, exists = asyncio.run(_check(obj))
     except ResponseError as e:  # Redis answered: the pool's state is what is wrong
         click.echo(f"pool state unreadable: {e}", err=True)
         sys.exit(1)
@@ -547,6 +580,12 @@ def check(obj: CliConfig) -> None:
         for p in problems:
             click.echo(p, err=True)
         sys.exit(1)
+    if not exists:
+        click.echo(
+            f"pool {obj.pool!r} has no keys: no replica has run on it yet, or --pool names "
+            "another pool",
+            err=True,
+        )
     click.echo("ok")
 
 
@@ -613,6 +652,14 @@ def _decoded(value: str) -> Any:
         return value
 
 
+def _field(name: str, value: str) -> Any:
+    """A stored field as ``--json`` gives it: ids and names as text (a replica id may be
+    all digits), the policy's state as nested objects, other numbers as numbers."""
+    if name in ("holder", "instance", "leader", "policy"):
+        return value
+    return _decoded(value) if name == "state" else _typed(value)
+
+
 def _when(ms: str | None) -> str:
     """``now_ms`` of a decision as UTC time, with the ms (what ``redis-cli`` shows)."""
     if ms is None or not ms.isdigit():
@@ -644,9 +691,7 @@ def explain(obj: CliConfig, count: int, as_json: bool) -> None:
     """Show the latest scaling decisions with their inputs (newest first)."""
     rows = _run(_explain(obj, count))
     if as_json:
-        typed = [
-            {k: _decoded(v) if k == "state" else _typed(v) for k, v in r.items()} for r in rows
-        ]
+        typed = [{k: _field(k, v) for k, v in r.items()} for r in rows]
         click.echo(json.dumps(typed, indent=2))
         return
     if not rows:

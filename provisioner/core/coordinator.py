@@ -655,9 +655,14 @@ class Coordinator:
         v = await self.client.get(self.keys.seq_secret)
         return None if v is None else str(v)
 
-    async def heartbeat(self, replica: str, now_ms: int, stale_ms: int = 30_000) -> int:
-        """Record a replica heartbeat; returns the number of live replicas."""
-        res = await self._run("heartbeat", replica, now_ms, stale_ms)
+    async def heartbeat(
+        self, replica: str, now_ms: int, stale_ms: int = 30_000, leave: bool = False
+    ) -> int:
+        """Record a replica heartbeat (unix ms), dropping replicas silent for ``stale_ms``;
+        with ``leave``, remove the replica's entry instead (a clean stop).  Returns the
+        number of replicas listed."""
+        mode = "leave" if leave else "alive"
+        res = await self._run("heartbeat", replica, now_ms, stale_ms, mode)
         return int(res[1])
 
     async def expire_users(

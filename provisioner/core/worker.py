@@ -568,6 +568,12 @@ class Worker:
             rounds += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
+        # a clean stop: `status` no longer lists this replica (best effort, bounded)
+        with contextlib.suppress(RedisError, OSError, ScriptError, TimeoutError):
+            await asyncio.wait_for(
+                self.coord.heartbeat(self.config.replica_id, self.clock.now_ms(), leave=True),
+                self.config.socket_timeout_s,
+            )
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
