@@ -344,3 +344,31 @@ def test_a_node_reported_terminated_that_we_did_not_delete_is_deleted_once(
         clock.advance_to(t)
         _step(sc, leader)
     assert other not in api.deleted and other not in leader._deleting
+
+
+def test_a_clean_stop_stores_the_policy_s_whole_state_for_the_next_leader(
+    sc: SyncCoord, r: redis.Redis
+) -> None:
+    """Break-test finding: a rolling restart lost what the policy had learned since its
+    last periodic state (up to 30 ticks).  A leader that stops cleanly records its last
+    decision again with the policy's whole state, then releases the lease; the next
+    leader restores it."""
+    from provisioner.policies.predictive import PredictivePolicy
+
+    clock = VirtualClock(5_000_000)
+    cfg = LeaderConfig(tick_s=1, lease_ttl_s=10, unknown_grace_s=5, default_boot_s=10)
+    policy = PredictivePolicy()
+    leader = Leader(sc.coord, RecordingApi(), policy, clock, "L", cfg, Metrics())
+    sc.record_activity("u1", 5_000_000)
+    for t in range(5_000_000, 5_005_000, 1000):  # ticks 2-5 store no state
+        clock.advance_to(t)
+        _step(sc, leader)
+    stored_before = r.hget(sc.keys.policy, "state")
+    sc.run(leader.shutdown())
+    last = r.hgetall(sc.keys.policy)
+    assert last["stopped"] == "1" and last["state"] != stored_before
+    assert last["state"] == policy.state_json()
+    assert int(r.hget(sc.keys.leader, "expires_ms") or 0) == 0  # then released
+    nxt = PredictivePolicy()
+    nxt.restore(last)
+    assert nxt.state_json() == policy.state_json()

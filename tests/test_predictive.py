@@ -462,3 +462,32 @@ def test_a_crowd_seen_at_the_start_is_not_held_once_arrivals_fall() -> None:
     assert floors[4.0][-1] < floors[4.0][0] / 4
     with pytest.raises(ValueError, match="hold_arrival_ratio"):
         PredictiveConfig(hold_arrival_ratio=0.5)
+
+
+def test_a_new_leader_goes_on_with_the_loops_where_the_last_one_stopped() -> None:
+    """Break-test finding: a new leader restored only the hazards; the calibration, the
+    drift, the rates, the returns and the reaper's hold started afresh, and the target
+    jumped at every handover (9 -> 22 in one, 10 -> 4 in another).  The whole state is
+    stored now: a policy restored from it plans as the one that stored it, where a policy
+    restored from the hazards alone does not.  A state whose loops do not read (a number
+    that is not finite) restores the hazards and leaves the loops as they start."""
+    cfg = PredictiveConfig(prior_hazard_b=0.02)  # users connect far above the prior
+    old = PredictivePolicy(cfg)
+    state = {"acc": 0.0, "connects": 0.0}
+    _steady(old, 0.0, 40 * B, users=30, per_s=0.5, state=state, session_s=2 * B)
+    stored = json.loads(old.state_json())
+    assert stored["cal"][0] > stored["cal"][1] and stored["hold"] and stored["pending"]
+    whole, hazards_only, broken = (PredictivePolicy(cfg) for _ in range(3))
+    whole.restore({"state": json.dumps(stored)})
+    hazards_only.restore({"state": json.dumps({k: stored[k] for k in ("connects", "exposure")})})
+    broken.restore({"state": json.dumps({**stored, "drift": [math.nan, 1.0]})})
+    assert broken.connects == whole.connects and broken._drift_actual == 0
+    after: dict[str, list[Decision]] = {}
+    for name, pol in (("old", old), ("whole", whole), ("hazards", hazards_only)):
+        st = dict(state)
+        after[name] = _steady(pol, 40 * B, 40 * B + 5, 30, 0.5, st, session_s=2 * B)
+    for a, b in zip(after["old"][1:], after["whole"][1:], strict=True):
+        assert abs(a.target_spare - b.target_spare) <= 1 and a.reap_floor == b.reap_floor
+        assert b.inputs["calibration"] == pytest.approx(a.inputs["calibration"], rel=0.02)
+    assert after["hazards"][-1].inputs["calibration"] == 1.0
+    assert after["hazards"][-1].target_spare != after["old"][-1].target_spare

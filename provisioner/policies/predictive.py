@@ -111,6 +111,7 @@ oracle; forgotten, 9.0x).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -344,6 +345,19 @@ def _poisson_quantile(lam: float, q: float) -> int:
     return k
 
 
+def _fin(x: Any) -> float:
+    """A stored number as a finite float (ValueError otherwise)."""
+    v = float(x)
+    if not math.isfinite(v):
+        raise ValueError(f"not a finite number: {x!r}")
+    return v
+
+
+def _opt_int(x: Any) -> int | None:
+    """A stored optional integer (ms, a counter): None stays None."""
+    return None if x is None else int(x)
+
+
 @functools.lru_cache(maxsize=256)
 def _z(q: float) -> float:
     """``Phi^-1(q)`` (cached: q changes only with the learned B)."""
@@ -459,7 +473,39 @@ class PredictivePolicy:
                 )
                 self._learned = max(self._learned, sum(self._bc))
         except (ValueError, TypeError, AttributeError):
-            pass
+            return
+        # a state from before the loops were stored: they start afresh
+        with contextlib.suppress(ValueError, TypeError, AttributeError, IndexError, KeyError):
+            self._restore_loops(state)
+
+    def _restore_loops(self, s: dict[str, Any]) -> None:
+        """The loops' state of :meth:`state_json`; nothing is set unless all of it reads
+        (a number that is not finite, a missing part: ValueError, TypeError, ...)."""
+        rates = {
+            name: (_fin(v[0]), _fin(v[1]), _fin(v[2]), _opt_int(v[3]), _opt_int(v[4]))
+            for name, v in ((n, s["rates"][n]) for n in self._rates_by_name())
+        }
+        allocated = (_fin(s["allocated"][0]), _opt_int(s["allocated"][1]))
+        cal = (_fin(s["cal"][0]), _fin(s["cal"][1]), _opt_int(s["cal"][2]))
+        pending = [(int(d), _fin(f), int(c), _fin(w)) for d, f, c, w in s["pending"]]
+        drift = (_fin(s["drift"][0]), _fin(s["drift"][1]))
+        hold = [(int(t), int(k), _fin(a)) for t, k, a in s["hold"]]
+        learned, bg_last = _fin(s["learned"]), _opt_int(s["bg_last"])
+        first_ms, tick_s, hold_boot_s = (
+            _opt_int(s["first_ms"]),
+            _fin(s["tick_s"]),
+            _fin(s["hold_boot_s"]),
+        )
+        for name, r in self._rates_by_name().items():
+            r.value, r.raw, r.mass, r.last_count, r.last_ms = rates[name]
+        self._allocated.value, self._allocated.last_ms = allocated
+        self._cal_actual, self._cal_forecast, self._cal_last_ms = cal
+        self._pending = deque(pending)
+        self._drift_actual, self._drift_expected = drift
+        self._recent = deque(hold)
+        self._learned = max(self._learned, learned)
+        self._bg_last, self._first_ms = bg_last, first_ms
+        self._tick_s, self._hold_boot_s = tick_s, hold_boot_s
 
     # -- the model --------------------------------------------------------------------
     def _learn(
@@ -760,15 +806,46 @@ class PredictivePolicy:
             "premium_demand": round(mu_p, 3),
             "premium_margin": margin,
         }
-        if self._ticks % 30 == 1:
-            inputs["state"] = json.dumps(
-                {
-                    "connects": [[round(x, 4) for x in row] for row in self.connects],
-                    "exposure": [[round(x, 2) for x in row] for row in self.exposure],
-                }
-            )
         keep = self._hold(obs.now_ms, target, boot_s, f.rates.arrivals)
+        if self._ticks % 30 == 1:
+            inputs["state"] = self.state_json()
         return Decision(target, cfg.keep_alive_b * boot_s, inputs, keep_spare=keep)
+
+    def state_json(self) -> str:
+        """Everything the policy has learned, as JSON text: the hazards' forgotten sums, and
+        the loops' state (the rates, the calibration with its open windows, the drift, the
+        reaper's hold).  Stored with every 30th decision and at a clean stop, so that the
+        next leader's :meth:`restore` goes on where this one stopped."""
+        rates = {
+            name: [r.value, r.raw, r.mass, r.last_count, r.last_ms]
+            for name, r in self._rates_by_name().items()
+        }
+        return json.dumps(
+            {
+                "connects": [[round(x, 4) for x in row] for row in self.connects],
+                "exposure": [[round(x, 2) for x in row] for row in self.exposure],
+                "rates": rates,
+                "allocated": [self._allocated.value, self._allocated.last_ms],
+                "cal": [self._cal_actual, self._cal_forecast, self._cal_last_ms],
+                "pending": [list(p) for p in self._pending],
+                "drift": [self._drift_actual, self._drift_expected],
+                "learned": self._learned,
+                "bg_last": self._bg_last,
+                "first_ms": self._first_ms,
+                "tick_s": float(self._tick_s),
+                "hold": [list(e) for e in self._recent],
+                "hold_boot_s": float(self._hold_boot_s),
+            }
+        )
+
+    def _rates_by_name(self) -> dict[str, WarmRate]:
+        return {
+            "bg": self._bg,
+            "arrivals": self._arrivals,
+            "arrivals_fast": self._arrivals_fast,
+            "disconnects": self._disconnects,
+            "connect_rate": self._connect_rate,
+        }
 
     def _premium_margin(
         self, obs: Observation, ud: _UserDemand, miss_cost: float, q: float, boot_s: float
