@@ -156,7 +156,7 @@ def test_status_of_another_pool_is_empty(invoke: Invoke, redis_url: str, pool: s
 def test_seed_rejects_negative_counts(invoke: Invoke) -> None:
     result = invoke("seed", "--users", "-1")
     assert result.exit_code == 2
-    assert "counts must be >= 0" in result.output
+    assert "'--users'" in result.output and "0<=x<=1000000" in result.output
 
 
 def test_seed_refuses_a_time_the_scripts_would_refuse(invoke: Invoke) -> None:
@@ -332,6 +332,14 @@ def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
         (("run", "--max-nodes", "10000000"), "--max-nodes"),
         (("run", "--policy", "basestock", "--z", "1e300"), "--z"),  # re-test finding
         (("run", "--miss-cost", "1e300"), "--miss-cost"),
+        # break-test findings: a replica that could never work, or a silent fallback
+        (("run", "--marker-timeout", "0.000001"), "--marker-timeout"),  # resubscribed 160x
+        (("run", "--redis-timeout", "1e-300"), "--redis-timeout"),
+        (("run", "--health-check-interval", "1e-9"), "--health-check-interval"),
+        (("run", "--replica-id", ""), "--replica-id"),
+        (("run", "--replica-id", "  "), "must not be empty"),
+        (("seed", "--ready-nodes", "100000000"), "--ready-nodes"),  # wrote 55,874 in 20 s
+        (("seed", "--users", "-1"), "--users"),
         (("demo", "--keep-alive", "-5"), "--keep-alive"),  # it failed in the replicas, 60 s on
         (("--log-level", "bogus", "status"), "--log-level"),
         (("simulate", "--time-scale", "0"), "--time-scale"),

@@ -442,3 +442,36 @@ def test_markers_go_on_after_the_pool_s_keys_are_deleted(redis_url: str, pool: s
             assert w.metrics.pool_resets._value.get() == 1  # and it said so
 
     run(body)
+
+
+def test_messages_wait_out_a_redis_at_maxmemory_and_are_applied_after(pool: str) -> None:
+    """Break-test finding: with Redis at ``maxmemory`` (``noeviction``, as recommended) a
+    script's OOM error dropped the subscription, like a lost connection, and a connect
+    published meanwhile reached no subscriber: lost, uncounted.  The messages now wait,
+    retried with backoff (``provisioner_oom_retries_total``), on a live subscription, and
+    are applied once Redis has memory again.  A private redis-server: maxmemory is global."""
+    from provisioner.harness import local_redis
+
+    async def body(url: str) -> None:
+        async with stack(url, pool) as st:
+            await st.r.config_set("maxmemory", "1")  # every write refused from now on
+            try:
+                await st.publish(st.channels.activity, json.dumps({"user_id": "oom-1"}))
+                await st.connect("oom-1")
+                await asyncio.sleep(1.0)
+                assert st.worker.metrics.oom_retries._value.get() >= 1
+                assert st.worker.subscribed  # the subscription stayed
+                assert await st.r.hget(st.keys.stats, "connects") is None
+            finally:
+                await st.r.config_set("maxmemory", "0")
+
+            async def applied() -> bool:
+                return await st.r.hget(st.keys.stats, "connects") == "1"
+
+            await eventually(applied, 10, "the connect to be applied once memory is back")
+            assigned = await st.next_assigned("oom-1", 10)
+            assert assigned["user_id"] == "oom-1"
+            assert await invariants(st) == []
+
+    with local_redis() as server:
+        run(lambda: body(server.url))

@@ -79,6 +79,13 @@ def _int_or_none(v: Any) -> int | None:
         return None
 
 
+def _replica_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--replica-id``: None (a generated id) or a non-blank id."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty (leave it out for host-pid-random)")
+    return value
+
+
 def _secs(v: Any) -> str:
     """A stored duration in seconds, rounded for people ('-' when absent)."""
     try:
@@ -131,6 +138,7 @@ def cli() -> None:
     "--replica-id",
     envvar="PROVISIONER_REPLICA_ID",
     default=None,
+    callback=_replica_id,
     help="Unique replica id (default host-pid-random).",
 )
 @click.option(
@@ -246,7 +254,7 @@ def cli() -> None:
 @click.option(
     "--marker-timeout",
     envvar="PROVISIONER_MARKER_TIMEOUT",
-    type=FiniteFloat(min=0, min_open=True, max=MAX_SECONDS),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS),
     default=3.0,
     help="No marker for this long: PING the subscription; no answer for as long again: "
     "it is dead (half-open), seconds.",
@@ -254,14 +262,14 @@ def cli() -> None:
 @click.option(
     "--health-check-interval",
     envvar="PROVISIONER_HEALTH_CHECK_INTERVAL",
-    type=FiniteFloat(min=0, min_open=True, max=MAX_SECONDS),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS),
     default=2.0,
     help="Redis connection health-check period, seconds.",
 )
 @click.option(
     "--redis-timeout",
     envvar="PROVISIONER_REDIS_TIMEOUT",
-    type=FiniteFloat(min=0, min_open=True, max=MAX_SECONDS),
+    type=FiniteFloat(min=0.001, max=MAX_SECONDS),
     default=3.0,
     help="A Redis command unanswered this long fails and its connection is re-made, seconds.",
 )
@@ -614,9 +622,16 @@ async def _seed(
 
 
 @cli.command()
-@click.option("--users", type=int, default=0, help="Active users to add.")
-@click.option("--ready-nodes", type=int, default=0, help="Ready nodes to add (not in any API).")
-@click.option("--booting-nodes", type=int, default=0, help="Booting nodes to add.")
+@click.option("--users", type=click.IntRange(0, MAX_NODES), default=0, help="Active users to add.")
+@click.option(
+    "--ready-nodes",
+    type=click.IntRange(0, MAX_NODES),
+    default=0,
+    help="Ready nodes to add (not in any API).",
+)
+@click.option(
+    "--booting-nodes", type=click.IntRange(0, MAX_NODES), default=0, help="Booting nodes to add."
+)
 @click.option(
     "--now-ms",
     type=click.IntRange(0, 10**13 - 1),
@@ -628,8 +643,6 @@ def seed(
     obj: CliConfig, users: int, ready_nodes: int, booting_nodes: int, now_ms: int | None
 ) -> None:
     """Seed users and nodes for debugging, through the same Lua scripts."""
-    if min(users, ready_nodes, booting_nodes) < 0:
-        raise click.BadParameter("counts must be >= 0")
     click.echo(json.dumps(_run(_seed(obj, users, ready_nodes, booting_nodes, now_ms))))
 
 

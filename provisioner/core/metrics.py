@@ -98,6 +98,11 @@ class Metrics:
             "Leader writes refused by the fencing token (this replica had lost the lease)",
             registry=r,
         )
+        self.oom_retries = Counter(
+            "provisioner_oom_retries",
+            "Batches of messages retried because Redis refused writes at maxmemory (OOM)",
+            registry=r,
+        )
         self.lease_conflicts = Counter(
             "provisioner_lease_conflicts",
             "Lease rounds that found the lease held by another process with this replica's "

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -49,7 +49,7 @@ from provisioner.core.coordinator import DEFAULT_USER_TTL_B, Coordinator
 from provisioner.core.errors import Code, ScriptError, TaskFailed, raise_for_code
 from provisioner.core.keys import Channels
 from provisioner.core.leader import Leader, LeaderConfig
-from provisioner.core.logutil import LogLimiter
+from provisioner.core.logutil import LogLimiter, plural
 from provisioner.core.messages import (
     BadInput,
     decode_activity,
@@ -179,6 +179,7 @@ class Worker:
         self._secret: str | None = None
         self._last_seq: int | None = None
         self._gap_from: int | None = None
+        self._stop = asyncio.Event()  # the run's stop, once it runs
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -262,6 +263,7 @@ class Worker:
     # -- ingest -----------------------------------------------------------------------
     async def _ingest(self, stop: asyncio.Event) -> None:
         """Subscribe, consume; on failure resubscribe (connect retried with backoff)."""
+        self._stop = stop
         while not stop.is_set():
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -466,7 +468,7 @@ class Worker:
             flush()
             groups.append((call, 1))
         flush()
-        results = await self.coord.runner.call_many([g for g, _ in groups])
+        results = await self._call_many_waiting_out_oom([g for g, _ in groups])
         out: list[list[Any]] = []
         for (sent, n), res in zip(groups, results, strict=True):
             if sent[0] != "recordActivities":
@@ -476,6 +478,31 @@ class Worker:
             else:
                 out += [[int(c), 0] for c in res[1:]]
         return out
+
+    async def _call_many_waiting_out_oom(self, calls: list[Call]) -> list[Any]:
+        """``call_many``, retried with backoff while Redis refuses writes at ``maxmemory``
+        (OOM, under ``noeviction``: the whole script is refused, nothing of it runs, so a
+        retry applies each message once).  The subscription stays meanwhile, and what is
+        published queues in its buffer (up to ``client-output-buffer-limit pubsub``);
+        dropping it, as any other error does, lost every message published until the
+        resubscribe.  A stop ends the wait (the messages are lost then)."""
+        delay = 0.05
+        while True:
+            try:
+                return await self.coord.runner.call_many(calls)
+            except OutOfMemoryError as e:
+                if self._stop.is_set():
+                    raise
+                self.metrics.oom_retries.inc()
+                self._limiter.warn(
+                    "oom",
+                    "Redis refuses writes (%s); %s wait and are retried: free memory or raise "
+                    "maxmemory",
+                    e,
+                    plural(len(calls), "call"),
+                )
+                await _sleep_unless(self._stop, delay)
+                delay = min(2 * delay, self.config.max_backoff_s)
 
     async def _emit_marker(self, interval_ms: int) -> None:
         """Publish a marker if it is time, with the highest sequence number this replica
