@@ -337,6 +337,7 @@ def test_premium_add_list_remove(redis_url: str, pool: str) -> None:
         (("run", "--redis-timeout", "1e-300"), "--redis-timeout"),
         (("run", "--health-check-interval", "1e-9"), "--health-check-interval"),
         (("run", "--replica-id", ""), "--replica-id"),
+        (("run", "--max-clock-skew", "-1"), "--max-clock-skew"),
         (("run", "--replica-id", "  "), "must not be empty"),
         (("seed", "--ready-nodes", "100000000"), "--ready-nodes"),  # wrote 55,874 in 20 s
         (("seed", "--users", "-1"), "--users"),

@@ -372,3 +372,38 @@ def test_a_clean_stop_stores_the_policy_s_whole_state_for_the_next_leader(
     nxt = PredictivePolicy()
     nxt.restore(last)
     assert nxt.state_json() == policy.state_json()
+
+
+def test_a_replica_whose_clock_is_off_redis_s_neither_takes_nor_keeps_the_lease(
+    sc: SyncCoord, r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Break-test finding: a replica whose clock ran 30 s ahead took the lease and, seeing
+    every node 30 s older, reaped the ready ones as idle and deleted the booting ones as
+    stuck on its first tick.  With ``max_clock_skew_s`` it compares its clock with Redis's
+    ``TIME`` and stays out of the lease while they disagree, or gives it back."""
+    import time
+
+    from provisioner.core.leader import CLOCK_CHECK_S
+
+    now = int(time.time() * 1000)
+    cfg = LeaderConfig(tick_s=1, lease_ttl_s=10, default_boot_s=10, max_clock_skew_s=2.0)
+    metrics = Metrics()
+    ahead = VirtualClock(now + 30_000)
+    skewed = Leader(sc.coord, RecordingApi(), StaticPoolPolicy(1, 60), ahead, "S", cfg, metrics)
+    _step(sc, skewed)
+    assert skewed.token is None and r.hget(sc.keys.leader, "holder") is None
+    assert metrics.clock_skew._value.get() == pytest.approx(30.0, abs=1.0)
+    assert "30.0 s ahead of Redis's" in caplog.text or "29.9 s ahead" in caplog.text
+    clock = VirtualClock(int(time.time() * 1000))
+    leader = Leader(sc.coord, RecordingApi(), StaticPoolPolicy(1, 60), clock, "L", cfg, Metrics())
+    _step(sc, leader)
+    assert leader.token is not None and r.hget(sc.keys.leader, "holder") == "L"
+    clock.advance_to(clock.now_ms() + int(CLOCK_CHECK_S * 1000) + 30_000)  # its clock jumps
+    _step(sc, leader)
+    assert leader.token is None and r.hget(sc.keys.leader, "expires_ms") == "0"
+    unchecked = LeaderConfig(tick_s=1, lease_ttl_s=10, default_boot_s=10)
+    free = Leader(
+        sc.coord, RecordingApi(), StaticPoolPolicy(1, 60), ahead, "V", unchecked, Metrics()
+    )
+    _step(sc, free)  # a virtual clock (the replay): not checked
+    assert free.token is not None

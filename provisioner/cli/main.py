@@ -314,6 +314,14 @@ def cli() -> None:
     "says, and left by the reaper; still under --max-nodes.",
 )
 @click.option(
+    "--max-clock-skew",
+    envvar="PROVISIONER_MAX_CLOCK_SKEW",
+    type=FiniteFloat(min=0, max=MAX_SECONDS),
+    default=2.0,
+    help="A replica whose clock is further than this from Redis's neither takes nor keeps "
+    "the lease, seconds (0: unchecked).",
+)
+@click.option(
     "--lag",
     envvar="PROVISIONER_TEST_LAG",
     type=FiniteFloat(),
@@ -351,6 +359,7 @@ def run(
     intent_timeout: float | None,
     max_nodes: int | None,
     min_ready: int,
+    max_clock_skew: float,
     lag: float,
 ) -> None:
     """Run one worker replica (any number may run at once)."""
@@ -399,6 +408,7 @@ def run(
             intent_timeout_s=intent_timeout,
             max_nodes=max_nodes,
             min_ready=min_ready,
+            max_clock_skew_s=max_clock_skew or None,
         ),
         api_timeout_s=api_timeout,
         ingest_lag_s=lag,

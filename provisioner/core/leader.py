@@ -64,6 +64,10 @@ UNOBSERVED_TIMEOUT_FACTOR = 10.0
 #: with it), at least ``min_boot_timeout_s``, unless ``intent_timeout_s`` is set.
 INTENT_TIMEOUT_B = 2.0
 
+#: With ``max_clock_skew_s`` set, the replica's clock is compared with Redis's this often
+#: (seconds of its own clock).
+CLOCK_CHECK_S = 10.0
+
 log = logging.getLogger("provisioner.core.leader")
 
 
@@ -114,6 +118,12 @@ class LeaderConfig:
         min_ready: spare nodes (ready + booting) kept whatever the policy says, and left
             by the reaper (nodes stuck booting are still replaced); still under
             ``max_nodes``.
+        max_clock_skew_s: when set, a replica whose clock is further than this from
+            Redis's (``TIME``, read every :data:`CLOCK_CHECK_S`, less half the round trip)
+            neither takes nor keeps the lease: the lease's expiry and every age the leader
+            acts on (idle, stuck, intents) are unix ms of the replica's clock, and one
+            30 s ahead reaped a whole pool on its first tick.  None: unchecked (a virtual
+            clock, in the replay).
 
     Raises:
         ValueError: a negative cap or floor, or ``max_nodes`` below ``min_ready``.
@@ -136,6 +146,7 @@ class LeaderConfig:
     defer_records: bool = False
     max_nodes: int | None = None
     min_ready: int = 0
+    max_clock_skew_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_ready < 0:
@@ -147,6 +158,8 @@ class LeaderConfig:
                 f"max_nodes ({self.max_nodes}) is below min_ready ({self.min_ready}): "
                 "the floor could never be held"
             )
+        if self.max_clock_skew_s is not None and not self.max_clock_skew_s > 0:
+            raise ValueError(f"max_clock_skew_s must be > 0, got {self.max_clock_skew_s}")
 
 
 def nodes_counted(snap: PoolSnapshot) -> int:
@@ -251,6 +264,9 @@ class Leader:
         self._last_acted = True  # whether the last tick changed the pool (or was refused)
         self._boot_s = config.default_boot_s  # B of the last plan, seconds
         self._cap_binding = False  # whether the last tick's creates were cut by max_nodes
+        self._skew_checked_ms: int | None = None  # clock ms of the last clock check
+        self._skew_ms = 0.0  # this clock less Redis's, ms
+        self._skew_slack_ms = 0.0
         cap = config.max_nodes
         metrics.max_nodes.set(math.inf if cap is None else cap)
         metrics.min_ready.set(config.min_ready)
@@ -285,6 +301,11 @@ class Leader:
     async def step(self) -> None:
         """One lease round and, when leading, one tick (the tick renews the lease)."""
         now = self.clock.now_ms()
+        if not await self._clock_ok(now):
+            if self.token is not None:
+                await self.coord.release_lease(self.replica_id, self.token)
+                self._lost("this replica's clock is off Redis's")
+            return
         if self.token is None:
             ttl_ms = int(self.config.lease_ttl_s * 1000)
             st = await self.coord.acquire_lease(self.replica_id, now, ttl_ms, self.instance)
@@ -304,6 +325,37 @@ class Leader:
             self.policy.restore({str(a): str(b) for a, b in last.items()})
             log.info("leader: acquired lease, token %s", st.token)
         await self.tick(now)
+
+    async def _clock_ok(self, now: int) -> bool:
+        """Whether this replica's clock agrees with Redis's within ``max_clock_skew_s``
+        (always, when unset); measured every :data:`CLOCK_CHECK_S`, the skew in
+        ``provisioner_clock_skew_seconds``."""
+        limit = self.config.max_clock_skew_s
+        if limit is None:
+            return True
+        if (
+            self._skew_checked_ms is None
+            or abs(now - self._skew_checked_ms) >= CLOCK_CHECK_S * 1000
+        ):
+            t0 = self.clock.now_ms()
+            sec, usec = await self.coord.client.time()
+            t1 = self.clock.now_ms()
+            redis_ms = int(sec) * 1000 + int(usec) // 1000
+            self._skew_ms = (t0 + t1) / 2 - redis_ms
+            self._skew_slack_ms = (t1 - t0) / 2  # Redis read its clock within the round trip
+            self._skew_checked_ms = now
+            self.metrics.clock_skew.set(self._skew_ms / 1000)
+        if abs(self._skew_ms) - self._skew_slack_ms <= limit * 1000:
+            return True
+        self._limiter.warn(
+            "skew",
+            "leader: this replica's clock is %.1f s %s Redis's (more than --max-clock-skew "
+            "%.1f s): it neither takes nor keeps the lease; sync its clock (NTP)",
+            abs(self._skew_ms) / 1000,
+            "ahead of" if self._skew_ms > 0 else "behind",
+            limit,
+        )
+        return False
 
     async def _store_state(self, token: str) -> None:
         """At a clean stop, the last decision again with the policy's whole state (a policy

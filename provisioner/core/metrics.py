@@ -115,6 +115,11 @@ class Metrics:
             "withheld on the next tick counts again)",
             registry=r,
         )
+        self.clock_skew = Gauge(
+            "provisioner_clock_skew_seconds",
+            "This replica's clock less Redis's, seconds (measured when --max-clock-skew is set)",
+            registry=r,
+        )
         self.max_nodes = Gauge(
             "provisioner_max_nodes",
             "The --max-nodes cap on nodes that cost (+Inf: no cap)",
