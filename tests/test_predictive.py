@@ -491,3 +491,23 @@ def test_a_new_leader_goes_on_with_the_loops_where_the_last_one_stopped() -> Non
         assert b.inputs["calibration"] == pytest.approx(a.inputs["calibration"], rel=0.02)
     assert after["hazards"][-1].inputs["calibration"] == 1.0
     assert after["hazards"][-1].target_spare != after["old"][-1].target_spare
+
+
+def test_restored_calibration_windows_past_their_end_are_dropped_not_settled() -> None:
+    """Re-test finding: after a kill -9 the next leader restores a state up to 30 ticks
+    old, whose open calibration windows (each B long) are long past their end; settled
+    against the connect counter of now they counted 30 s of connects as one window's, and
+    the calibration jumped 1.5 -> 2.4.  They are dropped instead."""
+    cfg = PredictiveConfig(prior_hazard_b=0.02)
+    old = PredictivePolicy(cfg)
+    state = {"acc": 0.0, "connects": 0.0}
+    _steady(old, 0.0, 40 * B, users=30, per_s=0.5, state=state, session_s=2 * B)
+    stored = json.loads(old.state_json())
+    k = cfg.cal_prior
+    before = (stored["cal"][0] + k) / (stored["cal"][1] + k)
+    new = PredictivePolicy(cfg)
+    new.restore({"state": json.dumps(stored)})
+    later = dict(state)  # the new leader's first tick, 30 s of connects later
+    later["connects"] += 15
+    d = _steady(new, 40 * B + 30, 40 * B + 31, 30, 0.5, later, session_s=2 * B)[-1]
+    assert d.inputs["calibration"] == pytest.approx(min(cfg.cal_max, before), rel=0.01)

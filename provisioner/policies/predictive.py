@@ -412,6 +412,7 @@ class PredictivePolicy:
         self._ticks = 0
         # (due ms, forecast, connects then, weight)
         self._pending: deque[tuple[int, float, int, float]] = deque()
+        self._pending_restored = False  # restored windows past their end are dropped
         self._cal_last_ms: int | None = None
         self._hold_boot_s = 0.0
         # (ms, target, arrival rate) within the hold window, targets decreasing: its first
@@ -501,6 +502,7 @@ class PredictivePolicy:
         self._allocated.value, self._allocated.last_ms = allocated
         self._cal_actual, self._cal_forecast, self._cal_last_ms = cal
         self._pending = deque(pending)
+        self._pending_restored = True
         self._drift_actual, self._drift_expected = drift
         self._recent = deque(hold)
         self._learned = max(self._learned, learned)
@@ -582,6 +584,13 @@ class PredictivePolicy:
         overlap).  The ratio is shrunk toward 1 by ``cal_prior`` pseudo-connects on both
         sides, so a handful of connects cannot push it to its bounds [0.5, ``cal_max``]."""
         cfg = self.config
+        if self._pending_restored:
+            # windows restored from a stored state and already past their end cannot be
+            # settled: the connects since then span more than their B (a kill -9 handover
+            # settled 6 s windows over 30 s of connects: the calibration 1.5 -> 2.4)
+            self._pending_restored = False
+            while self._pending and self._pending[0][0] <= now_ms:
+                self._pending.popleft()
         while self._pending and self._pending[0][0] <= now_ms:
             due, forecast, then, weight = self._pending.popleft()
             if forecast < _NEGLIGIBLE:
