@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import time
@@ -20,6 +21,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from provisioner.core.clock import WallClock
 from provisioner.core.invariants import check_invariants
 from provisioner.core.keys import Channels, PoolKeys
 from provisioner.core.leader import LeaderConfig
@@ -475,3 +477,55 @@ def test_messages_wait_out_a_redis_at_maxmemory_and_are_applied_after(pool: str)
 
     with local_redis() as server:
         run(lambda: body(server.url))
+
+
+class _Ahead(WallClock):
+    """A wall clock 30 s ahead."""
+
+    def now_ms(self) -> int:
+        return super().now_ms() + 30_000
+
+
+def test_a_replica_whose_clock_is_off_writes_nothing(redis_url: str, pool: str) -> None:
+    """Re-test finding: a replica 30 s ahead never led, but the messages it applied first
+    carried its clock (a boot of 8 s learned as 38 s, users seen in the future) and its
+    heartbeat pruned healthy replicas from ``status``.  Now a replica whose clock is off
+    Redis's applies no message, does no maintenance (no heartbeat), publishes no marker,
+    and fails ``/healthz``."""
+
+    async def body() -> None:
+        # it must see a marker before it names messages: another replica's, here
+        async with stack(redis_url, pool) as good:
+            skewed_cfg = dataclasses.replace(
+                good.worker.config,
+                replica_id="skewed",
+                metrics_port=None,
+                leader=dataclasses.replace(good.worker.config.leader, max_clock_skew_s=2.0),
+            )
+            skewed = Worker(skewed_cfg, clock=_Ahead())
+            stop = asyncio.Event()
+            task = asyncio.create_task(skewed.run(stop))
+            try:
+
+                async def off() -> bool:
+                    return skewed.leader is not None and skewed.leader.clock_off
+
+                await eventually(off, 10, "the skewed replica to find its clock off")
+                await good.r.publish(good.channels.activity, json.dumps({"user_id": "late-1"}))
+
+                async def applied() -> bool:
+                    return await good.r.zscore(good.keys.users_active, "late-1") is not None
+
+                await eventually(applied, 5, "the good replica to apply the activity")
+                await asyncio.sleep(0.3)
+                counted = skewed.metrics.messages.labels("user:activity", "clock_off")
+                assert counted._value.get() >= 1
+                assert await good.r.zscore(good.keys.replicas, "skewed") is None
+                healthy, why = await skewed.health()
+                assert not healthy and "clock" in why
+                assert skewed.leader is not None and not skewed.leader.is_leader
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 20)
+
+    run(body)

@@ -267,9 +267,17 @@ class Leader:
         self._skew_checked_ms: int | None = None  # clock ms of the last clock check
         self._skew_ms = 0.0  # this clock less Redis's, ms
         self._skew_slack_ms = 0.0
+        self._clock_off = False
         cap = config.max_nodes
         metrics.max_nodes.set(math.inf if cap is None else cap)
         metrics.min_ready.set(config.min_ready)
+
+    @property
+    def clock_off(self) -> bool:
+        """True while the last clock check found this replica's clock further from Redis's
+        than ``max_clock_skew_s``: the whole replica then writes nothing that carries its
+        time (the worker skips ingest and maintenance, and ``/healthz`` fails)."""
+        return self._clock_off
 
     @property
     def is_leader(self) -> bool:
@@ -326,6 +334,12 @@ class Leader:
             log.info("leader: acquired lease, token %s", st.token)
         await self.tick(now)
 
+    async def check_clock(self) -> bool:
+        """Measure the clock's skew now (the worker's first step, before it writes
+        anything); whether it is within ``max_clock_skew_s``."""
+        self._skew_checked_ms = None
+        return await self._clock_ok(self.clock.now_ms())
+
     async def _clock_ok(self, now: int) -> bool:
         """Whether this replica's clock agrees with Redis's within ``max_clock_skew_s``
         (always, when unset); measured every :data:`CLOCK_CHECK_S`, the skew in
@@ -345,12 +359,14 @@ class Leader:
             self._skew_slack_ms = (t1 - t0) / 2  # Redis read its clock within the round trip
             self._skew_checked_ms = now
             self.metrics.clock_skew.set(self._skew_ms / 1000)
-        if abs(self._skew_ms) - self._skew_slack_ms <= limit * 1000:
+        self._clock_off = abs(self._skew_ms) - self._skew_slack_ms > limit * 1000
+        if not self._clock_off:
             return True
         self._limiter.warn(
             "skew",
-            "leader: this replica's clock is %.1f s %s Redis's (more than --max-clock-skew "
-            "%.1f s): it neither takes nor keeps the lease; sync its clock (NTP)",
+            "this replica's clock is %.1f s %s Redis's (more than --max-clock-skew %.1f s): "
+            "it applies no message, does no maintenance, and neither takes nor keeps the "
+            "lease; sync its clock (NTP)",
             abs(self._skew_ms) / 1000,
             "ahead of" if self._skew_ms > 0 else "behind",
             limit,

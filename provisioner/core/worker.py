@@ -209,6 +209,9 @@ class Worker:
                     self.config.leader,
                     self.metrics,
                 )
+                # before anything this replica writes carries its time
+                with contextlib.suppress(RedisError, OSError):
+                    await self.leader.check_clock()
                 tasks = [
                     asyncio.create_task(self._ingest(stop), name="ingest"),
                     asyncio.create_task(self._markers(stop), name="markers"),
@@ -258,6 +261,8 @@ class Worker:
             return False, f"redis down: {type(e).__name__}"
         if not self.subscribed:
             return False, "not subscribed"
+        if self._clock_off():
+            return False, "clock off Redis's (--max-clock-skew)"
         return True, "ok"
 
     # -- ingest -----------------------------------------------------------------------
@@ -397,9 +402,14 @@ class Worker:
         out: list[Code | None] = [None] * len(msgs)
         calls: list[Call] = []
         todo: list[tuple[int, str, str, str | bytes]] = []  # (index, channel, name, data)
+        clock_off = self._clock_off()
         for i, (channel, data) in enumerate(msgs):
             if channel == self.channels.marker:
                 await self._on_marker(data)
+                continue
+            if clock_off:  # its times would be wrong; the other replicas apply it
+                name = channel.removeprefix(self.config.channel_prefix)
+                self.metrics.messages.labels(name, "clock_off").inc()
                 continue
             msg_id = self.seq.name()
             if msg_id is None:
@@ -558,11 +568,16 @@ class Worker:
         return self.coord.node_status_call(m.node_id, m.status, now, msg_id)
 
     # -- timers -------------------------------------------------------------------------
+    def _clock_off(self) -> bool:
+        """Whether the leader's clock check found this replica's clock off Redis's."""
+        return self.leader is not None and self.leader.clock_off
+
     async def _markers(self, stop: asyncio.Event) -> None:
         interval_ms = int(self.config.marker_interval_s * 1000)
         while not stop.is_set():
             try:
-                await self._emit_marker(interval_ms)
+                if not self._clock_off():
+                    await self._emit_marker(interval_ms)
             except (RedisError, OSError) as e:
                 self._limiter.warn("marker-emit", "marker not published: %s", e)
             with contextlib.suppress(TimeoutError):
@@ -576,6 +591,8 @@ class Worker:
         while not stop.is_set():
             now = self.clock.now_ms()
             try:
+                if self._clock_off():  # a skewed heartbeat or expiry harms the others
+                    raise _Skip
                 await self.coord.heartbeat(self.config.replica_id, now)
                 await self.coord.expire_users(now, ttl_ms, ttl_b=self.config.user_ttl_b)
                 await self.coord.forget_users(now, history_ms)
@@ -592,6 +609,8 @@ class Worker:
                 self._limiter.warn("maintenance", "maintenance skipped: %s", e)
             except ScriptError as e:
                 self._limiter.warn("maintenance-script", "maintenance refused: %s", e)
+            except _Skip:
+                pass
             rounds += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -601,6 +620,10 @@ class Worker:
                 self.coord.heartbeat(self.config.replica_id, self.clock.now_ms(), leave=True),
                 self.config.socket_timeout_s,
             )
+
+
+class _Skip(Exception):
+    """A maintenance round skipped on purpose (this replica's clock is off Redis's)."""
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
