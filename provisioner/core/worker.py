@@ -407,13 +407,13 @@ class Worker:
             if channel == self.channels.marker:
                 await self._on_marker(data)
                 continue
+            msg_id = self.seq.name()  # named even when skipped: ids stay those of the others
+            if msg_id is None:
+                self.metrics.unnamed.inc()
+                continue
             if clock_off:  # its times would be wrong; the other replicas apply it
                 name = channel.removeprefix(self.config.channel_prefix)
                 self.metrics.messages.labels(name, "clock_off").inc()
-                continue
-            msg_id = self.seq.name()
-            if msg_id is None:
-                self.metrics.unnamed.inc()
                 continue
             build = self._dispatch.get(channel)
             if build is None:
