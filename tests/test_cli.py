@@ -104,7 +104,7 @@ def test_status_says_when_no_replica_holds_the_lease(
     r.hset(keys.leader, mapping={"holder": "e1", "token": "7", "expires_ms": now + 60_000})
     r.zadd(keys.replicas, {"e1": now - 2_500, "e0": now - 25_000})
     st = json.loads(ok(invoke("status", "--json")))
-    assert st["lease_held"] is True
+    assert st["lease_held"] is True and st["replicas_silent"] == ["e0"]
     text = ok(invoke("status"))
     assert "leader     e1 token 7  expires 20" in text
     assert "e1 (2.5 s ago)" in text or "e1 (2.6 s ago)" in text

@@ -474,6 +474,7 @@ async def _status(obj: CliConfig) -> dict[str, Any]:
         waiting = await c.zrange(k.users_waiting, 0, 19)
         allocations = await c.hgetall(k.user_node)
         shown = dict(sorted(allocations.items())[:STATUS_ALLOCATIONS])
+        now_ms = int(time.time() * 1000)
         return {
             "pool": obj.pool,
             "nodes": {
@@ -491,8 +492,11 @@ async def _status(obj: CliConfig) -> dict[str, Any]:
             "allocations_truncated": len(shown) < len(allocations),
             "connected": len(allocations),
             "leader": leader,
-            "lease_held": _lease_held(leader, int(time.time() * 1000)),
+            "lease_held": _lease_held(leader, now_ms),
             "replicas": {str(r): int(ms) for r, ms in replicas},
+            "replicas_silent": sorted(
+                str(r) for r, ms in replicas if now_ms - int(ms) > SILENT_S * 1000
+            ),
             "boot_time": {
                 "n": snap.boot.n,
                 "mean_s": snap.boot.mean_s,
