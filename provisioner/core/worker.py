@@ -184,6 +184,7 @@ class Worker:
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop cleanly and give up the lease."""
+        self._stop = stop
         runner = None
         if self.config.metrics_port is not None:
             runner = await serve_metrics(
@@ -268,7 +269,6 @@ class Worker:
     # -- ingest -----------------------------------------------------------------------
     async def _ingest(self, stop: asyncio.Event) -> None:
         """Subscribe, consume; on failure resubscribe (connect retried with backoff)."""
-        self._stop = stop
         while not stop.is_set():
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -591,26 +591,12 @@ class Worker:
         while not stop.is_set():
             now = self.clock.now_ms()
             try:
-                if self._clock_off():  # a skewed heartbeat or expiry harms the others
-                    raise _Skip
-                await self.coord.heartbeat(self.config.replica_id, now)
-                await self.coord.expire_users(now, ttl_ms, ttl_b=self.config.user_ttl_b)
-                await self.coord.forget_users(now, history_ms)
-                if rounds % 60 == 0:
-                    await self.coord.prune_nodes(now)
-                snap = await self.coord.snapshot()
-                for state in ("booting", "ready", "allocated", "terminating"):
-                    self.metrics.pool.labels(state).set(getattr(snap, state))
-                self.metrics.waiting.set(snap.waiting)
-                self.metrics.active.set(snap.active)
-                if snap.boot.mean_s:
-                    self.metrics.boot_time.set(snap.boot.mean_s)
+                if not self._clock_off():  # a skewed heartbeat or expiry harms the others
+                    await self._maintenance_round(now, ttl_ms, history_ms, rounds % 60 == 0)
             except (RedisError, OSError) as e:
                 self._limiter.warn("maintenance", "maintenance skipped: %s", e)
             except ScriptError as e:
                 self._limiter.warn("maintenance-script", "maintenance refused: %s", e)
-            except _Skip:
-                pass
             rounds += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -621,9 +607,21 @@ class Worker:
                 self.config.socket_timeout_s,
             )
 
-
-class _Skip(Exception):
-    """A maintenance round skipped on purpose (this replica's clock is off Redis's)."""
+    async def _maintenance_round(self, now: int, ttl_ms: int, history_ms: int, prune: bool) -> None:
+        """One round: heartbeat, user expiry and forgetting, node pruning when ``prune``,
+        and the pool gauges (unix ms; a user TTL of 0 ms: ``user_ttl_b`` boot times)."""
+        await self.coord.heartbeat(self.config.replica_id, now)
+        await self.coord.expire_users(now, ttl_ms, ttl_b=self.config.user_ttl_b)
+        await self.coord.forget_users(now, history_ms)
+        if prune:
+            await self.coord.prune_nodes(now)
+        snap = await self.coord.snapshot()
+        for state in ("booting", "ready", "allocated", "terminating"):
+            self.metrics.pool.labels(state).set(getattr(snap, state))
+        self.metrics.waiting.set(snap.waiting)
+        self.metrics.active.set(snap.active)
+        if snap.boot.mean_s:
+            self.metrics.boot_time.set(snap.boot.mean_s)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
