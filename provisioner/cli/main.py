@@ -448,17 +448,16 @@ def _leader_line(leader: dict[str, str], held: bool) -> str:
 SILENT_S = 10.0
 
 
-def _replicas_line(replicas: dict[str, int], now_ms: int) -> str:
-    """``status``'s replicas with the age of their last heartbeat, those older than
-    :data:`SILENT_S` marked silent (the entry goes 30 s after the last heartbeat, when
-    another replica beats)."""
+def _replicas_line(replicas: dict[str, int], silent: list[str], now_ms: int) -> str:
+    """``status``'s replicas with the age of their last heartbeat, those ``silent``
+    (:data:`SILENT_S`, as ``status --json`` lists them) marked so (the entry goes 30 s
+    after the last heartbeat, when another replica beats)."""
     if not replicas:
         return "-"
-    parts = []
-    for r, ms in replicas.items():
-        age = max(0, now_ms - ms) / 1000
-        parts.append(f"{r} ({age:.1f} s ago{', silent' if age > SILENT_S else ''})")
-    return ", ".join(parts)
+    return ", ".join(
+        f"{r} ({max(0, now_ms - ms) / 1000:.1f} s ago{', silent' if r in silent else ''})"
+        for r, ms in replicas.items()
+    )
 
 
 async def _status(obj: CliConfig) -> dict[str, Any]:
@@ -547,7 +546,8 @@ def status(obj: CliConfig, as_json: bool) -> None:
         f"  connected {st['allocations_total']}",
         f"  waitlist   {' '.join(st['waitlist_head']) or '-'}",
         "  leader     " + _leader_line(st["leader"], st["lease_held"]),
-        "  replicas   " + _replicas_line(st["replicas"], int(time.time() * 1000)),
+        "  replicas   "
+        + _replicas_line(st["replicas"], st["replicas_silent"], int(time.time() * 1000)),
         "  boot time  "
         + (
             f"{b['mean_s']:.1f}s +- {b['sd_s']:.1f}s over {plural(b['n'], 'boot')}"
