@@ -318,8 +318,8 @@ def cli() -> None:
     envvar="PROVISIONER_MAX_CLOCK_SKEW",
     type=FiniteFloat(min=0, max=MAX_SECONDS),
     default=2.0,
-    help="A replica whose clock is further than this from Redis's neither takes nor keeps "
-    "the lease, seconds (0: unchecked).",
+    help="A replica whose clock is further than this from Redis's writes nothing (no "
+    "message applied, no maintenance, no lease) and fails /healthz, seconds (0: unchecked).",
 )
 @click.option(
     "--lag",

@@ -120,7 +120,8 @@ class LeaderConfig:
             ``max_nodes``.
         max_clock_skew_s: when set, a replica whose clock is further than this from
             Redis's (``TIME``, read every :data:`CLOCK_CHECK_S`, less half the round trip)
-            neither takes nor keeps the lease: the lease's expiry and every age the leader
+            neither takes nor keeps the lease (and :attr:`Leader.clock_off` stops the
+            worker's writes): the lease's expiry and every age the leader
             acts on (idle, stuck, intents) are unix ms of the replica's clock, and one
             30 s ahead reaped a whole pool on its first tick.  None: unchecked (a virtual
             clock, in the replay).
